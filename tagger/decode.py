@@ -1,0 +1,231 @@
+"""Decode an audio file to mono float32 at a given sample rate.
+
+libsndfile (through soundfile) reads WAV, AIFF, FLAC, Ogg Vorbis, Opus and MP3; PyAV (FFmpeg's
+libraries, linked into the wheel) reads everything else tagger supports (M4A AAC/ALAC, WMA) and
+is the fallback when libsndfile refuses a file (a FLAC named .mp3, say). No external binaries.
+
+Decoding streams in blocks: channels are averaged to mono block by block and the result is
+resampled once with soxr (the resampler librosa uses), so memory is proportional to the mono
+output, never to the decoded multichannel file. Reading a stretch (``offset``/``duration``)
+seeks rather than decoding and discarding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tagger.errors import DecodeError
+
+log = logging.getLogger(__name__)
+
+#: Extensions libsndfile is tried on first.
+SNDFILE_EXTS = {".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus", ".mp3"}
+BLOCK_FRAMES = 1 << 16
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    duration: float  # seconds (estimate for some compressed streams)
+    sample_rate: int
+    channels: int
+    codec: str
+
+
+def probe(path: str | Path) -> AudioInfo:
+    """Duration, rate, channels and codec without decoding the audio."""
+    path = Path(path)
+    _check_readable(path)
+    if path.suffix.lower() in SNDFILE_EXTS:
+        try:
+            import soundfile as sf
+
+            info = sf.info(str(path))
+            if info.frames > 0 and info.samplerate > 0:
+                return AudioInfo(info.frames / info.samplerate, info.samplerate, info.channels, info.format.lower())
+        except Exception:  # noqa: BLE001 - fall through to FFmpeg
+            pass
+    return _probe_av(path)
+
+
+def decode(
+    path: str | Path,
+    *,
+    sample_rate: int,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> np.ndarray:
+    """Mono float32 audio at ``sample_rate``, shape (n_samples,).
+
+    ``offset`` and ``duration`` (seconds) select a stretch; reading it seeks.
+    Raises :class:`DecodeError` with a one-line reason for anything unreadable.
+    """
+    path = Path(path)
+    _check_readable(path)
+    errors = []
+    if path.suffix.lower() in SNDFILE_EXTS:
+        try:
+            y, sr = _decode_sndfile(path, offset, duration)
+            return _resample(y, sr, sample_rate)
+        except DecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - libsndfile refuses; try FFmpeg
+            errors.append(f"libsndfile: {_short(exc)}")
+    try:
+        y, sr = _decode_av(path, offset, duration)
+        return _resample(y, sr, sample_rate)
+    except DecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"ffmpeg: {_short(exc)}")
+    raise DecodeError(path, "cannot decode audio (" + "; ".join(errors) + ")")
+
+
+def decode_segments(
+    path: str | Path, *, sample_rate: int, segments: list[tuple[float, float]]
+) -> list[np.ndarray]:
+    """Decode several (offset, duration) stretches of one file."""
+    return [decode(path, sample_rate=sample_rate, offset=o, duration=d) for o, d in segments]
+
+
+# ---------------------------------------------------------------------------------------
+
+def _check_readable(path: Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DecodeError(path, "file not found (deleted or moved?)") from None
+    except OSError as exc:
+        raise DecodeError(path, f"cannot stat file: {exc.strerror or exc}") from None
+    if not path.is_file():
+        raise DecodeError(path, "not a regular file")
+    if st.st_size == 0:
+        raise DecodeError(path, "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise DecodeError(path, "permission denied (not readable)")
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:160] + "…") if len(text) > 160 else (text or type(exc).__name__)
+
+
+def _resample(y: np.ndarray, sr: int, target: int) -> np.ndarray:
+    if y.size == 0:
+        raise ValueError("no audio frames decoded")
+    if sr != target:
+        import soxr
+
+        y = soxr.resample(y, sr, target, quality="HQ")
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if not np.all(np.isfinite(y)):
+        raise ValueError("decoded audio contains NaN or infinity")
+    return y
+
+
+def _decode_sndfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        sr = f.samplerate
+        start = int(round(max(offset, 0.0) * sr))
+        total = f.frames if f.frames > 0 else None
+        if start:
+            if total is not None and start >= total:
+                return np.zeros(0, np.float32), sr
+            f.seek(start)
+        want = None if duration is None else int(round(duration * sr))
+        parts, got = [], 0
+        while want is None or got < want:
+            n = BLOCK_FRAMES if want is None else min(BLOCK_FRAMES, want - got)
+            block = f.read(n, dtype="float32", always_2d=True)
+            if block.shape[0] == 0:
+                break
+            parts.append(block.mean(axis=1))
+            got += block.shape[0]
+    if not parts:
+        raise ValueError("no audio frames decoded")
+    return np.concatenate(parts), sr
+
+
+def _open_av(path: Path):
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except Exception as exc:  # noqa: BLE001
+        raise DecodeError(path, f"not a readable audio file ({_short(exc)})") from None
+    if not container.streams.audio:
+        container.close()
+        raise DecodeError(path, "no audio stream in file")
+    return container
+
+
+def _probe_av(path: Path) -> AudioInfo:
+    container = _open_av(path)
+    try:
+        stream = container.streams.audio[0]
+        if stream.duration is not None and stream.time_base is not None:
+            dur = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            dur = container.duration / 1_000_000
+        else:
+            dur = 0.0
+        ctx = stream.codec_context
+        return AudioInfo(dur, int(ctx.sample_rate or 0), int(ctx.channels or 0), ctx.name or "unknown")
+    finally:
+        container.close()
+
+
+def _decode_av(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+    import av
+
+    container = _open_av(path)
+    parts: list[np.ndarray] = []
+    try:
+        stream = container.streams.audio[0]
+        sr = int(stream.codec_context.sample_rate or 0)
+        if sr <= 0:
+            raise DecodeError(path, "audio stream has no sample rate")
+        # format conversion only (planar/int -> packed float); channels are averaged below,
+        # rate is left alone so that every decoder feeds the same soxr resampler.
+        resampler = None
+        if offset > 0:
+            container.seek(int(offset * av.time_base), any_frame=False, backward=True)
+        start = offset
+        stop = None if duration is None else offset + duration
+        for frame in container.decode(stream):
+            if frame.pts is not None and frame.time_base is not None:
+                t0 = float(frame.pts * frame.time_base)
+            else:
+                t0 = None
+            if resampler is None:
+                resampler = av.AudioResampler(format="flt", layout=frame.layout.name, rate=frame.sample_rate)
+            for out in resampler.resample(frame):
+                a = out.to_ndarray().reshape(-1, len(out.layout.channels)).mean(axis=1)
+                if t0 is not None:
+                    # trim to [start, stop) using the frame's timestamp
+                    i0 = max(0, int(round((start - t0) * sr))) if t0 < start else 0
+                    a = a[i0:]
+                    if stop is not None:
+                        t_first = max(t0, start)
+                        keep = int(round((stop - t_first) * sr))
+                        a = a[: max(0, keep)]
+                parts.append(a.astype(np.float32, copy=False))
+            if stop is not None and t0 is not None and t0 >= stop:
+                break
+    except DecodeError:
+        raise
+    except av.error.FFmpegError as exc:
+        if not parts:
+            raise DecodeError(path, f"cannot decode audio ({_short(exc)})") from None
+        log.warning("%s: decoding stopped early: %s", path, _short(exc))
+    finally:
+        container.close()
+    if not parts:
+        raise DecodeError(path, "no audio frames decoded")
+    return np.concatenate(parts), sr

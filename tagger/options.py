@@ -1,0 +1,55 @@
+"""Every option of ``tagger tag`` in one frozen object.
+
+The CLI, the config file (``[tag]`` table of config.toml) and the defaults below are merged with
+precedence CLI > config file > defaults by :mod:`tagger.config`; library code receives a
+``TagOptions`` and never reads click or the environment itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+ON_EXISTING = ("skip", "replace", "merge")
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    model: str | None = None  # path to NAME.keras / NAME.json / export folder; None = shipped
+    vocabulary: str = "gtzan"  # shipped model to use when no --model: gtzan | msd
+    top_k: int = 1
+    min_confidence: float = 0.4
+    on_existing: str = "skip"  # skip | replace | merge
+    id3v23: bool = False
+    dry_run: bool = False
+    reports: tuple[str, ...] = ()  # .json / .csv / .html paths
+    exclude: tuple[str, ...] = ()  # glob patterns, matched against the path relative to its root and the name
+    batch_size: int | None = None  # None: chosen by device (CPU / GPU)
+    workers: int | None = None  # Ray decode tasks in parallel; None: the cluster's CPUs
+    ray_address: str | None = None  # None: RAY_ADDRESS or a local instance
+    analysis_seconds: float | None = None  # None: whole track (capped by max_analysis_seconds)
+    max_analysis_seconds: float = 900.0
+    state_db: str | None = None  # None: platformdirs user state dir
+    force: bool = False
+    max_files: int | None = None
+    time_budget: float | None = None  # seconds
+    quiet: bool = False
+    log_file: str | None = None
+    file_timeout: float = 300.0  # seconds per file in a worker
+    explain_uncertain: bool = False
+    genre_map: dict[str, str] = field(default_factory=dict)  # label -> genre written ([genres] table)
+
+    def __post_init__(self) -> None:
+        if self.on_existing not in ON_EXISTING:
+            raise ValueError(f"on_existing must be one of {', '.join(ON_EXISTING)}")
+        if self.top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError("min_confidence must be between 0 and 1")
+
+    def replace(self, **changes) -> "TagOptions":
+        return dataclasses.replace(self, **changes)
+
+
+def option_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TagOptions)]
