@@ -1,0 +1,125 @@
+"""The worker's job for one file: read its tags, decide whether it needs the model, decode the
+stretches to analyse, compute features. Pure with respect to the file: it only reads.
+
+:func:`analyse_file` is a plain function (tested without Ray); :mod:`tagger.ray_backend` runs it
+as a Ray task. The result is a small dict of plain values plus a float16 feature array.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from tagger.errors import AudioError, FileError, ParameterError
+
+log = logging.getLogger(__name__)
+
+
+def plan_segments(duration: float, *, analysis_seconds: float | None, max_seconds: float,
+                  chunk_seconds: float) -> list[tuple[float, float | None]]:
+    """Which stretches of a track to analyse, as (offset, duration) in seconds.
+
+    ``analysis_seconds=None``: the whole track, unless it is longer than ``max_seconds`` (a DJ mix,
+    an audiobook), which is then sampled like ``analysis_seconds=max_seconds`` so that memory and
+    time stay bounded. Sampling takes evenly spaced segments of about 3 chunks between 10% and 90%
+    of the track (intros and outros are least typical), adding up to ``analysis_seconds``.
+    Tracks no longer than the budget are analysed whole. An unknown duration (0) means whole.
+    """
+    budget = analysis_seconds if analysis_seconds is not None else max_seconds
+    if duration <= 0 or duration <= budget:
+        return [(0.0, None)]
+    seg = max(chunk_seconds, min(budget, 3 * chunk_seconds))
+    count = max(1, int(math.ceil(budget / seg)))
+    seg = budget / count
+    lo, hi = 0.1 * duration, 0.9 * duration - seg
+    if hi <= lo:
+        lo, hi = 0.0, max(0.0, duration - seg)
+    if count == 1:
+        starts = [(lo + hi) / 2]
+    else:
+        starts = [lo + i * (hi - lo) / (count - 1) for i in range(count)]
+    return [(round(s, 3), round(seg, 3)) for s in starts]
+
+
+def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """Analyse one file. Never raises for a problem with the file: returns ``error`` instead.
+
+    ``policy`` keys: model_id, on_existing, analyse_all (bool), analysis_seconds, max_seconds,
+    float16 (bool).
+    Returns a dict with keys: path, size, mtime_ns, format, existing, provenance, skip, features
+    (np.ndarray or None), duration, segments, error (None or (kind, reason)), node, seconds.
+    """
+    from tagger.aggregate import needs_analysis
+    from tagger.features import FeatureParams, extract_segments, is_silent
+
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {
+        "path": path, "size": None, "mtime_ns": None, "format": None, "existing": (), "provenance": None,
+        "owner_model": None, "tagger_owned": False, "skip": None, "features": None, "duration": None,
+        "analysed": None, "error": None, "node": _node_id(), "seconds": 0.0,
+    }
+    try:
+        st = os.stat(path)
+        out["size"], out["mtime_ns"] = st.st_size, st.st_mtime_ns
+        from tagger import tags
+
+        info = tags.read_tags(path)
+        out["format"] = info.format
+        out["existing"] = tuple(info.genres)
+        if info.provenance is not None:
+            out["provenance"] = info.provenance.to_string()
+            out["owner_model"] = info.provenance.model_id
+        out["tagger_owned"] = info.tagger_owned
+        skip = needs_analysis(
+            existing=out["existing"], tagger_owned=info.tagger_owned,
+            owner_model_id=out["owner_model"], model_id=policy["model_id"],
+            on_existing=policy["on_existing"], always=policy.get("analyse_all", False),
+        )
+        if skip:
+            out["skip"] = skip
+            return out
+        fp = FeatureParams.from_dict(params)
+        from tagger.decode import decode, probe
+
+        duration = probe(path).duration
+        out["duration"] = duration
+        segments = plan_segments(duration, analysis_seconds=policy.get("analysis_seconds"),
+                                 max_seconds=policy.get("max_seconds", 900.0), chunk_seconds=fp.chunk_seconds)
+        audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
+        n = sum(a.shape[0] for a in audio)
+        out["analysed"] = n / fp.sample_rate
+        if all(is_silent(a) for a in audio):
+            raise AudioError(path, "digital silence: nothing to classify")
+        try:
+            feats = extract_segments(audio, params=fp)
+        except ParameterError as exc:
+            raise AudioError(path, str(exc)) from None
+        if policy.get("float16", False):
+            feats = feats.astype(np.float16)
+        out["features"] = feats
+    except FileError as exc:
+        out["error"] = (exc.kind, exc.reason)
+    except MemoryError:
+        out["error"] = ("decode", "out of memory while decoding")
+    except Exception as exc:  # noqa: BLE001 - a bad file must never end the run
+        log.debug("unexpected error on %s", path, exc_info=True)
+        out["error"] = ("decode", f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+    finally:
+        out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001
+        pass
+    return ""

@@ -1,0 +1,446 @@
+"""The ``tagger`` command line. Heavy imports live inside the command bodies so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from tagger import __version__
+from tagger.errors import (
+    EXIT_FATAL,
+    EXIT_OK,
+    FatalError,
+    TaggerError,
+)
+
+log = logging.getLogger("tagger")
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0    all well
+  1    usage or fatal error (bad model, Ray cannot start, corrupt state database)
+  2    finished, but some files failed (see the report / log)
+  75   another tagger run holds the lock (cron may simply retry later)
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
+"""
+
+
+class Context:
+    def __init__(self, verbose: int):
+        self.verbose = verbose
+
+
+def setup_logging(*, verbose: int = 0, quiet: bool = False, log_file: str | None = None) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_tagger", False):
+            root.removeHandler(h)
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    if quiet:
+        level = logging.ERROR
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("tagger: %(message)s"))
+    console._tagger = True  # type: ignore[attr-defined]
+    root.addHandler(console)
+    if log_file:
+        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh.setLevel(logging.INFO)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        fh._tagger = True  # type: ignore[attr-defined]
+        root.addHandler(fh)
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
+    for noisy in ("ray", "absl", "tensorflow", "numba", "h5py", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose < 2 else logging.INFO)
+
+
+def fail(ctx: click.Context, exc: BaseException) -> None:
+    """One clear line for known errors; a traceback only with -v."""
+    obj = ctx.find_root().obj
+    if obj is not None and obj.verbose:
+        import traceback
+
+        traceback.print_exception(exc)
+    msg = str(exc) if isinstance(exc, TaggerError) else f"{type(exc).__name__}: {exc}"
+    click.echo(f"tagger: error: {msg}", err=True)
+    ctx.exit(getattr(exc, "exit_code", EXIT_FATAL))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tagger")
+@click.option("-v", "--verbose", count=True, help="More log output; -v shows tracebacks of errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """tagger: predict music genres with a CNN and write them into your files' tags."""
+    ctx.obj = Context(verbose)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# --------------------------------------------------------------------------------------------
+# tag
+# --------------------------------------------------------------------------------------------
+
+TAG_HELP = f"""Analyse PATHS (files or folders) and write predicted genres into the files.
+
+Run with --dry-run first: it computes everything and writes nothing. Files whose genre a person
+wrote are left alone unless --on-existing says otherwise. Settings may also come from the config
+file (see `tagger config`); the command line wins.
+
+{EXIT_CODES_HELP}"""
+
+# CLI parameter name -> TagOptions field (identical unless listed)
+_RENAME = {"report": "reports"}
+
+
+@main.command("tag", help=TAG_HELP)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--dry-run", "-n", is_flag=True, default=None, help="Compute everything, write nothing.")
+@click.option("--report", multiple=True, metavar="FILE", help="Write a report: .json, .csv or .html (repeatable).")
+@click.option("--model", metavar="PATH", help="A model (NAME.keras with NAME.json beside it, or its folder). Default: the shipped model.")
+@click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), default=None,
+              help="Shipped model to use: gtzan (10 GTZAN genres, default) or msd (broader MSD genre tags).")
+@click.option("--top-k", type=click.IntRange(1, 10), default=None, help="Write up to K genres [default: 1].")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Only genres scoring at least this; otherwise the file is 'uncertain' and left alone [default: 0.4].")
+@click.option("--on-existing", type=click.Choice(["skip", "replace", "merge"]), default=None,
+              help="What to do with a genre a person wrote [default: skip].")
+@click.option("--id3v23", is_flag=True, default=None, help="Write ID3v2.3 instead of v2.4 (for old players).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths matching GLOB (repeatable).")
+@click.option("--batch-size", type=click.IntRange(1, 65536), default=None, help="Chunks per inference batch [default: 64 on CPU, 512 on GPU].")
+@click.option("--workers", type=click.IntRange(1, 4096), default=None, help="Decode tasks in parallel [default: the CPUs Ray sees].")
+@click.option("--ray-address", metavar="ADDR", default=None, help="Join this Ray cluster (also RAY_ADDRESS). Default: start a local one.")
+@click.option("--analysis-seconds", type=click.FloatRange(min=1), default=None,
+              help="Analyse about this many seconds per track, sampled across it (seeking), instead of the whole track.")
+@click.option("--state-db", metavar="FILE", default=None, help="State database [default: in the user state directory].")
+@click.option("--force", is_flag=True, default=None, help="Re-analyse files even if unchanged since the last run.")
+@click.option("--max-files", type=click.IntRange(min=1), default=None, help="Handle at most N files this run; the rest next time.")
+@click.option("--time-budget", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="Stop starting new files after this many seconds; the rest next time.")
+@click.option("--file-timeout", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help="Give up on a file whose analysis takes longer [default: 300].")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress and no summary unless files failed (for cron).")
+@click.option("--log-file", metavar="FILE", default=None, help="Append a log of the run to FILE.")
+@click.option("--explain-uncertain", is_flag=True, default=None, help="Add explain pictures of uncertain files to the HTML report.")
+@click.option("--config", "config_path", metavar="FILE", default=None, help="Config file [default: config.toml in the user config directory].")
+@click.pass_context
+def tag_cmd(ctx: click.Context, paths, config_path, **cli) -> None:
+    from tagger.config import load_config, resolve
+
+    try:
+        file_values, cfg_path = load_config(Path(config_path) if config_path else None, explicit=bool(config_path))
+        explicit = {
+            _RENAME.get(k, k) for k in cli
+            if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE and cli[k] not in (None, ())
+        }
+        values = {_RENAME.get(k, k): (tuple(v) if isinstance(v, tuple) else v) for k, v in cli.items()}
+        options, _sources = resolve(values, explicit, file_values, cfg_path)
+    except (FatalError, ValueError) as exc:
+        fail(ctx, exc if isinstance(exc, TaggerError) else FatalError(str(exc)))
+        return
+    setup_logging(verbose=ctx.find_root().obj.verbose, quiet=options.quiet, log_file=options.log_file)
+    code = run_tag(ctx, list(paths), options)
+    ctx.exit(code)
+
+
+def run_tag(ctx: click.Context, paths: list[str], options) -> int:
+    from tagger.lock import RunLock
+    from tagger.pipeline import StopFlag, Tagger
+    from tagger.report import check_report_path
+    from tagger.state import StateDB, default_state_path, new_run_id
+
+    for r in options.reports:
+        try:
+            check_report_path(r)
+        except ValueError as exc:
+            fail(ctx, FatalError(str(exc)))
+    for p in paths:
+        if not os.path.lexists(p):
+            fail(ctx, FatalError(f"{p}: no such file or folder"))
+
+    state_path = Path(options.state_db).expanduser() if options.state_db else default_state_path()
+    stop = StopFlag()
+    stop.install()
+    lock = RunLock(state_path)
+    try:
+        lock.acquire()
+        with StateDB(state_path) as state:
+            run_id = new_run_id()
+            progress = _make_progress(options)
+            tagger = Tagger(paths, options, argv=sys.argv[1:], progress=progress, state=state, run_id=run_id, stop=stop)
+            state.begin_run(run_id, model_id=tagger.meta.model_id, argv=sys.argv[1:], dry_run=options.dry_run,
+                            options=tagger.report.options)
+            status = "failed"
+            try:
+                report = tagger.run()
+                status = "interrupted" if report.interrupted else "finished"
+            finally:
+                counts = tagger.report.counts
+                state.finish_run(run_id, status=status, counts=counts)
+            if tagger._explain and any(r.lower().endswith((".html", ".htm")) for r in options.reports):
+                _attach_explanations(tagger, options)
+            for r in options.reports:
+                report.write(r)
+    except TaggerError as exc:
+        fail(ctx, exc)
+        return EXIT_FATAL
+    finally:
+        lock.release()
+        stop.restore()
+
+    failed = report.counts.get("failed", 0)
+    if not options.quiet or failed:
+        click.echo(report.summary_line())
+    if report.interrupted:
+        return stop.exit_code
+    return report.exit_code
+
+
+def _attach_explanations(tagger, options) -> None:
+    try:
+        from tagger.explain import attach_to_report
+    except ImportError:
+        return
+    attach_to_report(tagger, options)
+
+
+class _TqdmProgress:
+    def __init__(self):
+        self.bar = None
+
+    def start(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
+
+    def advance(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _make_progress(options):
+    from tagger.pipeline import Progress
+
+    if options.quiet or not sys.stdout.isatty():
+        return Progress()
+    return _TqdmProgress()
+
+
+# --------------------------------------------------------------------------------------------
+# info, runs, undo, config
+# --------------------------------------------------------------------------------------------
+
+@main.command("info")
+@click.option("--model", metavar="PATH", default=None, help="Describe this model instead of the shipped one.")
+@click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), default=None)
+@click.option("--ray/--no-ray", "use_ray", default=True, help="Also start Ray and show the compute it sees.")
+@click.option("--ray-address", metavar="ADDR", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def info_cmd(ctx, model, vocabulary, use_ray, ray_address, as_json) -> None:
+    """Show the model in use, versions, and the compute Ray sees."""
+    import json
+    import platform
+
+    from tagger.modelmeta import load_meta, locate
+
+    try:
+        files = locate(model, vocabulary=vocabulary)
+        meta = load_meta(files)
+    except TaggerError as exc:
+        fail(ctx, exc)
+        return
+    out = {
+        "tagger": __version__,
+        "python": platform.python_version(),
+        "model": {
+            "path": str(files.weights), "model_id": meta.model_id, "name": meta.name,
+            "architecture": meta.architecture, "labels": list(meta.labels),
+            "output_activation": meta.output_activation, "features": meta.features.to_dict(),
+            "metrics": meta.metrics, "training": meta.training, "licence": meta.licence, "credits": meta.credits,
+        },
+        "versions": _versions(),
+    }
+    if use_ray:
+        from tagger import ray_backend as rb
+
+        try:
+            handle = rb.connect(ray_address)
+        except TaggerError as exc:
+            fail(ctx, exc)
+            return
+        try:
+            import ray
+
+            res = handle.resources
+            out["compute"] = {
+                "address": handle.address, "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+                "cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0),
+                "inference": rb.plan_inference(res).__dict__,
+            }
+        finally:
+            handle.shutdown()
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    m = out["model"]
+    click.echo(f"tagger {__version__} (Python {out['python']})")
+    click.echo(f"model:        {m['name'] or '(unnamed)'}  id {m['model_id']}  [{m['architecture']}]")
+    click.echo(f"  file:       {m['path']}")
+    click.echo(f"  labels:     {', '.join(m['labels'])}")
+    f = meta.features
+    click.echo(f"  features:   {f.kind}, {f.sample_rate} Hz, n_fft {f.n_fft}, hop {f.hop_length}, {f.n_mels} mels, "
+               f"log {f.log}, chunks {f.chunk_seconds:.2f} s every {f.chunk_hop_seconds:.2f} s")
+    for line in _metric_lines(meta.metrics):
+        click.echo(f"  {line}")
+    if meta.credits:
+        click.echo(f"  credits:    {meta.credits}")
+    click.echo("versions:     " + ", ".join(f"{k} {v}" for k, v in out["versions"].items()))
+    if "compute" in out:
+        c = out["compute"]
+        click.echo(f"compute:      Ray {c['address']}: {c['nodes']} node(s), {c['cpus']:g} CPUs, {c['gpus']:g} GPUs; "
+                   f"inference on {c['inference']['where']} (batch {c['inference']['batch_size']})")
+
+
+def _metric_lines(metrics: dict) -> list[str]:
+    lines = []
+    for key, val in metrics.items():
+        if isinstance(val, dict) and "accuracy" in val:
+            ci = val.get("ci95") or val.get("accuracy_ci95")
+            extra = f" (95% CI {ci[0]:.1%}–{ci[1]:.1%})" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+            lines.append(f"{key}: accuracy {val['accuracy']:.1%}{extra}")
+        elif isinstance(val, (int, float, str)):
+            lines.append(f"{key}: {val}")
+    return lines
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in ("tensorflow", "keras", "ray", "librosa", "mutagen", "numpy", "soundfile", "av"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+@main.command("runs")
+@click.option("--state-db", metavar="FILE", default=None)
+@click.option("--limit", type=int, default=30, show_default=True)
+@click.pass_context
+def runs_cmd(ctx, state_db, limit) -> None:
+    """List recent runs (newest first) with their ids, for `tagger undo`."""
+    from tagger.state import StateDB, default_state_path
+
+    path = Path(state_db).expanduser() if state_db else default_state_path()
+    if not path.exists():
+        click.echo(f"no runs yet (no state database at {path})")
+        return
+    try:
+        with StateDB(path) as db:
+            runs = db.runs(limit=limit)
+    except TaggerError as exc:
+        fail(ctx, exc)
+        return
+    if not runs:
+        click.echo("no runs yet")
+        return
+    click.echo(f"{'run id':<22} {'started':<20} {'status':<11} {'dry':<4} {'changed':>7}  counts")
+    for r in runs:
+        counts = ", ".join(f"{n} {k}" for k, n in r.counts.items() if n)
+        click.echo(f"{r.run_id:<22} {r.started[:19]:<20} {r.status:<11} {'yes' if r.dry_run else '':<4} "
+                   f"{r.files_changed:>7}  {counts}")
+
+
+@main.command("undo")
+@click.argument("run_id")
+@click.option("--state-db", metavar="FILE", default=None)
+@click.option("--dry-run", "-n", is_flag=True, help="Show what would be restored.")
+@click.pass_context
+def undo_cmd(ctx, run_id, state_db, dry_run) -> None:
+    """Restore the tag fields a run changed, exactly as they were.
+
+    Files modified since that run are reported and left alone.
+    """
+    from tagger.lock import RunLock
+    from tagger.state import StateDB, default_state_path
+    from tagger.undo import undo_run
+
+    setup_logging(verbose=ctx.find_root().obj.verbose)
+    path = Path(state_db).expanduser() if state_db else default_state_path()
+    if not path.exists():
+        fail(ctx, FatalError(f"no state database at {path}: nothing to undo"))
+    lock = RunLock(path)
+    try:
+        lock.acquire()
+        with StateDB(path) as db:
+            res = undo_run(db, run_id, dry_run=dry_run)
+    except TaggerError as exc:
+        fail(ctx, exc)
+        return
+    finally:
+        lock.release()
+    verb = "would restore" if dry_run else "restored"
+    for p in res.restored:
+        click.echo(f"{verb}: {p}")
+    for p, why in res.skipped_modified:
+        click.echo(f"left alone (modified since that run): {p}: {why}", err=True)
+    for p in res.missing:
+        click.echo(f"missing (skipped): {p}", err=True)
+    for p, why in res.failed:
+        click.echo(f"failed: {p}: {why}", err=True)
+    click.echo(f"undo {run_id}: {len(res.restored)} {verb}, {len(res.skipped_modified)} modified since, "
+               f"{len(res.missing)} missing, {len(res.failed)} failed")
+    ctx.exit(2 if res.failed else EXIT_OK)
+
+
+@main.command("config")
+@click.option("--config", "config_path", metavar="FILE", default=None)
+@click.option("--example", is_flag=True, help="Print a commented example config file.")
+@click.pass_context
+def config_cmd(ctx, config_path, example) -> None:
+    """Print the effective settings for `tagger tag` and where each came from."""
+    from tagger.config import default_config_path, example_config, format_effective, load_config, resolve
+
+    if example:
+        click.echo(example_config())
+        return
+    try:
+        values, path = load_config(Path(config_path) if config_path else None, explicit=bool(config_path))
+        options, sources = resolve({}, set(), values, path)
+    except TaggerError as exc:
+        fail(ctx, exc)
+        return
+    click.echo(f"# config file: {path if path else str(default_config_path()) + ' (not present)'}")
+    click.echo(format_effective(options, sources))
+
+
+def _register_optional() -> None:
+    try:
+        from training.cli import train
+
+        main.add_command(train)
+    except ImportError:  # training/ not installed
+        pass
+    try:
+        from tagger.explain import explain_cmd
+
+        main.add_command(explain_cmd)
+    except ImportError:
+        pass
+
+
+_register_optional()
+
+
+def entry() -> None:
+    main()

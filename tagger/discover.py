@@ -1,0 +1,151 @@
+"""Find the audio files to tag: a sorted, ignore-aware, loop-safe recursive walk.
+
+Pure standard library (no numpy, TensorFlow or Ray) so a no-op re-run stays fast.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Extensions tagger reads and writes (kept in step with tagger.tags.SUPPORTED).
+AUDIO_EXTS = {
+    ".mp3": "mp3",
+    ".flac": "flac",
+    ".ogg": "ogg",
+    ".oga": "ogg",
+    ".opus": "opus",
+    ".m4a": "m4a",
+    ".m4b": "m4a",
+    ".mp4": "m4a",
+    ".wav": "wav",
+    ".aif": "aiff",
+    ".aiff": "aiff",
+    ".aifc": "aiff",
+    ".wma": "wma",
+}
+
+
+@dataclass(frozen=True)
+class Found:
+    path: str  # absolute, not resolved through symlinks (what the user sees)
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Problem:
+    path: str
+    reason: str
+
+
+def is_excluded(rel: str, name: str, patterns: Iterable[str]) -> bool:
+    """A pattern matches the path relative to its root (``Live/*``), or the bare name (``*.tmp``)."""
+    for pat in patterns:
+        pat = pat.rstrip("/")
+        if fnmatch.fnmatchcase(rel, pat) or fnmatch.fnmatchcase(name, pat):
+            return True
+        if fnmatch.fnmatchcase(rel, pat + "/*"):  # a directory pattern excludes what is below it
+            return True
+    return False
+
+
+def walk(
+    paths: Iterable[str | os.PathLike],
+    *,
+    exclude: Iterable[str] = (),
+    problems: list[Problem] | None = None,
+) -> Iterator[Found]:
+    """Yield audio files under ``paths`` in sorted order, each at most once.
+
+    Hidden files and folders (names starting with '.') are skipped, and so is anything matching an
+    ``exclude`` glob. Symbolic links are followed, but a directory already visited (by its device and
+    inode) is not entered again, so symlink loops cannot hang the walk. Problems (unreadable folders,
+    dangling links, missing paths) are appended to ``problems`` and the walk goes on.
+    """
+    exclude = tuple(exclude)
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    problems = problems if problems is not None else []
+
+    for root in paths:
+        root_path = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
+        try:
+            st = root_path.stat()
+        except OSError as exc:
+            problems.append(Problem(str(root_path), f"cannot read: {exc.strerror or exc}"))
+            continue
+        if root_path.is_dir():
+            yield from _walk_dir(root_path, root_path, exclude, seen_dirs, seen_files, problems)
+        elif root_path.suffix.lower() in AUDIO_EXTS:
+            key = (st.st_dev, st.st_ino)
+            if key not in seen_files:
+                seen_files.add(key)
+                yield Found(str(root_path), st.st_size, st.st_mtime_ns)
+        else:
+            problems.append(Problem(str(root_path), "not a supported audio file (by extension)"))
+
+
+def _walk_dir(root, directory, exclude, seen_dirs, seen_files, problems) -> Iterator[Found]:
+    try:
+        st = directory.stat()
+    except OSError as exc:
+        problems.append(Problem(str(directory), f"cannot read folder: {exc.strerror or exc}"))
+        return
+    key = (st.st_dev, st.st_ino)
+    if key in seen_dirs:
+        if directory.is_symlink():
+            log.debug("%s: symlink to a folder already visited; not entered again", directory)
+        return
+    seen_dirs.add(key)
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(Problem(str(directory), f"cannot list folder: {exc.strerror or exc}"))
+        return
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        path = Path(entry.path)
+        rel = path.relative_to(root).as_posix()
+        if exclude and is_excluded(rel, name, exclude):
+            continue
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            yield from _walk_dir(root, path, exclude, seen_dirs, seen_files, problems)
+            continue
+        if os.path.splitext(name)[1].lower() not in AUDIO_EXTS:
+            continue
+        try:
+            fst = entry.stat(follow_symlinks=True)
+        except OSError as exc:
+            problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc} (dangling link?)"))
+            continue
+        if not _is_regular(fst.st_mode):
+            continue
+        fkey = (fst.st_dev, fst.st_ino)
+        if fkey in seen_files:
+            continue  # the same file reached twice (a link): tag it once
+        seen_files.add(fkey)
+        yield Found(str(path), fst.st_size, fst.st_mtime_ns)
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
+
+
+def format_of(path: str) -> str:
+    return AUDIO_EXTS.get(os.path.splitext(path)[1].lower(), "unknown")

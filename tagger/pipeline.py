@@ -1,0 +1,405 @@
+"""Orchestration of ``tagger tag``: discover -> plan -> analyse on Ray -> predict in big batches ->
+decide -> write (driver only) -> report, state and journal.
+
+Memory stays flat: at most ``max_in_flight`` analyse tasks are outstanding, and finished tracks
+wait for inference only until a batch is full. Signals stop new work; the write in progress
+finishes; state and journal are flushed; Ray is shut down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tagger import discover
+from tagger.aggregate import SKIP, TAG, UNCERTAIN, decide, track_scores
+from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError
+from tagger.modelmeta import ModelMeta, load_meta, locate
+from tagger.options import TagOptions
+from tagger.report import Report, Row
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY_FILES = 200
+FLUSH_EVERY_SECONDS = 10.0
+
+
+class Progress:
+    """Callbacks the CLI implements (tqdm on a TTY, nothing otherwise)."""
+
+    def start(self, total: int) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def close(self) -> None: ...
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; polled between files. A write in progress always completes."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(self.signum, "")
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SIGTERM if self.signum == signal.SIGTERM else EXIT_SIGINT
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:
+            log.warning("%s received: finishing the write in progress, then stopping",
+                        signal.Signals(signum).name)
+        self.signum = signum
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old[s] = signal.signal(s, self._handle)
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old.clear()
+
+
+@dataclass
+class Plan:
+    todo: list[discover.Found]
+    unchanged: int
+    problems: list[discover.Problem]
+    deferred: int = 0  # left for the next run by --max-files
+
+
+@dataclass
+class Stats:
+    """Per-stage wall time in the driver (the benchmark reads these)."""
+
+    startup: dict[str, float] = field(default_factory=dict)
+    infer: float = 0.0
+    write: float = 0.0
+    worker: float = 0.0  # sum of worker task seconds (decode + features)
+    chunks: int = 0
+    batches: int = 0
+
+
+def model_summary(meta: ModelMeta) -> dict[str, Any]:
+    return {
+        "model_id": meta.model_id, "name": meta.name, "architecture": meta.architecture,
+        "labels": list(meta.labels), "output_activation": meta.output_activation,
+        "sample_rate": meta.features.sample_rate, "chunk_seconds": round(meta.features.chunk_seconds, 3),
+        "metrics": meta.metrics,
+    }
+
+
+def make_plan(paths, options: TagOptions, meta: ModelMeta, state) -> Plan:
+    """Discover and drop files the state says are unchanged since this model handled them."""
+    problems: list[discover.Problem] = []
+    found = list(discover.walk(paths, exclude=options.exclude, problems=problems))
+    unchanged = 0
+    if state is not None and not options.force:
+        records = state.records(f.path for f in found)
+        todo = []
+        for f in found:
+            r = records.get(f.path)
+            if (r is not None and r.size == f.size and r.mtime_ns == f.mtime_ns
+                    and r.model_id == meta.model_id and r.outcome in ("tagged", "skipped", "uncertain")):
+                unchanged += 1
+            else:
+                todo.append(f)
+    else:
+        todo = found
+    deferred = 0
+    if options.max_files is not None and len(todo) > options.max_files:
+        deferred = len(todo) - options.max_files
+        todo = todo[: options.max_files]
+    return Plan(todo, unchanged, problems, deferred)
+
+
+class Tagger:
+    """One run of ``tagger tag``. Construct, then :meth:`run`."""
+
+    def __init__(self, paths, options: TagOptions, *, argv: list[str] | None = None,
+                 progress: Progress | None = None, state=None, run_id: str | None = None,
+                 stop: StopFlag | None = None):
+        self.paths = [os.fspath(p) for p in paths]
+        self.options = options
+        self.argv = argv or []
+        self.progress = progress or Progress()
+        self.state = state
+        self.stop = stop or StopFlag()
+        self.files = locate(options.model, vocabulary=options.vocabulary)
+        self.meta = load_meta(self.files)
+        self.report = Report(dry_run=options.dry_run, run_id=run_id or "", model=model_summary(self.meta),
+                             options=_options_dict(options))
+        self.stats = Stats()
+        self.deadline = None if options.time_budget is None else time.monotonic() + options.time_budget
+        self._last_flush = time.monotonic()
+        self._since_flush = 0
+        self._explain: list[tuple[str, dict[str, Any]]] = []
+
+    # ------------------------------------------------------------------------------------
+    def run(self) -> Report:
+        plan = make_plan(self.paths, self.options, self.meta, self.state)
+        self.report.unchanged = plan.unchanged
+        for p in plan.problems:
+            self.report.add(Row(p.path, discover.format_of(p.path), "failed", p.reason, error_kind="discover"))
+        self.report.pending = plan.deferred
+        if plan.unchanged:
+            self.report.notes.append(f"{plan.unchanged} files unchanged since the last run (not re-analysed)")
+        if not plan.todo:
+            self.report.finished = time.time()
+            return self.report
+        self.progress.start(len(plan.todo))
+        try:
+            self._process(plan.todo)
+        finally:
+            self.progress.close()
+            if self.state is not None:
+                self.state.flush()
+        if self.stop:
+            self.report.interrupted = self.stop.name
+        self.report.finished = time.time()
+        return self.report
+
+    # ------------------------------------------------------------------------------------
+    def _process(self, todo: list[discover.Found]) -> None:
+        from tagger import ray_backend as rb
+
+        t = time.perf_counter()
+        handle = rb.connect(self.options.ray_address, num_cpus=self.options.workers)
+        self.stats.startup["ray"] = time.perf_counter() - t
+        try:
+            plan = rb.plan_inference(handle.resources, batch_size=self.options.batch_size)
+            t = time.perf_counter()
+            if plan.where == "actors":
+                actors = rb.make_actors(plan, self.options.model, self.options.vocabulary)
+                predict = _actor_predict(actors)
+            else:
+                predictor = rb.Predictor(self.options.model, self.options.vocabulary, plan.batch_size, False)
+                predict = predictor.predict
+            self.stats.startup["model"] = time.perf_counter() - t
+            self.report.model["inference"] = {"where": plan.where, "actors": plan.actors,
+                                              "batch_size": plan.batch_size}
+            workers = self.options.workers or max(1, int(handle.resources.get("CPU", 1)))
+            self._stream(todo, rb.analyse_remote(), predict, plan.batch_size, rb.max_in_flight(workers), handle)
+        finally:
+            t = time.perf_counter()
+            handle.shutdown()
+            self.stats.startup["ray_shutdown"] = time.perf_counter() - t
+
+    def _stream(self, todo, task, predict, batch_size: int, limit: int, handle) -> None:
+        import ray
+
+        params = self.meta.features.to_dict()
+        policy = {
+            "model_id": self.meta.model_id, "on_existing": self.options.on_existing,
+            "analysis_seconds": self.options.analysis_seconds,
+            "max_seconds": self.options.max_analysis_seconds, "float16": False,
+        }
+        by_path = {f.path: f for f in todo}
+        queue = list(reversed(todo))
+        in_flight: dict[Any, tuple[str, float]] = {}
+        ready: list[dict[str, Any]] = []  # analysed tracks waiting for a batch
+        ready_chunks = 0
+        timeout = self.options.file_timeout
+
+        def submit():
+            while queue and len(in_flight) < limit and not self.stop and not self._out_of_time():
+                f = queue.pop()
+                ref = task.remote(f.path, params=params, policy=policy)
+                in_flight[ref] = (f.path, time.monotonic())
+
+        submit()
+        while in_flight or ready:
+            if self.stop:
+                for ref in in_flight:
+                    ray.cancel(ref, force=True)
+                self.report.pending += len(in_flight) + len(ready)
+                in_flight.clear()
+                ready = []
+                break
+            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5) if in_flight else ([], [])
+            # collect everything already finished, without waiting
+            if done and len(in_flight) > 1:
+                more, _ = ray.wait([r for r in in_flight if r not in done], num_returns=len(in_flight) - 1, timeout=0)
+                done = done + more
+            for ref in done:
+                path, _ = in_flight.pop(ref)
+                try:
+                    res = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - worker died twice, task cancelled, ...
+                    res = {"path": path, "error": ("worker", f"analysis worker failed: {_one_line(exc)}"),
+                           "format": None, "existing": (), "node": "", "seconds": 0.0}
+                self.stats.worker += res.get("seconds", 0.0)
+                if res.get("features") is not None:
+                    ready.append(res)
+                    ready_chunks += res["features"].shape[0]
+                else:
+                    self._finish_unanalysed(res, by_path[path], handle)
+            self._check_timeouts(in_flight, timeout, by_path)
+            submit()
+            flush = ready and (ready_chunks >= batch_size or not in_flight)
+            if flush:
+                self._predict_and_write(ready, predict, by_path)
+                ready, ready_chunks = [], 0
+            if not in_flight and not queue:
+                break
+        if queue:
+            self.report.pending += len(queue)
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _check_timeouts(self, in_flight, timeout, by_path) -> None:
+        import ray
+
+        if not timeout:
+            return
+        now = time.monotonic()
+        for ref, (path, started) in list(in_flight.items()):
+            if now - started > timeout:
+                ray.cancel(ref, force=True)
+                del in_flight[ref]
+                self._fail(by_path[path], "timeout", f"analysis took longer than {timeout:.0f} s; stopped")
+
+    # ------------------------------------------------------------------------------------
+    def _predict_and_write(self, ready: list[dict[str, Any]], predict, by_path) -> None:
+        t = time.perf_counter()
+        x = np.concatenate([r["features"] for r in ready]).astype(np.float32, copy=False)
+        probs = predict(x)
+        self.stats.infer += time.perf_counter() - t
+        self.stats.chunks += x.shape[0]
+        self.stats.batches += 1
+        start = 0
+        for r in ready:
+            n = r["features"].shape[0]
+            scores = track_scores(probs[start : start + n])
+            start += n
+            if self.stop and not self.options.dry_run:
+                # stopping: nothing new is written; the file stays for the next run
+                self.report.pending += 1
+                continue
+            self._finish_analysed(r, scores, by_path[r["path"]])
+
+    def _finish_analysed(self, res: dict[str, Any], scores: np.ndarray, found: discover.Found) -> None:
+        o, meta = self.options, self.meta
+        d = decide(
+            scores, meta.labels, top_k=o.top_k, min_confidence=o.min_confidence, existing=tuple(res["existing"]),
+            tagger_owned=res["tagger_owned"], owner_model_id=res["owner_model"], model_id=meta.model_id,
+            on_existing=o.on_existing, names=meta.display_names, user_map=o.genre_map,
+        )
+        row = Row(
+            res["path"], res["format"] or discover.format_of(res["path"]), "", d.reason,
+            existing=list(res["existing"]),
+            predicted=[{"genre": r.genre, "label": r.label, "score": round(r.score, 4)} for r in d.ranked[:5]],
+            duration=round(res["analysed"], 2) if res.get("analysed") else None,
+            chunks=int(res["features"].shape[0]), node=res.get("node", ""),
+        )
+        if d.action == TAG:
+            row.written = list(d.genres)
+            try:
+                self._write(res, found, d)
+                row.action = "tagged"
+            except FileError as exc:
+                row.action, row.reason, row.error_kind = "failed", exc.reason, exc.kind
+                if "changed since" in exc.reason:
+                    row.error_kind = "changed"
+        else:
+            row.action = "uncertain" if d.action == UNCERTAIN else "skipped"
+        self.report.add(row)
+        if row.action == "uncertain" and o.explain_uncertain:
+            self._explain.append((res["path"], {"scores": scores}))
+        self._record(res, row.action)
+        self.progress.advance()
+
+    def _write(self, res: dict[str, Any], found: discover.Found, d) -> None:
+        from tagger import __version__, tags
+
+        prov = tags.Provenance(
+            model_id=self.meta.model_id, genres=tuple(d.genres),
+            scores=tuple(round(r.score, 4) for r in d.chosen), date=_now_iso(), tool=f"tagger {__version__}",
+        )
+        t = time.perf_counter()
+        change = tags.write_genres(res["path"], list(d.genres), prov, id3v23=self.options.id3v23,
+                                   dry_run=self.options.dry_run, expect=(res["size"], res["mtime_ns"]))
+        self.stats.write += time.perf_counter() - t
+        if self.options.dry_run or self.state is None:
+            return
+        st = os.stat(res["path"])
+        res["size"], res["mtime_ns"] = st.st_size, st.st_mtime_ns
+        self.state.journal_add(self.report.run_id, res["path"], before=change.before, after=change.after,
+                               size_after=st.st_size, mtime_ns_after=st.st_mtime_ns)
+
+    def _finish_unanalysed(self, res: dict[str, Any], found: discover.Found, handle) -> None:
+        if res.get("error"):
+            kind, reason = res["error"]
+            if kind == "decode" and "not found" in reason and res.get("node") and res["node"] != handle.node_id:
+                reason += f" on worker node {res['node'][:12]} (is the library on a path shared by every node?)"
+            self._fail(found, kind, reason, res)
+            return
+        row = Row(res["path"], res["format"] or discover.format_of(res["path"]), "skipped", res["skip"],
+                  existing=list(res["existing"]), node=res.get("node", ""))
+        self.report.add(row)
+        self._record(res, "skipped")
+        self.progress.advance()
+
+    def _fail(self, found: discover.Found, kind: str, reason: str, res: dict[str, Any] | None = None) -> None:
+        res = res or {}
+        self.report.add(Row(found.path, res.get("format") or discover.format_of(found.path), "failed", reason,
+                            existing=list(res.get("existing") or ()), node=res.get("node", ""), error_kind=kind))
+        log.warning("%s: %s", found.path, reason)
+        self.progress.advance()
+
+    def _record(self, res: dict[str, Any], outcome: str) -> None:
+        if self.state is None or self.options.dry_run or res.get("size") is None:
+            return
+        self.state.record_file(res["path"], size=res["size"], mtime_ns=res["mtime_ns"],
+                               model_id=self.meta.model_id, outcome=outcome, run_id=self.report.run_id)
+        self._since_flush += 1
+        now = time.monotonic()
+        if self._since_flush >= FLUSH_EVERY_FILES or now - self._last_flush >= FLUSH_EVERY_SECONDS:
+            self.state.flush()
+            self._since_flush, self._last_flush = 0, now
+
+
+def _actor_predict(actors) -> Callable[[np.ndarray], np.ndarray]:
+    import ray
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        parts = np.array_split(x, len(actors))
+        refs = [a.predict.remote(p) for a, p in zip(actors, parts) if len(p)]
+        return np.concatenate(ray.get(refs))
+
+    return predict
+
+
+def _options_dict(o: TagOptions) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(o)
+    d["reports"] = list(o.reports)
+    d["exclude"] = list(o.exclude)
+    return d
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__
