@@ -70,7 +70,53 @@ def fail(ctx: click.Context, exc: BaseException) -> None:
     ctx.exit(getattr(exc, "exit_code", EXIT_FATAL))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Sub-commands from other modules, imported only when used (keeps --help and tag fast)."""
+
+    lazy = {
+        "train": ("training.cli", "train", "Build, evaluate and export models (GTZAN or your own folders)."),
+        "explain": ("tagger.explain", "explain_cmd", "Show why a track got its genre (picture or JSON)."),
+    }
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is not None or name not in self.lazy:
+            return cmd
+        module, attr, _ = self.lazy[name]
+        import importlib
+
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                return None  # that part is not installed
+            raise
+        return getattr(mod, attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy and name not in self.commands:
+                import importlib.util
+
+                try:
+                    if importlib.util.find_spec(self.lazy[name][0]) is None:
+                        continue
+                except ModuleNotFoundError:
+                    continue
+                rows.append((name, self.lazy[name][2]))
+            else:
+                cmd = self.commands[name]
+                rows.append((name, cmd.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tagger")
 @click.option("-v", "--verbose", count=True, help="More log output; -v shows tracebacks of errors.")
 @click.pass_context
@@ -422,24 +468,6 @@ def config_cmd(ctx, config_path, example) -> None:
         return
     click.echo(f"# config file: {path if path else str(default_config_path()) + ' (not present)'}")
     click.echo(format_effective(options, sources))
-
-
-def _register_optional() -> None:
-    try:
-        from training.cli import train
-
-        main.add_command(train)
-    except ImportError:  # training/ not installed
-        pass
-    try:
-        from tagger.explain import explain_cmd
-
-        main.add_command(explain_cmd)
-    except ImportError:
-        pass
-
-
-_register_optional()
 
 
 def entry() -> None:
