@@ -321,6 +321,7 @@ class Tagger:
         else:
             row.action = "uncertain" if d.action == UNCERTAIN else "skipped"
         self.report.add(row)
+        log.info("%s: %s (%s)", row.action, row.path, "; ".join(row.written) if row.written else row.reason)
         if row.action == "uncertain" and o.explain_uncertain:
             self._explain.append((res["path"], {"scores": scores}))
         self._record(res, row.action)

@@ -1,0 +1,485 @@
+"""The config file: ``[tag]`` defaults for ``tagger tag`` and a ``[genres]`` map, in TOML.
+
+Default location: ``platformdirs.user_config_dir("tagger")/config.toml`` (``~/.config/tagger/
+config.toml`` on Linux); ``--config PATH`` names another. Example::
+
+    [tag]
+    top-k = 2
+    min-confidence = 0.5
+    on-existing = "merge"
+    exclude = ["Podcasts/*", "*.tmp"]
+    reports = ["~/tagger-reports/last.html"]
+
+    [genres]            # label the model predicts -> genre written into the file
+    hiphop = "Hip-Hop"
+
+Keys of ``[tag]`` are the fields of :class:`tagger.options.TagOptions`, spelled with ``-`` or
+``_`` (``top-k`` = ``top_k``). A setting that TOML cannot express as "unset" (``batch-size``
+chosen by device, no ``model``) is simply left out. Relative paths (``model``, ``state-db``,
+``log-file``, ``reports``) are relative to the config file's folder; ``~`` is expanded.
+
+Precedence: options given on the command line > the config file > built-in defaults
+(:func:`resolve`). ``tagger config`` prints the result with :func:`format_effective`, one line
+per setting and a comment saying where each value came from; that output is itself a valid
+config file.
+
+Any unknown table or key, wrong type or bad value is a :class:`tagger.errors.FatalError`
+naming the file, the key and what is expected; a config problem never silently falls back to
+defaults. Standard library + tomli_w only: no numpy, TensorFlow or Ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tagger.errors import FatalError
+from tagger.options import ON_EXISTING, TagOptions, option_names
+
+#: Source label of options given on the command line (see :func:`resolve`).
+FROM_CLI = "command line"
+#: Source label of built-in defaults.
+FROM_DEFAULT = "default"
+
+#: Fields holding file-system paths (resolved against the config file's folder).
+PATH_FIELDS = frozenset({"model", "state_db", "log_file", "reports"})
+#: Report formats, by suffix (kept in step with tagger.report).
+REPORT_SUFFIXES = (".json", ".csv", ".html")
+
+#: One line of help per option: the example config, ``tagger config`` and errors use it.
+HELP: dict[str, str] = {
+    "model": "model to use: NAME.keras (with NAME.json beside it) or its folder",
+    "vocabulary": "shipped model when no model is given: gtzan (10 genres) or msd",
+    "top_k": "write up to this many genres per file",
+    "min_confidence": "write a genre only when its score is at least this (0 to 1)",
+    "on_existing": "files that already have a genre set by a person: skip, replace or merge",
+    "id3v23": "write ID3 v2.3 instead of v2.4 to MP3 files (for old players)",
+    "dry_run": "analyse and report, write nothing",
+    "reports": "reports to write each run: paths ending in .json, .csv or .html",
+    "exclude": "glob patterns to leave out, matched against the path below each root and the name",
+    "batch_size": "chunks per model batch",
+    "workers": "decode tasks in parallel",
+    "ray_address": "Ray cluster to join (ray://host:10001 or an address)",
+    "analysis_seconds": "seconds of audio to analyse per track (from the middle)",
+    "max_analysis_seconds": "never analyse more than this many seconds of one track",
+    "state_db": "state database (which files are done, the runs, the undo journal)",
+    "force": "analyse every file again, even those unchanged since the same model saw them",
+    "max_files": "analyse at most this many files per run (the rest wait for the next run)",
+    "time_budget": "stop starting new files after this many seconds (the rest wait for the next run)",
+    "quiet": "print only warnings, errors and the summary line",
+    "log_file": "also write the log to this file",
+    "file_timeout": "give up on one file after this many seconds in a worker",
+    "explain_uncertain": "add chunk-level scores of uncertain files to the reports",
+    "genre_map": "label -> genre written ([genres] table)",
+}
+
+#: What an unset (None) option means, for ``tagger config``.
+UNSET: dict[str, str] = {
+    "model": "the shipped model of the vocabulary",
+    "batch_size": "chosen by device (CPU or GPU)",
+    "workers": "every CPU of the Ray cluster",
+    "ray_address": "RAY_ADDRESS, else a local Ray instance",
+    "analysis_seconds": "the whole track, up to max-analysis-seconds",
+    "state_db": "the user state folder",
+    "max_files": "no limit",
+    "time_budget": "no limit",
+    "log_file": "no log file",
+}
+
+_POSITIVE = frozenset(
+    {"batch_size", "workers", "max_files", "analysis_seconds", "max_analysis_seconds", "time_budget",
+     "file_timeout"}
+)
+
+
+def default_config_path() -> Path:
+    """``platformdirs.user_config_dir("tagger") / "config.toml"``."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("tagger")) / "config.toml"
+
+
+def toml_key(name: str) -> str:
+    """How a field is spelled in the config file and by ``tagger config``: ``top_k`` -> ``top-k``."""
+    return name.replace("_", "-")
+
+
+# -- option types, derived from TagOptions' annotations -----------------------------------------
+
+
+@dataclass(frozen=True)
+class _Kind:
+    base: str  # str | int | float | bool | list | map
+    optional: bool
+
+    def expected(self) -> str:
+        return {
+            "str": "a string",
+            "int": "an integer",
+            "float": "a number",
+            "bool": "true or false",
+            "list": "an array of strings",
+            "map": "a table of strings",
+        }[self.base]
+
+
+_ANNOTATIONS = {
+    "str": "str",
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "tuple[str, ...]": "list",
+    "dict[str, str]": "map",
+}
+
+
+def _kinds() -> dict[str, _Kind]:
+    kinds = {}
+    for f in dataclasses.fields(TagOptions):
+        ann = str(f.type).replace(" ", "")
+        optional = ann.endswith("|None")
+        ann = ann.removesuffix("|None")
+        base = _ANNOTATIONS.get(ann.replace(",", ", "))
+        if base is None:
+            raise TypeError(f"tagger.config cannot read TagOptions.{f.name}: {f.type}")
+        kinds[f.name] = _Kind(base, optional)
+    return kinds
+
+
+KINDS: dict[str, _Kind] = _kinds()
+
+
+class _Bad(Exception):
+    """A value problem: the message says what is expected."""
+
+
+def check_value(name: str, value: Any) -> Any:
+    """Validate (and normalise) one option value; raise ValueError saying what is expected.
+
+    Lists become tuples, integers given for numbers become floats.
+    """
+    try:
+        return _check(name, value)
+    except _Bad as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _check(name: str, value: Any) -> Any:
+    kind = KINDS[name]
+    if value is None:
+        if kind.optional:
+            return None
+        raise _Bad(f"expected {kind.expected()}")
+    if kind.base == "bool":
+        if not isinstance(value, bool):
+            raise _Bad(f"expected true or false, got {_show(value)}")
+        return value
+    if kind.base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Bad(f"expected an integer, got {_show(value)}")
+    elif kind.base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Bad(f"expected a number, got {_show(value)}")
+        value = float(value)
+        if value != value:
+            raise _Bad("expected a number, got nan")
+    elif kind.base == "str":
+        if not isinstance(value, str):
+            raise _Bad(f"expected a string, got {_show(value)}")
+        if not value.strip():
+            raise _Bad("expected a non-empty string")
+    elif kind.base == "list":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise _Bad(f"expected an array of non-empty strings, e.g. [\"a\", \"b\"], got {_show(value)}")
+        value = tuple(value)
+    elif kind.base == "map":
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v.strip() for k, v in value.items()
+        ):
+            raise _Bad(f"expected label = \"Genre\" pairs of non-empty strings, got {_show(value)}")
+        value = dict(value)
+    # value constraints
+    if name == "on_existing" and value not in ON_EXISTING:
+        raise _Bad(f"expected one of {', '.join(repr(c) for c in ON_EXISTING)}, got {value!r}")
+    if name == "top_k" and value < 1:
+        raise _Bad(f"expected an integer of at least 1, got {value}")
+    if name == "min_confidence" and not 0.0 <= value <= 1.0:
+        raise _Bad(f"expected a number from 0 to 1, got {value:g}")
+    if name in _POSITIVE and not value > 0:
+        raise _Bad(f"expected a number greater than 0, got {value:g}")
+    if name == "reports":
+        for r in value:
+            if not r.lower().endswith(REPORT_SUFFIXES):
+                raise _Bad(f"expected paths ending in {', '.join(REPORT_SUFFIXES)}, got {r!r}")
+    if name == "vocabulary":
+        from tagger.modelmeta import SHIPPED  # lazy: modelmeta imports numpy via tagger.features
+
+        if value not in SHIPPED:
+            raise _Bad(f"expected one of {', '.join(repr(v) for v in SHIPPED)}, got {value!r}")
+    return value
+
+
+def _show(value: Any) -> str:
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+            dict: "a table"}.get(type(value), type(value).__name__)
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{kind} ({text})"
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path | None, *, explicit: bool) -> tuple[dict[str, Any], Path | None]:
+    """Read a config file: ``({field name: value}, path read)``.
+
+    ``path=None`` reads :func:`default_config_path`. ``explicit=True`` means the user named the
+    file (``--config``): then a missing file is an error; a missing default file just means no
+    settings (``({}, None)``). Values are validated and normalised (tuples, floats, absolute
+    paths); ``[genres]`` becomes ``genre_map``. Every problem raises FatalError naming the
+    file, the key and what is expected.
+    """
+    p = Path(path).expanduser() if path is not None else default_config_path()
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise FatalError(f"config file {p} not found") from None
+        return {}, None
+    except IsADirectoryError:
+        raise FatalError(f"config file {p} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise FatalError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise FatalError(f"config file {p} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FatalError(f"config file {p} is not valid TOML: {exc}") from None
+    return _parse(data, p), p
+
+
+def _parse(data: dict[str, Any], p: Path) -> dict[str, Any]:
+    for table in data:
+        if table not in ("tag", "genres"):
+            raise FatalError(f"{p}: unknown {'table' if isinstance(data[table], dict) else 'key'} "
+                             f"{table!r} at the top level: expected the tables [tag] and [genres]")
+    out: dict[str, Any] = {}
+    tag = data.get("tag", {})
+    if not isinstance(tag, dict):
+        raise FatalError(f"{p}: 'tag' must be a table ([tag]), got {_show(tag)}")
+    names = set(option_names())
+    seen: dict[str, str] = {}
+    for key, value in tag.items():
+        name = key.replace("-", "_")
+        if name == "genre_map":
+            raise FatalError(f"{p}: [tag] {key}: put the genre map in its own [genres] table "
+                             f"(label = \"Genre\")")
+        if name not in names:
+            raise FatalError(f"{p}: [tag] unknown key {key!r}{_did_you_mean(name, names)}")
+        if name in seen:
+            raise FatalError(f"{p}: [tag] {key!r} and {seen[name]!r} set the same option; keep one")
+        seen[name] = key
+        try:
+            value = _check(name, value)
+        except _Bad as exc:
+            raise FatalError(f"{p}: [tag] {key}: {exc} ({HELP[name]})") from None
+        out[name] = _resolve_paths(name, value, p.parent)
+    genres = data.get("genres")
+    if genres is not None:
+        if not isinstance(genres, dict):
+            raise FatalError(f"{p}: 'genres' must be a table ([genres]), got {_show(genres)}")
+        for label, genre in genres.items():
+            if not isinstance(genre, str) or not genre.strip():
+                raise FatalError(f"{p}: [genres] {label}: expected the genre to write as a non-empty "
+                                 f"string, e.g. {toml_key(label) if label else 'hiphop'} = \"Hip-Hop\", "
+                                 f"got {_show(genre)}")
+        out["genre_map"] = {str(k): v.strip() for k, v in genres.items()}
+    return out
+
+
+def _resolve_paths(name: str, value: Any, base: Path) -> Any:
+    if name not in PATH_FIELDS or value is None:
+        return value
+
+    def one(v: str) -> str:
+        q = Path(v).expanduser()
+        return str(q if q.is_absolute() else (base / q))
+
+    if isinstance(value, tuple):
+        return tuple(one(v) for v in value)
+    return one(value)
+
+
+def _did_you_mean(name: str, names: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.6)
+    if close:
+        return f": did you mean {toml_key(close[0])!r}?"
+    return ": see `tagger config --example` for the keys"
+
+
+# -- merging -------------------------------------------------------------------------------------
+
+
+def resolve(
+    cli_values: dict[str, Any],
+    cli_explicit: set[str],
+    file_values: dict[str, Any],
+    config_path: Path | None,
+) -> tuple[TagOptions, dict[str, str]]:
+    """Merge: command line (only options in ``cli_explicit``) > config file > defaults.
+
+    ``cli_values`` maps TagOptions field names to the CLI's values (defaults included; only the
+    names in ``cli_explicit`` count). ``file_values`` is :func:`load_config`'s dict. Returns the
+    options and, per field, where its value came from: ``"command line"``, the config file's
+    path, or ``"default"``. A bad value raises FatalError naming its source.
+    """
+    names = option_names()
+    unknown = (set(cli_explicit) | set(file_values)) - set(names)
+    if unknown:
+        raise ValueError(f"not TagOptions fields: {', '.join(sorted(unknown))}")
+    missing = set(cli_explicit) - set(cli_values)
+    if missing:
+        raise ValueError(f"cli_explicit names options without a value: {', '.join(sorted(missing))}")
+    defaults = TagOptions()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in names:
+        if name in cli_explicit:
+            try:
+                values[name] = check_value(name, cli_values[name])
+            except ValueError as exc:
+                raise FatalError(f"--{toml_key(name)}: {exc}") from None
+            sources[name] = FROM_CLI
+        elif name in file_values:
+            try:
+                values[name] = check_value(name, file_values[name])
+            except ValueError as exc:
+                raise FatalError(f"{config_path}: [tag] {toml_key(name)}: {exc}") from None
+            sources[name] = str(config_path) if config_path is not None else "config file"
+        else:
+            values[name] = getattr(defaults, name)
+            sources[name] = FROM_DEFAULT
+    try:
+        options = TagOptions(**values)
+    except (TypeError, ValueError) as exc:  # a constraint check_value does not know about
+        raise FatalError(f"invalid options: {exc}") from None
+    return options, sources
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    if _BARE_KEY.match(key):
+        return key
+    import tomli_w
+
+    return tomli_w.dumps({key: 0}).rsplit(" = ", 1)[0]
+
+
+def _toml_value(value: Any) -> str:
+    import tomli_w
+
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value}).strip()[len("v = "):]
+
+
+def _source_comment(source: str) -> str:
+    if source in (FROM_CLI, FROM_DEFAULT):
+        return source
+    return f"from {source}"
+
+
+def format_effective(options: TagOptions, sources: dict[str, str]) -> str:
+    """Every setting as valid TOML (``[tag]`` + ``[genres]``), each with a comment saying where
+    its value came from, for ``tagger config``. Unset options appear as comments saying what
+    unset means. The output can be saved as a config file."""
+    lines = [
+        "# tagger settings in effect for `tagger tag`; each comment says where the value comes from.",
+        "# Save this as a config file (e.g. " + str(default_config_path()) + ") and edit it.",
+        "",
+        "[tag]",
+    ]
+    for name in option_names():
+        if name == "genre_map":
+            continue
+        value = getattr(options, name)
+        src = _source_comment(sources.get(name, FROM_DEFAULT))
+        key = toml_key(name)
+        if value is None:
+            meaning = UNSET.get(name, "not set")
+            if name == "state_db":
+                from tagger.state import default_state_path
+
+                meaning = str(default_state_path())
+            lines.append(f"# {key} = ...  # not set: {meaning} ({src})")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}  # {src}")
+    genres_src = _source_comment(sources.get("genre_map", FROM_DEFAULT))
+    lines += ["", f"[genres]  # label -> genre written; {genres_src}"]
+    if options.genre_map:
+        for label, genre in options.genre_map.items():
+            lines.append(f"{_toml_key(label)} = {_toml_value(genre)}")
+    else:
+        lines.append("# hiphop = \"Hip-Hop\"  # none set: labels are written as the model names them")
+    return "\n".join(lines) + "\n"
+
+
+def example_config() -> str:
+    """A commented example config file (README, docs, ``tagger config --example``). Valid TOML."""
+    active = {
+        "top_k": 2,
+        "min_confidence": 0.5,
+        "on_existing": "merge",
+        "exclude": ("Podcasts/*", "Audiobooks/*", "*.part"),
+        "reports": ("~/tagger-reports/last.html",),
+    }
+    examples = {
+        "model": "~/models/my-genres.keras",
+        "vocabulary": "gtzan",
+        "ray_address": "ray://cluster.local:10001",
+        "state_db": "~/.local/state/tagger/state.db",
+        "log_file": "~/tagger.log",
+        "batch_size": 256,
+        "workers": 4,
+        "analysis_seconds": 60.0,
+        "max_files": 5000,
+        "time_budget": 3600.0,
+    }
+    defaults = TagOptions()
+    lines = [
+        "# tagger config file: defaults for `tagger tag`. Options on the command line override it.",
+        "# Keys may be spelled with - or _ (top-k = top_k). Relative paths are relative to this file.",
+        "# `tagger config` prints the settings in effect and where each comes from.",
+        "",
+        "[tag]",
+    ]
+    for name in option_names():
+        if name == "genre_map":
+            continue
+        key = toml_key(name)
+        lines.append(f"# {HELP[name]}")
+        if name in active:
+            lines.append(f"{key} = {_toml_value(active[name])}")
+        else:
+            value = examples.get(name, getattr(defaults, name))
+            lines.append(f"# {key} = {_toml_value(value)}")
+    lines += [
+        "",
+        "# Genre written for a label the model predicts (labels not listed are written as they are).",
+        "[genres]",
+        'hiphop = "Hip-Hop"',
+        '# rnb = "R&B"',
+    ]
+    return "\n".join(lines) + "\n"

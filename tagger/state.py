@@ -1,0 +1,752 @@
+"""The state database: which files are done, the runs, and the undo journal.
+
+One SQLite file (default ``platformdirs.user_state_dir("tagger")/state.db``) with three tables:
+
+``files``
+    One row per file tagger has handled: ``(path, size, mtime_ns, model_id, outcome, run_id)``.
+    A nightly ``tagger tag`` skips a file whose size and modification time are unchanged since the
+    *same model* handled it with a final outcome (:data:`CURRENT_OUTCOMES`); ``failed`` files are
+    retried, and a different model (a different ``model_id``) re-analyses everything.
+``runs``
+    One row per run: id, start/finish times, model, argv, options, status and counts. Dry runs are
+    recorded (``dry_run`` set) but never record files or journal entries.
+``journal``
+    One row per tag write: the tag fields before and after, and the file's size and mtime after the
+    write, so ``tagger undo`` can restore exactly what was there and refuse files changed since.
+
+Durability: the database runs in WAL mode with ``synchronous=FULL``. File records are buffered
+and committed in batches by :meth:`StateDB.flush` (losing the last batch to a crash only means
+those files are analysed again); a journal entry is committed by :meth:`StateDB.journal_add`
+before it returns, so it is on disk before the next tag write.
+
+Paths are stored as bytes (``os.fsencode``) so file names that are not valid UTF-8 (common in old
+music libraries) work; they are compared exactly as given, so callers pass absolute paths.
+
+Problems with the database file itself (not SQLite, corrupt, truncated, written by a newer
+tagger, read-only, locked) raise :class:`tagger.errors.StateError` with one line naming the path
+and what to do. tagger never resets a state database silently.
+
+This module uses only the standard library: it never imports numpy, TensorFlow or Ray.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tagger.errors import StateError
+
+log = logging.getLogger(__name__)
+
+#: Schema version, stored in ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+#: ``PRAGMA application_id`` of a tagger state database ("TAGR").
+APPLICATION_ID = 0x54414752
+
+#: Outcomes a file record may carry.
+OUTCOMES = ("tagged", "skipped", "uncertain", "failed", "undone")
+#: Outcomes after which an unchanged file is not analysed again by the same model.
+#: ``failed`` is retried by the next run.
+CURRENT_OUTCOMES = frozenset({"tagged", "skipped", "uncertain", "undone"})
+#: Statuses of a run: ``running`` until :meth:`StateDB.finish_run`; ``undo`` for ``tagger undo``.
+RUN_STATUSES = ("running", "finished", "interrupted", "failed", "undo")
+
+#: How to point tagger elsewhere (named in every StateError).
+_ADVICE_OTHER = "or pass --state-db PATH to use another state database"
+
+_SCHEMA = """
+CREATE TABLE files (
+    path      BLOB PRIMARY KEY,
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    model_id  TEXT NOT NULL,
+    outcome   TEXT NOT NULL,
+    run_id    TEXT NOT NULL,
+    updated   TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE runs (
+    run_id         TEXT PRIMARY KEY,
+    started        TEXT NOT NULL,
+    finished       TEXT,
+    model_id       TEXT NOT NULL,
+    dry_run        INTEGER NOT NULL,
+    status         TEXT NOT NULL,
+    counts         TEXT NOT NULL DEFAULT '{}',
+    argv           TEXT NOT NULL DEFAULT '[]',
+    options        TEXT NOT NULL DEFAULT '{}',
+    files_changed  INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE journal (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id          TEXT NOT NULL,
+    path            BLOB NOT NULL,
+    before          TEXT NOT NULL,
+    after           TEXT NOT NULL,
+    size_after      INTEGER NOT NULL,
+    mtime_ns_after  INTEGER NOT NULL,
+    written_at      TEXT NOT NULL
+);
+CREATE INDEX journal_by_run ON journal (run_id, id);
+CREATE INDEX journal_by_path ON journal (path, id);
+"""
+
+#: Migrations from schema N to N + 1, applied in order inside one transaction.
+_MIGRATIONS: dict[int, str] = {}
+
+# Bound parameters per ``IN (...)`` query of :meth:`StateDB.records` (SQLite's historic limit is 999).
+_CHUNK = 900
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+
+def default_state_path() -> Path:
+    """``platformdirs.user_state_dir("tagger") / "state.db"`` (e.g. ``~/.local/state/tagger/state.db``)."""
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("tagger")) / "state.db"
+
+
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC with a ``Z``, to the second: ``2026-11-22T10:15:00Z``."""
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_run_id() -> str:
+    """A new run id: UTC start time and 4 random hex digits, e.g. ``"20261122-101500-ab12"``.
+
+    Ids sort in start order (UTC, so daylight-saving changes cannot reorder them), are short
+    enough to type, and any unique prefix names a run (:meth:`StateDB.run`).
+    """
+    now = _dt.datetime.now(_dt.UTC)
+    return f"{now:%Y%m%d-%H%M%S}-{os.urandom(2).hex()}"
+
+
+def _enc_path(path: str | os.PathLike) -> bytes:
+    return os.fsencode(path)
+
+
+def _dec_path(raw: bytes | str) -> str:
+    return raw if isinstance(raw, str) else os.fsdecode(raw)
+
+
+_BYTES_KEY = "__bytes_b64__"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return {_BYTES_KEY: base64.b64encode(bytes(obj)).decode("ascii")}
+    if isinstance(obj, (tuple, set, frozenset)):
+        return list(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return str(obj)
+
+
+def _json_hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and _BYTES_KEY in obj:
+        return base64.b64decode(obj[_BYTES_KEY])
+    return obj
+
+
+def dumps(value: Any) -> str:
+    """JSON for the database: ``bytes`` survive (base64-tagged), tuples become lists."""
+    return json.dumps(value, default=_json_default, sort_keys=True, separators=(",", ":"))
+
+
+def loads(text: str) -> Any:
+    """Inverse of :func:`dumps` (``bytes`` come back as ``bytes``)."""
+    return json.loads(text, object_hook=_json_hook)
+
+
+# -- records -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """What tagger last did with one file."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    model_id: str
+    outcome: str  # one of OUTCOMES
+    run_id: str
+
+    def is_current(self, *, size: int, mtime_ns: int, model_id: str) -> bool:
+        """True when the file is unchanged since ``model_id`` handled it with a final outcome."""
+        return (
+            self.outcome in CURRENT_OUTCOMES
+            and self.size == size
+            and self.mtime_ns == mtime_ns
+            and self.model_id == model_id
+        )
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run of ``tagger tag`` (or ``tagger undo``, status ``undo``)."""
+
+    run_id: str
+    started: str  # ISO-8601 UTC
+    finished: str | None
+    model_id: str
+    dry_run: bool
+    status: str  # running | finished | interrupted | failed | undo
+    counts: dict[str, int]
+    argv: list[str]
+    files_changed: int  # journal entries (tag writes) of the run
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def undo_of(self) -> str | None:
+        """For an undo run, the id of the run it undid."""
+        value = self.options.get("undo_of")
+        return str(value) if value else None
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One tag write: the fields before and after, and the file's size/mtime after the write."""
+
+    run_id: str
+    path: str
+    before: dict
+    after: dict
+    size_after: int
+    mtime_ns_after: int
+    written_at: str  # ISO-8601 UTC
+
+
+# -- the database --------------------------------------------------------------------------------
+
+
+class StateDB:
+    """The state database. Open with ``StateDB(path)``; use as a context manager or call close().
+
+    Opening creates the file (and its folder) when missing, switches to WAL mode, creates or
+    migrates the schema, and checks that the database is writable. Every problem with the file
+    raises :class:`~tagger.errors.StateError`; nothing is ever reset silently.
+
+    Writes of file records are buffered until :meth:`flush` (called by the pipeline every few
+    files or seconds, automatically every ``flush_every`` records, and by :meth:`close`).
+    Reads see buffered records. An instance may be shared between threads.
+
+    ``timeout`` is how long to wait for another process's write lock on the database before
+    giving up with a StateError.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 10.0, flush_every: int = 1000):
+        self.path = Path(path).expanduser()
+        self.timeout = float(timeout)
+        self.flush_every = int(flush_every)
+        self._lock = threading.RLock()
+        self._pending: dict[bytes, tuple] = {}
+        self._dry_runs: set[str] = set()
+        self._conn: sqlite3.Connection | None = None
+        self._open()
+
+    # -- opening ---------------------------------------------------------------------------------
+    def _open(self) -> None:
+        p = self.path
+        if p.is_dir():
+            raise StateError(
+                f"state database {p} is a directory, not a file: move it aside, {_ADVICE_OTHER}"
+            )
+        if not p.parent.is_dir():
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(
+                    f"cannot create the folder of the state database {p}: {exc.strerror or exc}; "
+                    f"{_ADVICE_OTHER}"
+                ) from None
+        existed = p.exists()
+        if existed:
+            self._check_file(p)
+        # SQLite opens an unwritable file read-only without complaint (and in WAL mode even a
+        # write lock succeeds): ask the file system first, so the run fails now, not mid-way.
+        kw = {"effective_ids": True} if os.access in os.supports_effective_ids else {}
+        if existed and not os.access(p, os.W_OK, **kw):
+            raise StateError(f"state database {p} is read-only ({p.name} is not writable): fix its "
+                             f"permissions, {_ADVICE_OTHER}")
+        if not os.access(p.parent, os.W_OK | os.X_OK, **kw):
+            raise StateError(f"cannot open state database {p} (its folder {p.parent} is not writable; "
+                             f"SQLite keeps its -wal and -shm files there): fix the folder's permissions, "
+                             f"{_ADVICE_OTHER}")
+        try:
+            conn = sqlite3.connect(
+                p, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc, "open") from None
+        self._conn = conn
+        try:
+            with self._translate("open"):
+                self._setup(conn, existed)
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _check_file(self, p: Path) -> None:
+        """Cheap checks of an existing file before SQLite sees it (header, size)."""
+        try:
+            size = p.stat().st_size
+            if size == 0:
+                log.warning("state database %s is empty (0 bytes): initialising a new one", p)
+                return
+            with open(p, "rb") as f:
+                header = f.read(100)
+        except OSError as exc:
+            raise StateError(
+                f"cannot read state database {p}: {exc.strerror or exc}; check its permissions, "
+                f"{_ADVICE_OTHER}"
+            ) from None
+        if len(header) < 100 and b"SQLite format 3\x00".startswith(header[:16]):
+            raise StateError(
+                f"state database {p} is truncated ({size} bytes): restore it from a backup or move it "
+                f"aside (tagger then starts a new one), {_ADVICE_OTHER}"
+            )
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+            raise StateError(
+                f"{p} is not a tagger state database (not an SQLite file): move it aside "
+                f"(tagger then starts a new one), {_ADVICE_OTHER}"
+            )
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        page_count = int.from_bytes(header[28:32], "big")
+        header_count_valid = page_count > 0 and header[92:96] == header[24:28]
+        wal = Path(str(p) + "-wal")
+        wal_pending = wal.exists() and wal.stat().st_size > 0
+        expected = page_count * page_size if header_count_valid else None
+        truncated = page_size < 512 or page_size & (page_size - 1) != 0 or size % page_size != 0
+        if expected is not None and not wal_pending and size < expected:
+            truncated = True
+        if truncated:
+            detail = f"{size} bytes" + (f", expected {expected}" if expected else "")
+            raise StateError(
+                f"state database {p} is truncated or corrupt ({detail}): restore it from a backup or "
+                f"move it aside (tagger then starts a new one), {_ADVICE_OTHER}"
+            )
+
+    def _setup(self, conn: sqlite3.Connection, existed: bool) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id not in (0, APPLICATION_ID):
+            raise StateError(
+                f"{self.path} is an SQLite database of another program, not a tagger state "
+                f"database: check --state-db (or state-db in the config file), or move the file aside"
+            )
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state database {self.path} was written by a newer tagger (schema {version}; this "
+                f"tagger reads up to {SCHEMA_VERSION}): upgrade tagger, {_ADVICE_OTHER}"
+            )
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning("state database %s: WAL mode unavailable (journal mode %s)", self.path, mode)
+        conn.execute("PRAGMA synchronous = FULL")
+        # Create or migrate under a write lock; this also proves the database is writable now.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if tables:
+                    raise StateError(
+                        f"{self.path} is an SQLite database but not a tagger state database: check "
+                        f"--state-db (or state-db in the config file), or move the file aside"
+                    )
+                for stmt in _statements(_SCHEMA):
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                log.info("created state database %s (schema %d)", self.path, SCHEMA_VERSION)
+            else:
+                if app_id != APPLICATION_ID:
+                    raise StateError(
+                        f"{self.path} is an SQLite database but not a tagger state database: check "
+                        f"--state-db (or state-db in the config file), or move the file aside"
+                    )
+                while version < SCHEMA_VERSION:
+                    for stmt in _statements(_MIGRATIONS[version]):
+                        conn.execute(stmt)
+                    version += 1
+                    conn.execute(f"PRAGMA user_version = {version}")
+                    log.info("migrated state database %s to schema %d", self.path, version)
+                # Touch every table so a damaged root page shows up now, not mid-run.
+                for table in ("files", "runs", "journal"):
+                    conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- error translation -----------------------------------------------------------------------
+    def _error(self, exc: sqlite3.Error, action: str) -> StateError:
+        """One clear line for an SQLite error on this database."""
+        p = self.path
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        msg = str(exc)
+        if name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED") or "locked" in msg:
+            return StateError(
+                f"state database {p} is locked by another process (waited {self.timeout:g} s to {action}): "
+                f"wait for it to finish, {_ADVICE_OTHER}"
+            )
+        if name.startswith("SQLITE_READONLY") or "readonly" in msg:
+            return StateError(f"state database {p} is read-only ({self._why_unwritable()}): fix the "
+                              f"permissions, {_ADVICE_OTHER}")
+        if name.startswith("SQLITE_CANTOPEN") or "unable to open" in msg:
+            return StateError(f"cannot open state database {p} ({self._why_unwritable()}): fix the "
+                              f"permissions, {_ADVICE_OTHER}")
+        if name.startswith("SQLITE_NOTADB") or "not a database" in msg:
+            return StateError(
+                f"{p} is not a tagger state database (not an SQLite file): move it aside (tagger "
+                f"then starts a new one), {_ADVICE_OTHER}"
+            )
+        if name.startswith("SQLITE_CORRUPT") or "malformed" in msg:
+            return StateError(
+                f"state database {p} is corrupt ({msg}): restore it from a backup or move it aside "
+                f"(tagger then starts a new one), {_ADVICE_OTHER}"
+            )
+        if name.startswith("SQLITE_FULL") or "full" in msg:
+            return StateError(f"state database {p}: the disk is full ({action}): free some space")
+        if name.startswith("SQLITE_IOERR") or "disk I/O" in msg:
+            return StateError(f"state database {p}: I/O error ({msg}) during {action}; check the disk")
+        return StateError(f"state database {p}: {msg} (during {action}); {_ADVICE_OTHER}")
+
+    def _why_unwritable(self) -> str:
+        p = self.path
+        eff = os.access in os.supports_effective_ids
+        kw = {"effective_ids": True} if eff else {}
+        folder = p.parent
+        if not os.access(folder, os.W_OK | os.X_OK, **kw):
+            return f"its folder {folder} is not writable"
+        for f in (p, Path(str(p) + "-wal"), Path(str(p) + "-shm")):
+            if f.exists() and not os.access(f, os.W_OK, **kw):
+                return f"{f.name} is not writable"
+        return "check the permissions of the file and its folder"
+
+    @contextlib.contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(exc, action) from None
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT under the instance lock, errors as StateError."""
+        with self._lock, self._translate(action):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError(f"state database {self.path} is closed")
+        return self._conn
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Flush buffered records and close. Safe to call twice."""
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                self.flush()
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA optimize")
+            finally:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # Already failing: keep what was done (records of finished files), but never mask `exc`.
+        try:
+            self.close()
+        except Exception as second:  # noqa: BLE001
+            log.warning("while closing %s after an error: %s", self.path, second)
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+    def __repr__(self) -> str:
+        return f"StateDB({str(self.path)!r})"
+
+    # -- file records ----------------------------------------------------------------------------
+    def get(self, path: str) -> FileRecord | None:
+        """The record of one file (buffered records included), or None."""
+        return self.records([path]).get(path)
+
+    def records(self, paths: Iterable[str]) -> dict[str, FileRecord]:
+        """Records of many files at once: ``{path: FileRecord}`` for those that have one.
+
+        Fast for 100k paths (batched primary-key lookups; a few hundred milliseconds at most).
+        """
+        keys: dict[bytes, str] = {}
+        for p in paths:
+            keys[_enc_path(p)] = p if isinstance(p, str) else os.fspath(p)
+        out: dict[str, FileRecord] = {}
+        if not keys:
+            return out
+        with self._lock, self._translate("read file records"):
+            conn = self._connection()
+            todo = [k for k in keys if k not in self._pending]
+            sql_cache: dict[int, str] = {}
+            for i in range(0, len(todo), _CHUNK):
+                chunk = todo[i : i + _CHUNK]
+                sql = sql_cache.get(len(chunk))
+                if sql is None:
+                    sql = (
+                        "SELECT path, size, mtime_ns, model_id, outcome, run_id FROM files "
+                        f"WHERE path IN ({','.join('?' * len(chunk))})"
+                    )
+                    sql_cache[len(chunk)] = sql
+                for raw, size, mtime_ns, model_id, outcome, run_id in conn.execute(sql, chunk):
+                    p = keys[raw]
+                    out[p] = FileRecord(p, size, mtime_ns, model_id, outcome, run_id)
+            for k, row in self._pending.items():
+                if k in keys:
+                    p = keys[k]
+                    if row[0] is None:  # buffered deletion
+                        continue
+                    out[p] = FileRecord(p, *row[:5])
+        return out
+
+    def is_current(self, path: str, size: int, mtime_ns: int, model_id: str) -> bool:
+        """True when ``path`` is unchanged since ``model_id`` handled it (tagged, skipped, uncertain,
+        or undone); ``failed`` files and files without a record are not current."""
+        rec = self.get(path)
+        return rec is not None and rec.is_current(size=size, mtime_ns=mtime_ns, model_id=model_id)
+
+    def record_file(
+        self, path: str, *, size: int, mtime_ns: int, model_id: str, outcome: str, run_id: str
+    ) -> None:
+        """Buffer the record of one file (committed by :meth:`flush`). Ignored for dry runs."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        with self._lock:
+            if run_id in self._dry_runs:
+                log.debug("dry run %s: not recording %s", run_id, path)
+                return
+            self._pending[_enc_path(path)] = (int(size), int(mtime_ns), str(model_id), outcome, str(run_id))
+            if len(self._pending) >= self.flush_every:
+                self.flush()
+
+    def forget(self, path: str) -> None:
+        """Drop the record of one file (buffered like :meth:`record_file`): the next run analyses it."""
+        with self._lock:
+            self._pending[_enc_path(path)] = (None,)
+            if len(self._pending) >= self.flush_every:
+                self.flush()
+
+    def flush(self) -> None:
+        """Commit buffered file records in one transaction."""
+        with self._lock:
+            if not self._pending:
+                return
+            now = utc_now()
+            upserts = [(k, *row, now) for k, row in self._pending.items() if row[0] is not None]
+            deletes = [(k,) for k, row in self._pending.items() if row[0] is None]
+            with self._transaction("save file records") as conn:
+                if upserts:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO files (path, size, mtime_ns, model_id, outcome, run_id, "
+                        "updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        upserts,
+                    )
+                if deletes:
+                    conn.executemany("DELETE FROM files WHERE path = ?", deletes)
+            self._pending.clear()
+
+    def count_files(self) -> int:
+        """Number of file records (after flushing the buffer)."""
+        self.flush()
+        with self._lock, self._translate("count file records"):
+            return self._connection().execute("SELECT count(*) FROM files").fetchone()[0]
+
+    # -- runs ------------------------------------------------------------------------------------
+    def begin_run(
+        self, run_id: str, *, model_id: str, argv: Iterable[str], dry_run: bool, options: dict[str, Any]
+    ) -> None:
+        """Record the start of a run (status ``running``).
+
+        The caller holds the :class:`tagger.lock.RunLock`, so any other run still marked
+        ``running`` was killed before it could finish: it is marked ``interrupted`` here.
+        """
+        with self._transaction("record the start of a run") as conn:
+            stale = conn.execute(
+                "SELECT run_id FROM runs WHERE status = 'running' AND run_id != ?", (run_id,)
+            )
+            for (old,) in stale.fetchall():
+                log.warning("run %s never finished (killed?): marking it interrupted", old)
+                conn.execute(
+                    "UPDATE runs SET status = 'interrupted', finished = coalesce(finished, ?) "
+                    "WHERE run_id = ?",
+                    (utc_now(), old),
+                )
+            try:
+                conn.execute(
+                    "INSERT INTO runs (run_id, started, model_id, dry_run, status, argv, options) "
+                    "VALUES (?, ?, ?, ?, 'running', ?, ?)",
+                    (run_id, utc_now(), str(model_id or ""), int(bool(dry_run)), dumps(list(argv)),
+                     dumps(dict(options))),
+                )
+            except sqlite3.IntegrityError:
+                raise ValueError(f"run {run_id} already exists in {self.path}") from None
+        if dry_run:
+            self._dry_runs.add(run_id)
+
+    def finish_run(self, run_id: str, *, status: str, counts: dict[str, int]) -> None:
+        """Record the end of a run: status finished | interrupted | failed | undo, and its counts.
+
+        Buffered file records are flushed first.
+        """
+        if status not in RUN_STATUSES or status == "running":
+            raise ValueError(f"status must be one of finished, interrupted, failed, undo, not {status!r}")
+        self.flush()
+        with self._transaction("record the end of a run") as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = ?, finished = ?, counts = ? WHERE run_id = ?",
+                (status, utc_now(), dumps({str(k): int(v) for k, v in counts.items()}), run_id),
+            )
+            if cur.rowcount == 0:
+                raise ValueError(f"no run {run_id} in {self.path}")
+
+    def runs(self, limit: int | None = 50) -> list[RunInfo]:
+        """The latest runs, newest first (``limit=None``: all)."""
+        sql = f"SELECT {_RUN_COLS} FROM runs ORDER BY started DESC, run_id DESC"
+        args: tuple = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            args = (int(limit),)
+        with self._lock, self._translate("list runs"):
+            return [_run_info(row) for row in self._connection().execute(sql, args)]
+
+    def run(self, run_id: str) -> RunInfo | None:
+        """One run by id or by a unique prefix of it; None when nothing matches.
+
+        An ambiguous prefix raises :class:`~tagger.errors.StateError` listing a few matches.
+        """
+        run_id = str(run_id).strip()
+        if not run_id:
+            return None
+        with self._lock, self._translate("read a run"):
+            conn = self._connection()
+            row = conn.execute(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is not None:
+                return _run_info(row)
+            rows = conn.execute(
+                f"SELECT {_RUN_COLS} FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY run_id LIMIT 6",
+                (len(run_id), run_id),
+            ).fetchall()
+        if not rows:
+            return None
+        if len(rows) > 1:
+            names = ", ".join(r[0] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            raise StateError(f"run id {run_id!r} is ambiguous: it starts {names}; give more of it")
+        return _run_info(rows[0])
+
+    # -- journal ---------------------------------------------------------------------------------
+    def journal_add(
+        self, run_id: str, path: str, *, before: dict, after: dict, size_after: int, mtime_ns_after: int
+    ) -> None:
+        """Journal one tag write; committed (to disk) before this returns.
+
+        ``before``/``after`` are the tag fields (``tagger.tags.snapshot_fields``); they are stored
+        as JSON, with ``bytes`` values kept exactly. Raises ValueError for a dry run.
+        """
+        if run_id in self._dry_runs:
+            raise ValueError(f"run {run_id} is a dry run: it must not write tags")
+        with self._transaction("journal a tag write") as conn:
+            conn.execute(
+                "INSERT INTO journal (run_id, path, before, after, size_after, mtime_ns_after, written_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, _enc_path(path), dumps(before), dumps(after), int(size_after), int(mtime_ns_after),
+                 utc_now()),
+            )
+            conn.execute("UPDATE runs SET files_changed = files_changed + 1 WHERE run_id = ?", (run_id,))
+
+    def journal(self, run_id: str) -> list[JournalEntry]:
+        """The journal of one run in write order (oldest first)."""
+        with self._lock, self._translate("read the journal"):
+            rows = self._connection().execute(
+                f"SELECT {_JOURNAL_COLS} FROM journal WHERE run_id = ? ORDER BY id", (run_id,)
+            ).fetchall()
+        return [_journal_entry(r) for r in rows]
+
+    def journal_after(self, path: str, run_id: str) -> list[JournalEntry]:
+        """Journal entries of ``path`` written by other runs after ``run_id`` wrote it (oldest first)."""
+        with self._lock, self._translate("read the journal"):
+            rows = self._connection().execute(
+                f"SELECT {_JOURNAL_COLS} FROM journal WHERE path = ?1 AND run_id != ?2 AND id > "
+                "(SELECT coalesce(min(id), 0) FROM journal WHERE path = ?1 AND run_id = ?2) ORDER BY id",
+                (_enc_path(path), run_id),
+            ).fetchall()
+        return [_journal_entry(r) for r in rows]
+
+
+_RUN_COLS = "run_id, started, finished, model_id, dry_run, status, counts, argv, files_changed, options"
+_JOURNAL_COLS = "run_id, path, before, after, size_after, mtime_ns_after, written_at"
+
+
+def _run_info(row: tuple) -> RunInfo:
+    run_id, started, finished, model_id, dry_run, status, counts, argv, files_changed, options = row
+    return RunInfo(
+        run_id=run_id,
+        started=started,
+        finished=finished,
+        model_id=model_id,
+        dry_run=bool(dry_run),
+        status=status,
+        counts=loads(counts),
+        argv=loads(argv),
+        files_changed=int(files_changed),
+        options=loads(options),
+    )
+
+
+def _journal_entry(row: tuple) -> JournalEntry:
+    run_id, path, before, after, size_after, mtime_ns_after, written_at = row
+    return JournalEntry(
+        run_id=run_id,
+        path=_dec_path(path),
+        before=loads(before),
+        after=loads(after),
+        size_after=int(size_after),
+        mtime_ns_after=int(mtime_ns_after),
+        written_at=written_at,
+    )
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

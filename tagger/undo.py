@@ -1,0 +1,186 @@
+"""``tagger undo RUN``: put back the tag fields a run changed, from its journal.
+
+Every tag write of a run is journaled (:meth:`tagger.state.StateDB.journal_add`) with the
+touched fields before and after, and the file's size and mtime right after the write. Undo goes
+through the run's entries, latest first:
+
+* the file no longer exists -> ``missing`` (reported, nothing to do);
+* its size or mtime differ from the journal's "after" values -> it was changed since (by a
+  person, another program, or a later tagger run) -> ``skipped_modified`` with the reason,
+  left alone (undo never overwrites changes it did not make; undo the later run first when the
+  reason names one). The one exception: the last change was tagger's own and put back exactly
+  the fields this run wrote (the later run was undone first) -> restored;
+* otherwise the fields are restored (``tagger.tags.restore_fields``) -> ``restored``; a
+  restore that fails -> ``failed`` with the one-line reason.
+
+The undo is itself recorded as a run (status ``undo``, ``options["undo_of"]`` = the undone
+run) with a journal of its own restores, so an undo can be undone in turn (a redo).
+
+State after a restore: by default (``retag=True``) undo makes the file look as if the run never
+happened: the file's state record is dropped, so the next ``tagger tag`` analyses it again
+(with whatever model and options are then in effect; change them first, or the same run will
+repeat). With ``retag=False`` (CLI ``--keep``) the record says ``undone`` with the file's new
+size and mtime: later runs of the *same model* leave the file alone until it changes (or
+``--force``); a different model still analyses it.
+
+The caller holds the :class:`tagger.lock.RunLock` of the state database, like ``tagger tag``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tagger.errors import FatalError, FileError
+from tagger.state import JournalEntry, StateDB, new_run_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    """What an undo did (or, for a dry run, would do), path lists in the order handled."""
+
+    restored: list[str]  # fields put back (dry run: would be)
+    skipped_modified: list[tuple[str, str]]  # (path, reason): changed since the run, left alone
+    missing: list[str]  # no longer exists
+    failed: list[tuple[str, str]]  # (path, one-line reason)
+    run_id: str = ""  # the run undone
+    undo_id: str = ""  # the run recording this undo
+    dry_run: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed (modified and missing files are not failures)."""
+        return not self.failed
+
+
+def _tags():
+    # Imported at call time (mutagen is not needed to list runs), and through importlib so a
+    # test can stand in a module for tagger.tags.
+    return importlib.import_module("tagger.tags")
+
+
+def undo_run(
+    db: StateDB,
+    run_id: str,
+    *,
+    dry_run: bool = False,
+    retag: bool = True,
+    argv: Sequence[str] = (),
+) -> UndoResult:
+    """Restore the tag fields run ``run_id`` (an id or a unique prefix) changed.
+
+    ``dry_run``: check every file and report what would be restored; write nothing (the undo
+    is recorded as a dry run). ``retag``: see the module docstring. ``argv`` is recorded with
+    the undo run. Raises FatalError when no run matches ``run_id``; per-file problems end up
+    in the result, never raised.
+    """
+    info = db.run(run_id)
+    if info is None:
+        raise FatalError(f"no run {run_id!r} in the state database {db.path}: `tagger runs` lists them")
+    entries = db.journal(info.run_id)
+
+    # One group per path, latest write first; the check uses the latest write's "after", the
+    # restore the earliest write's "before" (a run may write a file more than once).
+    groups: dict[str, list[JournalEntry]] = {}
+    for e in reversed(entries):
+        groups.setdefault(e.path, []).append(e)
+
+    undo_id = new_run_id()
+    db.begin_run(undo_id, model_id=info.model_id, argv=list(argv), dry_run=dry_run,
+                 options={"undo_of": info.run_id, "retag": retag})
+    restored: list[str] = []
+    modified: list[tuple[str, str]] = []
+    missing: list[str] = []
+    failed: list[tuple[str, str]] = []
+    status = "interrupted"
+
+    def counts() -> dict[str, int]:
+        return {"restored": len(restored), "modified": len(modified), "missing": len(missing),
+                "failed": len(failed)}
+
+    try:
+        if info.dry_run:
+            log.info("run %s was a dry run: it changed nothing", info.run_id)
+        for path, group in groups.items():
+            latest, earliest = group[0], group[-1]
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                missing.append(path)
+                log.info("%s: no longer exists", path)
+                continue
+            except OSError as exc:
+                failed.append((path, f"cannot read the file: {exc.strerror or exc}"))
+                continue
+            if (st.st_size, st.st_mtime_ns) != (latest.size_after, latest.mtime_ns_after):
+                later = db.journal_after(path, info.run_id)
+                last = later[-1] if later else None
+                # Changed since, but by tagger only, and the fields are back to what this run
+                # wrote (a later run was undone first): restoring is as safe as without it.
+                if not (last is not None and last.after == latest.after
+                        and (st.st_size, st.st_mtime_ns) == (last.size_after, last.mtime_ns_after)):
+                    reason = _modified_reason(db, info.run_id, st, later)
+                    modified.append((path, reason))
+                    log.info("%s: %s", path, reason)
+                    continue
+            if dry_run:
+                restored.append(path)
+                continue
+            try:
+                _restore_one(db, undo_id, path, earliest.before, retag=retag, model_id=info.model_id)
+            except FileError as exc:
+                failed.append((path, exc.reason))
+                log.warning("%s: %s", path, exc.reason)
+                continue
+            except OSError as exc:
+                failed.append((path, " ".join(str(exc.strerror or exc).split())))
+                log.warning("%s: %s", path, exc)
+                continue
+            restored.append(path)
+            log.debug("%s: restored", path)
+        status = "undo"
+    finally:
+        try:
+            db.finish_run(undo_id, status=status, counts=counts())
+        except Exception as exc:  # noqa: BLE001 - do not mask the original error
+            if status == "undo":
+                raise
+            log.warning("cannot record the end of undo run %s: %s", undo_id, exc)
+
+    log.info(
+        "undo of run %s%s: %d restored, %d changed since (left alone), %d missing, %d failed",
+        info.run_id, " (dry run)" if dry_run else "", len(restored), len(modified), len(missing), len(failed),
+    )
+    return UndoResult(restored, modified, missing, failed, run_id=info.run_id, undo_id=undo_id,
+                      dry_run=dry_run, counts=counts())
+
+
+def _restore_one(db: StateDB, undo_id: str, path: str, before: dict, *, retag: bool, model_id: str) -> None:
+    tags = _tags()
+    current = tags.snapshot_fields(path)  # journaled as this undo's "before": undo can be undone
+    tags.restore_fields(path, before)
+    st = os.stat(path)
+    db.journal_add(undo_id, path, before=current, after=before, size_after=st.st_size,
+                   mtime_ns_after=st.st_mtime_ns)
+    if retag:
+        db.forget(path)
+    else:
+        db.record_file(path, size=st.st_size, mtime_ns=st.st_mtime_ns, model_id=model_id, outcome="undone",
+                       run_id=undo_id)
+
+
+def _modified_reason(db: StateDB, run_id: str, st: os.stat_result, later_entries: list[JournalEntry]) -> str:
+    """Why a file is left alone: a later run that changed it, or a change outside tagger."""
+    for later in reversed(later_entries):
+        if (later.size_after, later.mtime_ns_after) == (st.st_size, st.st_mtime_ns):
+            other = db.run(later.run_id)
+            if other is not None and other.undo_of == run_id:
+                return f"already restored by undo run {later.run_id}"
+            return f"changed since by run {later.run_id}: undo that run first"
+    return f"changed since run {run_id} wrote it (size or modification time differ): left alone"
