@@ -1,0 +1,116 @@
+"""ASF/WMA: several ``WM/Genre`` attributes (Unicode), one per genre; provenance is the Unicode
+attribute ``TAGGER_PROVENANCE``. mutagen places repeated names in the Metadata Library object, where
+the ASF format allows several values for one name.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from tagger.tags._base import Handler
+
+GENRE = "WM/Genre"
+PROVENANCE = "TAGGER_PROVENANCE"
+_FIELDS = (GENRE, PROVENANCE)
+
+_UNICODE, _BYTES, _BOOL, _DWORD, _QWORD, _WORD, _GUID = range(7)
+
+
+def _pack(attr) -> dict[str, Any]:
+    kind = int(attr.TYPE)
+    value = attr.value
+    if kind in (_BYTES, _GUID):
+        packed: Any = base64.b64encode(bytes(value)).decode("ascii")
+    elif kind == _BOOL:
+        packed = bool(value)
+    elif kind in (_DWORD, _QWORD, _WORD):
+        packed = int(value)
+    else:
+        packed = str(value)
+    out: dict[str, Any] = {"type": kind, "value": packed}
+    if attr.language:
+        out["language"] = int(attr.language)
+    if attr.stream:
+        out["stream"] = int(attr.stream)
+    return out
+
+
+def _unpack(obj: dict[str, Any]):
+    from mutagen.asf import ASFValue
+
+    kind = int(obj["type"])
+    value = obj["value"]
+    if kind in (_BYTES, _GUID):
+        value = base64.b64decode(value)
+    kwargs = {}
+    if obj.get("language"):
+        kwargs["language"] = int(obj["language"])
+    if obj.get("stream"):
+        kwargs["stream"] = int(obj["stream"])
+    return ASFValue(value, kind, **kwargs)
+
+
+class ASFHandler(Handler):
+    def _load(self, path: str):
+        from mutagen.asf import ASF
+
+        return ASF(path)
+
+    def _values(self, name: str) -> list:
+        tags = self.file.tags
+        if tags is None:
+            return []
+        return [v for k, v in list(tags) if k == name]
+
+    def genres(self) -> tuple[str, ...]:
+        return tuple(str(v) for v in self._values(GENRE) if str(v))
+
+    def provenance_text(self) -> str | None:
+        values = self._values(PROVENANCE)
+        if not values:
+            return None
+        v = values[0]
+        if int(v.TYPE) == _BYTES:
+            return bytes(v.value).decode("utf-8", errors="replace")
+        return str(v.value)
+
+    def snapshot(self) -> dict[str, Any]:
+        snap: dict[str, Any] = {"_format": self.fmt}
+        for name in _FIELDS:
+            values = self._values(name)
+            snap[name] = [_pack(v) for v in values] if values else None
+        return snap
+
+    def _replace(self, name: str, new_values: list) -> None:
+        tags = self.file.tags
+        out = []
+        placed = False
+        for k, v in list(tags):
+            if k == name:
+                if not placed:
+                    out.extend((name, nv) for nv in new_values)
+                    placed = True
+                continue
+            out.append((k, v))
+        if not placed:
+            out.extend((name, nv) for nv in new_values)
+        del tags[:]
+        tags.extend(out)
+
+    def set_fields(self, genres: tuple[str, ...], provenance: str, *, id3v23: bool) -> None:
+        from mutagen.asf import ASFUnicodeAttribute
+
+        if self.file.tags is None:
+            self.file.add_tags()
+        self._replace(GENRE, [ASFUnicodeAttribute(g) for g in genres])
+        self._replace(PROVENANCE, [ASFUnicodeAttribute(provenance)])
+
+    def apply_snapshot(self, snap: dict[str, Any]) -> None:
+        if self.file.tags is None:
+            self.file.add_tags()
+        for name in _FIELDS:
+            self._replace(name, [_unpack(v) for v in (snap.get(name) or [])])
+
+    def save(self, target: str) -> None:
+        self.file.save(target)
