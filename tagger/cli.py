@@ -123,7 +123,9 @@ class LazyGroup(click.Group):
 def main(ctx: click.Context, verbose: int) -> None:
     """tagger: predict music genres with a CNN and write them into your files' tags."""
     ctx.obj = Context(verbose)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if verbose >= 2:
+        os.environ["TAGGER_TF_VERBOSE"] = "1"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,8 +413,10 @@ def runs_cmd(ctx, state_db, limit) -> None:
 @click.argument("run_id")
 @click.option("--state-db", metavar="FILE", default=None)
 @click.option("--dry-run", "-n", is_flag=True, help="Show what would be restored.")
+@click.option("--keep", is_flag=True,
+              help="Do not re-analyse restored files on the next run (default: they are analysed again).")
 @click.pass_context
-def undo_cmd(ctx, run_id, state_db, dry_run) -> None:
+def undo_cmd(ctx, run_id, state_db, dry_run, keep) -> None:
     """Restore the tag fields a run changed, exactly as they were.
 
     Files modified since that run are reported and left alone.
@@ -429,7 +433,7 @@ def undo_cmd(ctx, run_id, state_db, dry_run) -> None:
     try:
         lock.acquire()
         with StateDB(path) as db:
-            res = undo_run(db, run_id, dry_run=dry_run)
+            res = undo_run(db, run_id, dry_run=dry_run, retag=not keep, argv=sys.argv[1:])
     except TaggerError as exc:
         fail(ctx, exc)
         return

@@ -65,10 +65,12 @@ class StopFlag:
         self.signum = signum
 
     def install(self) -> None:
+        """Install (or re-install: ray.init replaces the SIGTERM handler) the handlers."""
         if threading.current_thread() is not threading.main_thread():
             return
         for s in (signal.SIGINT, signal.SIGTERM):
-            self._old[s] = signal.signal(s, self._handle)
+            old = signal.signal(s, self._handle)
+            self._old.setdefault(s, old)
 
     def restore(self) -> None:
         for s, h in self._old.items():
@@ -140,7 +142,7 @@ class Tagger:
         self.argv = argv or []
         self.progress = progress or Progress()
         self.state = state
-        self.stop = stop or StopFlag()
+        self.stop = stop if stop is not None else StopFlag()
         self.files = locate(options.model, vocabulary=options.vocabulary)
         self.meta = load_meta(self.files)
         self.report = Report(dry_run=options.dry_run, run_id=run_id or "", model=model_summary(self.meta),
@@ -181,21 +183,32 @@ class Tagger:
 
         t = time.perf_counter()
         handle = rb.connect(self.options.ray_address, num_cpus=self.options.workers)
+        self.stop.install()  # Ray's core worker installs its own SIGTERM handler in ray.init
         self.stats.startup["ray"] = time.perf_counter() - t
         try:
             plan = rb.plan_inference(handle.resources, batch_size=self.options.batch_size)
             t = time.perf_counter()
             if plan.where == "actors":
-                actors = rb.make_actors(plan, self.options.model, self.options.vocabulary)
-                predict = _actor_predict(actors)
+                predictors = rb.make_actors(plan, self.options.model, self.options.vocabulary)
+                predict = _actor_predict(predictors)
             else:
-                predictor = rb.Predictor(self.options.model, self.options.vocabulary, plan.batch_size, False)
-                predict = predictor.predict
+                predictors = [rb.Predictor(self.options.model, self.options.vocabulary, batch_size=plan.batch_size,
+                                           mixed_precision=plan.mixed_precision)]
+                predict = predictors[0].predict
             self.stats.startup["model"] = time.perf_counter() - t
-            self.report.model["inference"] = {"where": plan.where, "actors": plan.actors,
-                                              "batch_size": plan.batch_size}
-            workers = self.options.workers or max(1, int(handle.resources.get("CPU", 1)))
-            self._stream(todo, rb.analyse_remote(), predict, plan.batch_size, rb.max_in_flight(workers), handle)
+            res = handle.resources
+            self.report.model["inference"] = {
+                "where": plan.where, "actors": plan.actors, "gpus_per_actor": plan.gpus_per_actor,
+                "batch_size": plan.batch_size,
+                "cluster": {"address": handle.address, "nodes": handle.nodes, "cpus": res.get("CPU", 0),
+                            "gpus": res.get("GPU", 0)},
+            }
+            workers = self.options.workers or max(1, int(res.get("CPU", 1)))
+            try:
+                self._stream(todo, rb.analyse_remote(), predict, plan.flush_chunks, rb.max_in_flight(workers),
+                             handle)
+            finally:
+                self.report.model["inference"]["predictors"] = _predictor_info(predictors)
         finally:
             t = time.perf_counter()
             handle.shutdown()
@@ -331,7 +344,7 @@ class Tagger:
         from tagger import __version__, tags
 
         prov = tags.Provenance(
-            model_id=self.meta.model_id, genres=tuple(d.genres),
+            model_id=self.meta.model_id, genres=tuple(r.genre for r in d.chosen),
             scores=tuple(round(r.score, 4) for r in d.chosen), date=_now_iso(), tool=f"tagger {__version__}",
         )
         t = time.perf_counter()
@@ -375,6 +388,21 @@ class Tagger:
         if self._since_flush >= FLUSH_EVERY_FILES or now - self._last_flush >= FLUSH_EVERY_SECONDS:
             self.state.flush()
             self._since_flush, self._last_flush = 0, now
+
+
+def _predictor_info(predictors) -> list[dict[str, Any]]:
+    """Where each predictor ran and in which precision (local Predictors or Ray actor handles)."""
+    from tagger.ray_backend import Predictor
+
+    try:
+        if predictors and not isinstance(predictors[0], Predictor):
+            import ray
+
+            return ray.get([a.info.remote() for a in predictors], timeout=30)
+        return [p.info() for p in predictors]
+    except Exception as exc:  # noqa: BLE001 - an actor lost at the end must not lose the report
+        log.debug("predictor info unavailable: %s", exc)
+        return []
 
 
 def _actor_predict(actors) -> Callable[[np.ndarray], np.ndarray]:
