@@ -329,8 +329,6 @@ class Tagger:
                 row.action = "tagged"
             except FileError as exc:
                 row.action, row.reason, row.error_kind = "failed", exc.reason, exc.kind
-                if "changed since" in exc.reason:
-                    row.error_kind = "changed"
         else:
             row.action = "uncertain" if d.action == UNCERTAIN else "skipped"
         self.report.add(row)

@@ -17,26 +17,36 @@ log = logging.getLogger(__name__)
 
 CPU_BATCH = 64
 GPU_BATCH = 512
+ACTOR_START_TIMEOUT = 600.0  # seconds to place every predictor actor and load the model
 
 
 @dataclass(frozen=True)
 class InferencePlan:
-    where: str  # "driver" (CPU, in this process) | "actors" (one Ray actor per GPU)
+    where: str  # "driver" (CPU, in this process) | "actors" (Ray actors, one per GPU)
     actors: int
-    gpus_per_actor: float
-    batch_size: int
-    mixed_precision: bool
+    gpus_per_actor: float  # 1.0 for GPU actors; 0.0 runs the actors on CPU (tests, CPU-only pools)
+    batch_size: int  # chunks per forward pass, per actor
+    mixed_precision: bool  # try mixed_float16 (kept only if the first batch's top-1 labels agree)
+
+    @property
+    def flush_chunks(self) -> int:
+        """Chunks the driver gathers before one predict call: a full batch for every actor."""
+        return self.batch_size * max(1, self.actors)
 
 
 def plan_inference(resources: dict[str, float], *, batch_size: int | None = None,
                    max_gpu_actors: int | None = None) -> InferencePlan:
-    """Where the CNN runs, given ``ray.cluster_resources()``.
+    """Where the CNN runs, given a resource view such as ``ray.cluster_resources()``.
 
-    GPUs in the cluster: one predictor actor per GPU (``num_gpus=1``), batch 512, mixed precision.
-    No GPU: the driver runs the model on its CPU with batch 64 (measured best on 2 cores; a CPU
-    actor would only add a copy of every batch through the object store).
+    GPUs in the cluster (whole ones; fractional totals are rounded down): one predictor actor per
+    GPU (``num_gpus=1``, so Ray places each on a GPU node and gives it that GPU alone), batch 512
+    per actor, mixed precision tried. No GPU: the driver runs the model on its CPU with batch 64
+    (measured best on 2 cores; a CPU actor would only add a copy of every batch through the
+    object store). ``batch_size`` overrides the batch; ``max_gpu_actors`` caps the actors.
     """
-    gpus = int(resources.get("GPU", 0) or 0)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    gpus = int(float(resources.get("GPU", 0) or 0) + 1e-9)
     if gpus >= 1:
         n = gpus if max_gpu_actors is None else max(1, min(gpus, max_gpu_actors))
         return InferencePlan("actors", n, 1.0, batch_size or GPU_BATCH, True)
@@ -54,7 +64,8 @@ class RayHandle:
     started_here: bool
     address: str
     resources: dict[str, float]
-    node_id: str
+    node_id: str  # the driver's node: files decoded elsewhere were read through the shared path
+    nodes: int = 1  # alive nodes when connected
 
     def shutdown(self) -> None:
         if self.started_here:
@@ -66,13 +77,16 @@ class RayHandle:
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHandle:
     """Join ``address`` (or RAY_ADDRESS), or start a local instance; reuse an initialised one.
 
+    Joining a cluster: every node must run the same tagger and Python packages (workers import
+    tagger), and see the music library under the same path (see docs/scaling.md).
     Raises FatalError with one line if Ray cannot start or the cluster cannot be reached.
     """
     import ray
 
     if ray.is_initialized():
         ctx = ray.get_runtime_context()
-        return RayHandle(False, getattr(ctx, "gcs_address", "") or "", _resources(), ctx.get_node_id())
+        return RayHandle(False, getattr(ctx, "gcs_address", "") or "", _resources(), ctx.get_node_id(),
+                         _alive_nodes())
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict[str, Any] = dict(
         include_dashboard=False,
@@ -80,9 +94,11 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHa
         logging_level=logging.WARNING,
         configure_logging=True,
     )
-    # Workers must be able to import tagger: propagate this interpreter's path (an editable or
-    # source checkout); an installed tagger needs nothing.
     env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}}
+    ray_log = logging.getLogger("ray")
+    saved_level = ray_log.level
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        ray_log.setLevel(logging.ERROR)  # start-up chatter (token auth notice, ...) only with -vv
     try:
         if address:
             ray.init(address=address, runtime_env=env, **kwargs)
@@ -92,8 +108,23 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHa
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise FatalError(f"cannot start {where}: {msg}") from None
+    finally:
+        ray_log.setLevel(saved_level)
     ctx = ray.get_runtime_context()
-    return RayHandle(True, address or "local", _resources(), ctx.get_node_id())
+    handle = RayHandle(True, address or "local", _resources(), ctx.get_node_id(), _alive_nodes())
+    if address:
+        log.info("joined the Ray cluster at %s: %d nodes, %g CPUs, %g GPUs", address, handle.nodes,
+                 handle.resources.get("CPU", 0), handle.resources.get("GPU", 0))
+    return handle
+
+
+def _alive_nodes() -> int:
+    import ray
+
+    try:
+        return sum(1 for n in ray.nodes() if n.get("Alive"))
+    except Exception:  # noqa: BLE001
+        return 1
 
 
 def _resources() -> dict[str, float]:
@@ -123,26 +154,80 @@ def analyse_remote():
 
 
 class Predictor:
-    """Holds a GenreModel. Runs in the driver on CPU, or as a Ray actor holding one GPU."""
+    """Holds a GenreModel. Runs in the driver on CPU, or as a Ray actor (one per GPU).
 
-    def __init__(self, model_path: str | None, vocabulary: str | None, batch_size: int, mixed_precision: bool):
+    With ``mixed_precision`` the first batch is predicted in float32 and in mixed_float16; float16
+    is kept for the rest of the run only if :func:`tagger.model.keep_mixed_precision` accepts it
+    (same top-1 label for every chunk), otherwise the predictor stays float32. The first batch's
+    answer is always the float32 one.
+    """
+
+    def __init__(self, model_path: str | None, vocabulary: str | None, *, batch_size: int,
+                 mixed_precision: bool = False, min_agreement: float = 1.0):
         from tagger.model import GenreModel, configure_devices
 
-        gpus = configure_devices(mixed_precision=mixed_precision)
-        self.devices = gpus
+        self.devices = configure_devices()  # memory growth on every visible GPU
         self.model = GenreModel.load(model_path, vocabulary=vocabulary, batch_size=batch_size)
+        self.min_agreement = min_agreement
+        self._candidate = self.model.with_precision("mixed_float16") if mixed_precision else None
+        self.agreement: float | None = None
 
     def predict(self, x):
-        return self.model.predict(x)
+        """x: (n, *input_shape) float32 chunks -> (n, n_labels) float32 scores."""
+        if self._candidate is None:
+            return self.model.predict(x)
+        from tagger.model import keep_mixed_precision, top1_agreement
+
+        candidate, self._candidate = self._candidate, None
+        reference = self.model.predict(x)
+        trial = candidate.predict(x)
+        self.agreement = top1_agreement(reference, trial)
+        if keep_mixed_precision(reference, trial, min_agreement=self.min_agreement):
+            self.model = candidate
+            log.info("mixed precision kept: top-1 agreement %.4f on %d chunks", self.agreement, len(x))
+        else:
+            log.warning("mixed precision changes predictions (top-1 agreement %.4f on %d chunks); "
+                        "staying with float32", self.agreement, len(x))
+        return reference
+
+    def info(self) -> dict[str, Any]:
+        """Where and how this predictor runs (for the report)."""
+        return {
+            "node": _current_node(), "devices": list(self.devices), "batch_size": self.model.batch_size,
+            "precision": "undecided" if self._candidate is not None else self.model.precision,
+            "agreement": self.agreement,
+        }
 
     def ready(self) -> list[str]:
-        return self.devices
+        return list(self.devices)
+
+
+def _current_node() -> str:
+    import sys
+
+    ray = sys.modules.get("ray")
+    try:
+        if ray is not None and ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001
+        pass
+    return ""
 
 
 def make_actors(plan: InferencePlan, model_path: str | None, vocabulary: str | None):
+    """Start ``plan.actors`` predictor actors (each ``num_gpus=plan.gpus_per_actor``, one CPU) and
+    wait until each has loaded the model. An actor that dies (a GPU out of memory) is restarted
+    once and its call retried."""
     import ray
 
-    cls = ray.remote(num_gpus=plan.gpus_per_actor, num_cpus=1)(Predictor)
-    actors = [cls.remote(model_path, vocabulary, plan.batch_size, plan.mixed_precision) for _ in range(plan.actors)]
-    ray.get([a.ready.remote() for a in actors])
+    cls = ray.remote(num_gpus=plan.gpus_per_actor, num_cpus=1, max_restarts=1, max_task_retries=1)(Predictor)
+    actors = [cls.remote(model_path, vocabulary, batch_size=plan.batch_size, mixed_precision=plan.mixed_precision)
+              for _ in range(plan.actors)]
+    try:
+        ray.get([a.ready.remote() for a in actors], timeout=ACTOR_START_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - cannot place or load: fatal, with one line
+        for a in actors:
+            ray.kill(a)
+        msg = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise FatalError(f"cannot start the inference actors: {msg}") from None
     return actors
