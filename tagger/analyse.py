@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from tagger.errors import AudioError, FileError, ParameterError
+from tagger.errors import AudioError, DecodeError, FileError, ParameterError
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,44 @@ def plan_segments(duration: float, *, analysis_seconds: float | None, max_second
     return [(round(s, 3), round(seg, 3)) for s in starts]
 
 
+def chunk_spans(lengths: list[int], offsets: list[float], *, params) -> np.ndarray:
+    """Where each chunk :func:`tagger.features.extract_segments` makes lies in the track.
+
+    Parameters
+    ----------
+    lengths : samples decoded per segment, at ``params.sample_rate``
+    offsets : start of each segment in the track, seconds (``plan_segments``' offsets)
+    params : tagger.features.FeatureParams
+
+    Follows ``extract_segments``: a segment shorter than ``params.min_samples`` makes no chunk;
+    one shorter than a chunk is repeat-padded to one chunk (its span is the audio it has);
+    frames are centred (librosa), so a stretch of n samples has 1 + n // hop frames.
+
+    Returns
+    -------
+    np.ndarray, shape (n_chunks, 2), float64: start and end of each chunk in seconds
+    """
+    spans = []
+    spf, sr = params.samples_per_frame, params.sample_rate
+    for n, offset in zip(lengths, offsets):
+        if n < params.min_samples:
+            continue
+        frames = n if params.kind == "waveform" else 1 + n // params.hop_length
+        if frames < params.chunk_frames:
+            spans.append((offset, offset + n / sr))
+            continue
+        count = 1 + (frames - params.chunk_frames) // params.chunk_hop_frames
+        starts = offset + np.arange(count) * params.chunk_hop_frames * spf / sr
+        spans.extend((s, min(s + params.chunk_seconds, offset + n / sr)) for s in starts)
+    return np.asarray(spans, dtype=np.float64).reshape(-1, 2)
+
+
 def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
     """Analyse one file. Never raises for a problem with the file: returns ``error`` instead.
 
     ``policy`` keys: model_id, on_existing, analyse_all (bool), analysis_seconds, max_seconds,
-    float16 (bool).
+    float16 (bool), keep_audio (bool: also return the decoded ``audio`` stretches and their
+    ``segments``, for ``tagger explain``).
     Returns a dict with keys: path, size, mtime_ns, format, existing, provenance, skip, features
     (np.ndarray or None), duration, segments, error (None or (kind, reason)), node, seconds.
     """
@@ -64,8 +98,15 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
         "analysed": None, "error": None, "node": _node_id(), "seconds": 0.0,
     }
     try:
-        st = os.stat(path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:  # e.g. a cluster node that does not see the library's path
+            raise DecodeError(path, "file not found (deleted or moved?)") from None
+        except OSError as exc:  # a symbolic link loop, a vanished network share, ...
+            raise DecodeError(path, f"cannot read: {(exc.strerror or str(exc)).lower()}") from None
         out["size"], out["mtime_ns"] = st.st_size, st.st_mtime_ns
+        if st.st_size == 0:  # say so, rather than what the tag reader makes of no bytes
+            raise DecodeError(path, "empty file (0 bytes)")
         from tagger import tags
 
         info = tags.read_tags(path)
@@ -93,6 +134,8 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
         audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
         n = sum(a.shape[0] for a in audio)
         out["analysed"] = n / fp.sample_rate
+        if policy.get("keep_audio", False):
+            out["audio"], out["segments"] = audio, segments
         if all(is_silent(a) for a in audio):
             raise AudioError(path, "digital silence: nothing to classify")
         try:
@@ -116,9 +159,8 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
 
 def _node_id() -> str:
     try:
-        import ray
-
-        if ray.is_initialized():
+        ray = sys.modules.get("ray")  # never import Ray just to ask (tagger explain runs without it)
+        if ray is not None and ray.is_initialized():
             return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001
         pass
