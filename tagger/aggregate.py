@@ -114,9 +114,10 @@ def decide(
     chosen = tuple(r for r in ranked[:top_k] if r.score >= min_confidence)
     if not chosen:
         best = ranked[0]
+        shown = np.floor(best.score * 100) / 100  # never print 0.40 for 0.3996 under a 0.40 threshold
         return Decision(
             UNCERTAIN,
-            f"no genre reaches the threshold {min_confidence:.2f} (best {best.genre} {best.score:.2f})",
+            f"no genre reaches the threshold {min_confidence:.2f} (best {best.genre} {shown:.2f})",
             ranked=ranked,
         )
     new = tuple(r.genre for r in chosen)
@@ -166,3 +167,14 @@ def needs_analysis(*, existing: tuple[str, ...], tagger_owned: bool, owner_model
     if on_existing == "skip":
         return f"has a genre already ({'; '.join(existing)}); --on-existing skip"
     return None
+
+
+def decide_for(scores: np.ndarray, *, res: dict, meta, options) -> Decision:
+    """:func:`decide` with a worker result (``tagger.analyse.analyse_file``), the model metadata
+    and the run's TagOptions: the one call ``tagger tag`` and ``tagger explain`` both make."""
+    return decide(
+        scores, meta.labels, top_k=options.top_k, min_confidence=options.min_confidence,
+        existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"], owner_model_id=res["owner_model"],
+        model_id=meta.model_id, on_existing=options.on_existing, names=meta.display_names,
+        user_map=options.genre_map,
+    )

@@ -144,7 +144,7 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
     Raises a :class:`~tagger.errors.FileError` (one-line reason) for a file that cannot be
     analysed and :class:`~tagger.errors.ModelError` for an unusable model.
     """
-    from tagger.aggregate import SKIP, Decision, decide, needs_analysis, track_scores
+    from tagger.aggregate import SKIP, Decision, decide_for, needs_analysis, track_scores
     from tagger.analyse import analyse_file, chunk_spans
 
     if model is None:
@@ -174,12 +174,7 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
         spans = np.stack([starts, starts + fp.chunk_seconds], axis=1)
     probs = model.predict(features)
     scores = track_scores(probs)
-    d = decide(
-        scores, meta.labels, top_k=options.top_k, min_confidence=options.min_confidence,
-        existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"], owner_model_id=res["owner_model"],
-        model_id=meta.model_id, on_existing=options.on_existing, names=meta.display_names,
-        user_map=options.genre_map,
-    )
+    d = decide_for(scores, res=res, meta=meta, options=options)
     # tagger tag never decodes a file this policy leaves alone: its decision is that skip
     early = needs_analysis(existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"],
                            owner_model_id=res["owner_model"], model_id=meta.model_id,

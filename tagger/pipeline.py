@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tagger import discover
-from tagger.aggregate import SKIP, TAG, UNCERTAIN, decide, track_scores
+from tagger.aggregate import TAG, UNCERTAIN, decide_for, track_scores
 from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError
 from tagger.modelmeta import ModelMeta, load_meta, locate
 from tagger.options import TagOptions
@@ -186,6 +186,9 @@ class Tagger:
         self.stop.install()  # Ray's core worker installs its own SIGTERM handler in ray.init
         self.stats.startup["ray"] = time.perf_counter() - t
         try:
+            if handle.nodes > 1:  # a cluster: every node runs tagger and sees the library (warms them too)
+                self.report.notes.extend(rb.check_nodes(_probe_paths(self.paths, todo),
+                                                        params=self.meta.features.to_dict()))
             plan = rb.plan_inference(handle.resources, batch_size=self.options.batch_size)
             t = time.perf_counter()
             if plan.where == "actors":
@@ -200,13 +203,13 @@ class Tagger:
             self.report.model["inference"] = {
                 "where": plan.where, "actors": plan.actors, "gpus_per_actor": plan.gpus_per_actor,
                 "batch_size": plan.batch_size,
-                "cluster": {"address": handle.address, "nodes": handle.nodes, "cpus": res.get("CPU", 0),
-                            "gpus": res.get("GPU", 0)},
+                "cluster": {"address": handle.address, "nodes": handle.nodes, "driver_node": handle.node_id,
+                            "cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0)},
             }
             workers = self.options.workers or max(1, int(res.get("CPU", 1)))
             try:
                 self._stream(todo, rb.analyse_remote(), predict, plan.flush_chunks, rb.max_in_flight(workers),
-                             handle)
+                             handle, slots=max(1, int(res.get("CPU", 1))))
             finally:
                 self.report.model["inference"]["predictors"] = _predictor_info(predictors)
         finally:
@@ -214,7 +217,9 @@ class Tagger:
             handle.shutdown()
             self.stats.startup["ray_shutdown"] = time.perf_counter() - t
 
-    def _stream(self, todo, task, predict, batch_size: int, limit: int, handle) -> None:
+    def _stream(self, todo, task, predict, batch_size: int, limit: int, handle, slots: int | None = None) -> None:
+        """``slots``: how many analyse tasks the cluster runs at once (the rest of the ``limit``
+        in flight wait in Ray's queue, and their --file-timeout clock has not started)."""
         import ray
 
         params = self.meta.features.to_dict()
@@ -225,7 +230,7 @@ class Tagger:
         }
         by_path = {f.path: f for f in todo}
         queue = list(reversed(todo))
-        in_flight: dict[Any, tuple[str, float]] = {}
+        in_flight: dict[Any, list] = {}  # ref -> [path, monotonic time its clock started or None]
         ready: list[dict[str, Any]] = []  # analysed tracks waiting for a batch
         ready_chunks = 0
         timeout = self.options.file_timeout
@@ -234,7 +239,7 @@ class Tagger:
             while queue and len(in_flight) < limit and not self.stop and not self._out_of_time():
                 f = queue.pop()
                 ref = task.remote(f.path, params=params, policy=policy)
-                in_flight[ref] = (f.path, time.monotonic())
+                in_flight[ref] = [f.path, None]
 
         submit()
         while in_flight or ready:
@@ -263,7 +268,7 @@ class Tagger:
                     ready_chunks += res["features"].shape[0]
                 else:
                     self._finish_unanalysed(res, by_path[path], handle)
-            self._check_timeouts(in_flight, timeout, by_path)
+            self._check_timeouts(in_flight, timeout, by_path, slots)
             submit()
             flush = ready and (ready_chunks >= batch_size or not in_flight)
             if flush:
@@ -277,13 +282,22 @@ class Tagger:
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def _check_timeouts(self, in_flight, timeout, by_path) -> None:
+    def _check_timeouts(self, in_flight, timeout, by_path, slots: int | None = None) -> None:
+        """Stop files analysed for longer than ``timeout``. A task's clock starts when it is
+        among the ``slots`` oldest outstanding tasks (Ray runs them in order), not when it was
+        submitted: time spent waiting in the queue behind slow files is not the file's fault."""
         import ray
 
         if not timeout:
             return
         now = time.monotonic()
-        for ref, (path, started) in list(in_flight.items()):
+        for i, (ref, entry) in enumerate(list(in_flight.items())):
+            if slots is not None and i >= slots:
+                break
+            path, started = entry
+            if started is None:
+                entry[1] = now
+                continue
             if now - started > timeout:
                 ray.cancel(ref, force=True)
                 del in_flight[ref]
@@ -310,11 +324,7 @@ class Tagger:
 
     def _finish_analysed(self, res: dict[str, Any], scores: np.ndarray, found: discover.Found) -> None:
         o, meta = self.options, self.meta
-        d = decide(
-            scores, meta.labels, top_k=o.top_k, min_confidence=o.min_confidence, existing=tuple(res["existing"]),
-            tagger_owned=res["tagger_owned"], owner_model_id=res["owner_model"], model_id=meta.model_id,
-            on_existing=o.on_existing, names=meta.display_names, user_map=o.genre_map,
-        )
+        d = decide_for(scores, res=res, meta=meta, options=o)
         row = Row(
             res["path"], res["format"] or discover.format_of(res["path"]), "", d.reason,
             existing=list(res["existing"]),
@@ -386,6 +396,12 @@ class Tagger:
         if self._since_flush >= FLUSH_EVERY_FILES or now - self._last_flush >= FLUSH_EVERY_SECONDS:
             self.state.flush()
             self._since_flush, self._last_flush = 0, now
+
+
+def _probe_paths(roots: list[str], todo: list[discover.Found]) -> list[str]:
+    """What every node of a cluster must see: the library roots and a sample of the files."""
+    sample = [f.path for f in todo[:: max(1, len(todo) // 8)]][:8] + [todo[-1].path]
+    return list(dict.fromkeys([os.path.abspath(os.path.expanduser(r)) for r in roots] + sample))
 
 
 def _predictor_info(predictors) -> list[dict[str, Any]]:
