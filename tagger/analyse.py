@@ -86,7 +86,8 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
     float16 (bool), keep_audio (bool: also return the decoded ``audio`` stretches and their
     ``segments``, for ``tagger explain``).
     Returns a dict with keys: path, size, mtime_ns, format, existing, provenance, skip, features
-    (np.ndarray or None), duration, segments, error (None or (kind, reason)), node, seconds.
+    (np.ndarray or None), duration, segments, error (None or (kind, reason)), node, seconds,
+    timing (seconds spent reading tags, decoding, computing features: the benchmark's stages).
     """
     from tagger.aggregate import needs_analysis
     from tagger.features import FeatureParams, extract_segments, is_silent
@@ -96,7 +97,9 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
         "path": path, "size": None, "mtime_ns": None, "format": None, "existing": (), "provenance": None,
         "owner_model": None, "tagger_owned": False, "skip": None, "features": None, "duration": None,
         "analysed": None, "error": None, "node": _node_id(), "seconds": 0.0,
+        "timing": {"tags": 0.0, "decode": 0.0, "features": 0.0},
     }
+    timing = out["timing"]
     try:
         try:
             st = os.stat(path)
@@ -116,6 +119,7 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
             out["provenance"] = info.provenance.to_string()
             out["owner_model"] = info.provenance.model_id
         out["tagger_owned"] = info.tagger_owned
+        timing["tags"] = time.perf_counter() - t0
         skip = needs_analysis(
             existing=out["existing"], tagger_owned=info.tagger_owned,
             owner_model_id=out["owner_model"], model_id=policy["model_id"],
@@ -127,12 +131,15 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
         fp = FeatureParams.from_dict(params)
         from tagger.decode import decode, probe
 
+        t1 = time.perf_counter()
         duration = probe(path).duration
         out["duration"] = duration
         segments = plan_segments(duration, analysis_seconds=policy.get("analysis_seconds"),
                                  max_seconds=policy.get("max_seconds", 900.0), chunk_seconds=fp.chunk_seconds)
         audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
         n = sum(a.shape[0] for a in audio)
+        t2 = time.perf_counter()
+        timing["decode"] = t2 - t1
         out["analysed"] = n / fp.sample_rate
         if policy.get("keep_audio", False):
             out["audio"], out["segments"] = audio, segments
@@ -144,6 +151,7 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
             raise AudioError(path, str(exc)) from None
         if policy.get("float16", False):
             feats = feats.astype(np.float16)
+        timing["features"] = time.perf_counter() - t2
         out["features"] = feats
     except FileError as exc:
         out["error"] = (exc.kind, exc.reason)

@@ -110,7 +110,10 @@ def _check_readable(path: Path) -> None:
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    # OSError and FFmpeg errors: the message without "[Errno N]" and the path (reasons name no path)
+    strerror = getattr(exc, "strerror", None)
+    text = strerror if getattr(exc, "filename", None) and isinstance(strerror, str) else exc
+    text = " ".join(str(text).split())
     return (text[:160] + "…") if len(text) > 160 else (text or type(exc).__name__)
 
 
@@ -127,6 +130,20 @@ def _resample(y: np.ndarray, sr: int, target: int) -> np.ndarray:
     return y
 
 
+def _mono(x: np.ndarray) -> np.ndarray:
+    """Average the channels of ``x``, shape (channels, n) -> (n,) float32, a new array.
+
+    The same numbers as ``np.mean(x, axis=0)`` (librosa's to_mono): channels are added in order,
+    then divided by their count; ten times faster than ``mean`` over a short strided axis.
+    """
+    y = np.array(x[0], dtype=np.float32)
+    for c in range(1, x.shape[0]):
+        y += x[c]
+    if x.shape[0] > 1:
+        y /= np.float32(x.shape[0])
+    return y
+
+
 def _decode_sndfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
@@ -140,12 +157,13 @@ def _decode_sndfile(path: Path, offset: float, duration: float | None) -> tuple[
             f.seek(start)
         want = None if duration is None else int(round(duration * sr))
         parts, got = [], 0
+        buf = np.empty((BLOCK_FRAMES, f.channels), np.float32)  # one buffer, refilled
         while want is None or got < want:
             n = BLOCK_FRAMES if want is None else min(BLOCK_FRAMES, want - got)
-            block = f.read(n, dtype="float32", always_2d=True)
+            block = f.read(n, dtype="float32", always_2d=True, out=buf[:n])
             if block.shape[0] == 0:
                 break
-            parts.append(block.mean(axis=1))
+            parts.append(_mono(block.T))
             got += block.shape[0]
     if not parts:
         raise ValueError("no audio frames decoded")
@@ -157,6 +175,8 @@ def _open_av(path: Path):
 
     try:
         container = av.open(str(path), metadata_errors="ignore")
+    except EOFError:  # FFmpeg reached the end before the headers and first packets were complete
+        raise DecodeError(path, "file ends early (truncated?): no complete audio in it") from None
     except Exception as exc:  # noqa: BLE001
         raise DecodeError(path, f"not a readable audio file ({_short(exc)})") from None
     if not container.streams.audio:
@@ -191,22 +211,24 @@ def _decode_av(path: Path, offset: float, duration: float | None) -> tuple[np.nd
         sr = int(stream.codec_context.sample_rate or 0)
         if sr <= 0:
             raise DecodeError(path, "audio stream has no sample rate")
-        # format conversion only (planar/int -> packed float); channels are averaged below,
-        # rate is left alone so that every decoder feeds the same soxr resampler.
+        # format conversion only (int/packed -> planar float; most decoders, MP3, AAC and
+        # Vorbis among them, give planar float already and skip it); channels are averaged
+        # below, rate is left alone so that every decoder feeds the same soxr resampler.
         resampler = None
         if offset > 0:
             container.seek(int(offset * av.time_base), any_frame=False, backward=True)
         start = offset
         stop = None if duration is None else offset + duration
         for frame in container.decode(stream):
-            if frame.pts is not None and frame.time_base is not None:
-                t0 = float(frame.pts * frame.time_base)
+            t0 = frame.time  # pts * time_base in seconds (a float, not a Fraction); None if unknown
+            if frame.format.name == "fltp":
+                outs = (frame,)
             else:
-                t0 = None
-            if resampler is None:
-                resampler = av.AudioResampler(format="flt", layout=frame.layout.name, rate=frame.sample_rate)
-            for out in resampler.resample(frame):
-                a = out.to_ndarray().reshape(-1, len(out.layout.channels)).mean(axis=1)
+                if resampler is None:
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=frame.sample_rate)
+                outs = resampler.resample(frame)
+            for out in outs:
+                a = _mono(out.to_ndarray())  # planar: (channels, n)
                 if t0 is not None:
                     # trim to [start, stop) using the frame's timestamp
                     i0 = max(0, int(round((start - t0) * sr))) if t0 < start else 0

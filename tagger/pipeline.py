@@ -88,14 +88,41 @@ class Plan:
 
 @dataclass
 class Stats:
-    """Per-stage wall time in the driver (the benchmark reads these)."""
+    """Per-stage times of a run, in seconds; the JSON report carries them as ``timing`` (the
+    throughput benchmark reads them).
+
+    Driver wall time: ``startup`` (Ray start, TensorFlow import, model load and first trace),
+    ``stream`` (first task submitted to last file finished: the steady state), and within it
+    ``infer`` (predict calls), ``write`` (tag writes). Worker time, summed over all workers (they
+    run in parallel with each other and with the driver): ``worker`` (whole analyse tasks) and
+    within it ``tags``, ``decode``, ``features``.
+    """
 
     startup: dict[str, float] = field(default_factory=dict)
+    stream: float = 0.0
     infer: float = 0.0
     write: float = 0.0
-    worker: float = 0.0  # sum of worker task seconds (decode + features)
+    worker: float = 0.0  # sum of worker task seconds (tags + decode + features)
+    tags: float = 0.0
+    decode: float = 0.0
+    features: float = 0.0
+    analysed: int = 0  # files that reached the model
+    audio_seconds: float = 0.0  # audio those files' analysis decoded
     chunks: int = 0
     batches: int = 0
+
+    def add_worker(self, res: dict[str, Any]) -> None:
+        self.worker += res.get("seconds", 0.0)
+        for k, v in (res.get("timing") or {}).items():
+            if k in ("tags", "decode", "features"):
+                setattr(self, k, getattr(self, k) + v)
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["startup"] = {k: round(v, 4) for k, v in self.startup.items()}
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
 def model_summary(meta: ModelMeta) -> dict[str, Any]:
@@ -155,7 +182,9 @@ class Tagger:
 
     # ------------------------------------------------------------------------------------
     def run(self) -> Report:
+        t = time.perf_counter()
         plan = make_plan(self.paths, self.options, self.meta, self.state)
+        self.stats.startup["discover"] = time.perf_counter() - t
         self.report.unchanged = plan.unchanged
         for p in plan.problems:
             self.report.add(Row(p.path, discover.format_of(p.path), "failed", p.reason, error_kind="discover"))
@@ -164,6 +193,7 @@ class Tagger:
             self.report.notes.append(f"{plan.unchanged} files unchanged since the last run (not re-analysed)")
         if not plan.todo:
             self.report.finished = time.time()
+            self.report.timing = self.stats.to_dict()
             return self.report
         self.progress.start(len(plan.todo))
         try:
@@ -175,6 +205,7 @@ class Tagger:
         if self.stop:
             self.report.interrupted = self.stop.name
         self.report.finished = time.time()
+        self.report.timing = self.stats.to_dict()
         return self.report
 
     # ------------------------------------------------------------------------------------
@@ -189,7 +220,16 @@ class Tagger:
             if handle.nodes > 1:  # a cluster: every node runs tagger and sees the library (warms them too)
                 self.report.notes.extend(rb.check_nodes(_probe_paths(self.paths, todo),
                                                         params=self.meta.features.to_dict()))
+            else:  # warm the local workers while TensorFlow and the model load
+                rb.warm_workers(min(len(todo), int(handle.resources.get("CPU", 1))),
+                                params=self.meta.features.to_dict())
             plan = rb.plan_inference(handle.resources, batch_size=self.options.batch_size)
+            if plan.where != "actors":  # start-up, reported apart from loading the model
+                from tagger.model import import_tensorflow
+
+                t = time.perf_counter()
+                import_tensorflow()
+                self.stats.startup["tensorflow"] = time.perf_counter() - t
             t = time.perf_counter()
             if plan.where == "actors":
                 predictors = rb.make_actors(plan, self.options.model, self.options.vocabulary)
@@ -207,10 +247,12 @@ class Tagger:
                             "cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0)},
             }
             workers = self.options.workers or max(1, int(res.get("CPU", 1)))
+            t = time.perf_counter()
             try:
                 self._stream(todo, rb.analyse_remote(), predict, plan.flush_chunks, rb.max_in_flight(workers),
                              handle, slots=max(1, int(res.get("CPU", 1))))
             finally:
+                self.stats.stream = time.perf_counter() - t
                 self.report.model["inference"]["predictors"] = _predictor_info(predictors)
         finally:
             t = time.perf_counter()
@@ -262,7 +304,7 @@ class Tagger:
                 except Exception as exc:  # noqa: BLE001 - worker died twice, task cancelled, ...
                     res = {"path": path, "error": ("worker", f"analysis worker failed: {_one_line(exc)}"),
                            "format": None, "existing": (), "node": "", "seconds": 0.0}
-                self.stats.worker += res.get("seconds", 0.0)
+                self.stats.add_worker(res)
                 if res.get("features") is not None:
                     ready.append(res)
                     ready_chunks += res["features"].shape[0]
@@ -311,6 +353,8 @@ class Tagger:
         self.stats.infer += time.perf_counter() - t
         self.stats.chunks += x.shape[0]
         self.stats.batches += 1
+        self.stats.analysed += len(ready)
+        self.stats.audio_seconds += sum(r.get("analysed") or 0.0 for r in ready)
         start = 0
         for r in ready:
             n = r["features"].shape[0]

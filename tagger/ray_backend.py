@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 CPU_BATCH = 64
 GPU_BATCH = 512
 ACTOR_START_TIMEOUT = 600.0  # seconds to place every predictor actor and load the model
+CONNECT_TIMEOUT = 10.0  # seconds for the TCP check of a cluster address before ray.init
+NODE_CHECK_TIMEOUT = 300.0  # seconds for the per-node check of a multi-node cluster
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHa
     saved_level = ray_log.level
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         ray_log.setLevel(logging.ERROR)  # start-up chatter (token auth notice, ...) only with -vv
+    if address:
+        check_reachable(address)  # before ray.init, which retries an unreachable address for minutes
     try:
         if address:
             ray.init(address=address, runtime_env=env, **kwargs)
@@ -118,6 +122,26 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHa
     return handle
 
 
+def check_reachable(address: str, *, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Fail fast, with one line, when nothing answers at a cluster address ``host:port`` or
+    ``ray://host:port``: ``ray.init`` would retry it for minutes. ``auto``, ``local`` and
+    addresses without a port are left to Ray.
+    """
+    import socket
+
+    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc) or type(exc).__name__)
+        raise FatalError(f"cannot reach the Ray cluster at {address}: {why.lower()} "
+                         "(is `ray start --head` running there, and the port open?)") from None
+
+
 def _alive_nodes() -> int:
     import ray
 
@@ -134,6 +158,96 @@ def _resources() -> dict[str, float]:
         return dict(ray.cluster_resources())
     except Exception:  # noqa: BLE001
         return {}
+
+
+def _node_check(paths: list[str], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Runs once on every node: imports what analysis needs and computes the features of one
+    second of noise (librosa loads its modules lazily, on first use: seconds of imports), so that
+    node's worker is warm when the files arrive; says which of ``paths`` this node cannot see."""
+    import numpy as np
+
+    import tagger
+    import tagger.analyse
+    import tagger.decode
+    import tagger.tags  # noqa: F401
+    from tagger.features import FeatureParams, extract
+
+    if params is not None:
+        fp = FeatureParams.from_dict(params)
+        n = max(fp.min_samples, fp.sample_rate)
+        extract(0.1 * np.random.default_rng(0).standard_normal(n).astype(np.float32), params=fp)
+    return {"node": _current_node(), "version": tagger.__version__,
+            "missing": [p for p in paths if not os.path.exists(p)]}
+
+
+def check_nodes(paths: list[str], *, params: dict[str, Any] | None = None,
+                timeout: float = NODE_CHECK_TIMEOUT) -> list[str]:
+    """Before a run on a multi-node cluster: one small task pinned to every node with a CPU.
+
+    It proves each node can run tagger (same version as the driver), warms one worker per node
+    in parallel (otherwise the driver's node, whose workers are pre-started, takes most of a
+    small library before the other nodes' workers have imported numpy and librosa), and checks
+    that the node sees ``paths`` (the library roots and a sample of files) under the same names.
+    ``params``: the model's FeatureParams as a dict (the warm-up computes features with them).
+    Returns one-line notes for the report (also logged as warnings). Raises FatalError if a
+    node cannot run tagger at all.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    import tagger
+
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
+    task = ray.remote(num_cpus=1, max_retries=0)(_node_check)
+    refs = {task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(paths, params): n
+            for n in nodes}
+    notes: list[str] = []
+    try:
+        done, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+    except Exception as exc:  # noqa: BLE001
+        return [f"could not check the cluster's nodes: {_one_line(exc)}"]
+    for ref in pending:
+        ray.cancel(ref, force=True)
+        notes.append(f"node {_node_name(refs[ref])} did not answer the start-up check in {timeout:.0f} s")
+    for ref in done:
+        node = refs[ref]
+        try:
+            res = ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - cannot import tagger there, died, ...
+            raise FatalError(f"Ray node {_node_name(node)} cannot run tagger ({_one_line(exc)}); install the same "
+                             "tagger and its dependencies on every node") from None
+        if res["version"] != tagger.__version__:
+            notes.append(f"node {_node_name(node)} runs tagger {res['version']}, this driver {tagger.__version__}")
+        if res["missing"]:
+            first = res["missing"][0]
+            more = f" and {len(res['missing']) - 1} more" if len(res["missing"]) > 1 else ""
+            notes.append(f"node {_node_name(node)} cannot see {first}{more}: files decoded there will fail; "
+                         "put the library on a path shared by every node")
+    for note in notes:
+        log.warning("%s", note)
+    return notes
+
+
+def _node_name(node: dict[str, Any]) -> str:
+    return f"{node.get('NodeID', '')[:12]} ({node.get('NodeManagerAddress', '?')})"
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    # Ray's task errors end with the remote exception's own line; that is the useful one
+    text = lines[-1] if lines else type(exc).__name__
+    return text[:240]
+
+
+def warm_workers(count: int, *, params: dict[str, Any]) -> list[Any]:
+    """Start ``count`` one-CPU tasks that import what analysis needs and compute features once
+    (librosa loads its modules on first use: seconds), without waiting for them: on one machine
+    they run while the driver imports TensorFlow and loads the model, so the first files do not
+    pay for cold workers. Returns the tasks' refs (nothing needs to wait for them)."""
+    import ray
+
+    task = ray.remote(num_cpus=1, max_retries=0)(_node_check)
+    return [task.remote([], params) for _ in range(max(0, count))]
 
 
 _REMOTE = None
@@ -168,6 +282,7 @@ class Predictor:
 
         self.devices = configure_devices()  # memory growth on every visible GPU
         self.model = GenreModel.load(model_path, vocabulary=vocabulary, batch_size=batch_size)
+        self.model.warm_up()
         self.min_agreement = min_agreement
         self._candidate = self.model.with_precision("mixed_float16") if mixed_precision else None
         self.agreement: float | None = None

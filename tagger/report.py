@@ -53,6 +53,7 @@ class Report:
     pending: int = 0  # files left for a later run (max-files, time budget, interruption)
     unchanged: int = 0  # files the state database says are unchanged since the last run
     notes: list[str] = field(default_factory=list)
+    timing: dict[str, Any] = field(default_factory=dict)  # per-stage seconds (pipeline.Stats), for benchmarks
 
     def add(self, row: Row) -> Row:
         if row.action == "tagged" and self.dry_run:
@@ -107,6 +108,7 @@ class Report:
             "counts": self.counts,
             "summary": self.summary_line(),
             "notes": self.notes,
+            "timing": self.timing,
             "files": [r.to_dict() for r in sorted(self.rows, key=lambda r: r.path)],
         }
 
