@@ -130,7 +130,8 @@ def _walk_dir(root, directory, exclude, seen_dirs, seen_files, problems) -> Iter
         try:
             fst = entry.stat(follow_symlinks=True)
         except OSError as exc:
-            problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc} (dangling link?)"))
+            hint = " (dangling link?)" if isinstance(exc, FileNotFoundError) and entry.is_symlink() else ""
+            problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}{hint}"))
             continue
         if not _is_regular(fst.st_mode):
             continue
