@@ -235,6 +235,12 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
     except TaggerError as exc:
         fail(ctx, exc)
         return EXIT_FATAL
+    except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with -v
+        log.debug("internal error", exc_info=True)
+        fail(ctx, FatalError(f"internal error ({type(exc).__name__}: {exc}); run with -v for the traceback"))
+        return EXIT_FATAL
     finally:
         lock.release()
         stop.restore()

@@ -21,6 +21,8 @@ from tagger.modelmeta import ModelFiles, ModelMeta, check_network, load_meta, lo
 log = logging.getLogger(__name__)
 
 DEFAULT_CPU_BATCH = 64
+#: the most a rewritten inference graph's scores may differ from the network's (float rounding)
+REWRITE_TOLERANCE = 1e-4
 DEFAULT_GPU_BATCH = 512
 
 
@@ -83,6 +85,72 @@ def configure_devices(*, mixed_precision: bool = False) -> list[str]:
     return [g.name for g in gpus]
 
 
+#: Models that cost at least this many floating-point operations per chunk compute in bfloat16
+#: on CPUs with AMX (musicnn: 2.8e9; the from-scratch mel CNN: 1.6e8, where bfloat16 gains little).
+BF16_MIN_FLOPS = 5e8
+
+
+def cpu_has_amx_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "amx_bf16" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def cpu_bfloat16_default(flops: float | None = None) -> bool:
+    """Whether CPU inference computes in bfloat16: where the CPU has AMX bfloat16 units (Intel
+    Xeon since Sapphire Rapids), which run musicnn's convolutions about 5x faster than float32
+    AVX-512 (elsewhere bfloat16 is emulated and slower), for models of at least
+    ``BF16_MIN_FLOPS`` per chunk (``flops``; None: any). TAGGER_CPU_BF16=0 or 1 decides instead.
+    Decisions stay those of float32: see :func:`close_call`."""
+    env = os.environ.get("TAGGER_CPU_BF16", "").strip().lower()
+    if env in ("0", "1", "false", "true", "no", "yes", "off", "on"):
+        return env in ("1", "true", "yes", "on")
+    if flops is not None and flops < BF16_MIN_FLOPS:
+        return False
+    return cpu_has_amx_bf16()
+
+
+def forward_flops(net: Any) -> float:
+    """Floating-point operations of one forward pass of one input, counting the convolutions
+    and dense layers (2 per multiply-add); 0.0 where shapes are unknown."""
+    total = 0.0
+    for layer in getattr(net, "layers", []):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None or type(layer).__name__ not in _FOLDABLE:
+            continue
+        try:
+            out = [int(d) for d in layer.output.shape[1:-1]]
+            total += 2.0 * float(np.prod(out or [1])) * float(np.prod(kernel.shape)) / max(1, getattr(layer, "groups", 1))
+        except (AttributeError, TypeError, ValueError):
+            continue
+    return total
+
+
+#: Scores a bfloat16 prediction may be off by, at most, by measurement (bench/bench_throughput.py
+#: --precision-check: largest track-score difference to float32), with a wide safety factor.
+BF16_MARGIN = 0.03
+
+
+def close_call(scores: np.ndarray, *, top_k: int, min_confidence: float, margin: float = BF16_MARGIN) -> bool:
+    """Whether a decision on ``scores`` could change if every score moved by less than ``margin/2``.
+
+    scores: (n_labels,) track scores. The decision reads the ranking of the best ``top_k + 1``
+    scores and compares them with ``min_confidence``: a call is close when two of them are
+    within ``margin`` of each other, or one is within ``margin`` of ``min_confidence``. The
+    pipeline re-computes such a track in float32, so a bfloat16 run writes what a float32 run
+    writes.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1][: top_k + 1]
+    if s.size > 1 and np.any(np.diff(-s) < margin):
+        return True
+    return bool(np.any(np.abs(s - min_confidence) < margin))
+
+
 def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
     """Fraction of rows whose best label is the same in both.
 
@@ -110,11 +178,175 @@ def keep_mixed_precision(reference: np.ndarray, candidate: np.ndarray, *, min_ag
     return top1_agreement(reference, candidate) >= min_agreement
 
 
+# ---------------------------------------------------------------------------------------------
+# inference graph: the network's own layers, with batch normalisation folded away where that
+# is exact (up to float rounding); used by GenreModel when it checks out against the network
+# ---------------------------------------------------------------------------------------------
+
+_FOLDABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense")
+_POOLS = ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D")
+
+
+def inference_graph(net: Any) -> tuple[Any, list[str]]:
+    """A forward pass equal to ``net(x, training=False)`` that does less work, or None.
+
+    Rewrites of a Keras functional network for inference (the stored network is not changed;
+    its model id stays the same). Batch normalisation at inference is, per channel,
+    ``x * a + b``; three patterns lose the pass it makes over the activations:
+
+    * ``Conv``/``Dense`` (linear) -> ``BatchNormalization``: folded into the kernel and bias
+      (the from-scratch CNN's blocks); equal up to float rounding;
+    * ``Conv`` (linear or ReLU) -> ``BatchNormalization`` -> ``MaxPooling`` (musicnn's front end
+      normalises 187x59x204 activations, then keeps one value in 59): ``x * a + b`` is monotonic
+      in ``x``, so the max of the normalised values is the normalised max where ``a >= 0`` and the
+      normalised min where ``a < 0``; the min is the max of the negated convolution, so the
+      channels with ``a < 0`` get negated weights, the pooling runs on the convolution, then
+      ReLU and the normalisation run on the pooled values (59 times fewer), with the same float
+      operations as before: the same numbers, bit for bit;
+    * ``BatchNormalization`` -> ``MaxPooling`` otherwise: the same, with the min pooled as
+      ``-max(-x)``.
+
+    Returns ``(fn, notes)``: ``fn(x)`` runs the rewritten graph, ``notes`` names each rewrite;
+    ``fn`` is None when nothing applies or the network is not a single-input, single-output
+    functional graph. Shared layers are left alone.
+    """
+    import keras
+    import tensorflow as tf
+
+    try:
+        by_depth = net._nodes_by_depth
+        nodes = [n for d in sorted(by_depth, reverse=True) for n in by_depth[d]
+                 if n.operation is not None and not n.is_input]
+        inputs, outputs = list(net.inputs), list(net.outputs)
+    except AttributeError:  # a Sequential or subclassed model without a functional graph
+        return None, []
+    if len(inputs) != 1 or len(outputs) != 1:
+        return None, []
+    consumers: dict[int, list[Any]] = {}
+    producer: dict[int, Any] = {}
+    uses: dict[int, int] = {}  # nodes a layer is called in (shared layers are left alone)
+    for node in nodes:
+        uses[id(node.operation)] = uses.get(id(node.operation), 0) + 1
+        for t in node.input_tensors:
+            consumers.setdefault(id(t), []).append(node)
+        for t in node.outputs:
+            producer[id(t)] = node
+    final = {id(t) for t in outputs}
+
+    def single(node: Any | None) -> bool:
+        return node is not None and uses[id(node.operation)] == 1
+
+    def only_consumer(node: Any) -> Any | None:
+        if len(node.outputs) != 1 or id(node.outputs[0]) in final:
+            return None
+        nxt = consumers.get(id(node.outputs[0]), [])
+        return nxt[0] if len(nxt) == 1 and single(nxt[0]) else None
+
+    def kind(node: Any | None) -> str:
+        return type(node.operation).__name__ if node is not None else ""
+
+    def activation(layer: Any) -> str:
+        act = getattr(layer, "activation", None)
+        for name in ("linear", "relu"):
+            if act is getattr(keras.activations, name):
+                return name
+        return "other"
+
+    def bn_affine(bn: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        if getattr(bn, "renorm", False):
+            return None
+        axis = bn.axis if isinstance(bn.axis, int) else (bn.axis[0] if len(bn.axis) == 1 else None)
+        if axis not in (-1, len(bn.input.shape) - 1):
+            return None
+        var = np.asarray(keras.ops.convert_to_numpy(bn.moving_variance), np.float64)
+        mean = np.asarray(keras.ops.convert_to_numpy(bn.moving_mean), np.float64)
+        gamma = np.asarray(keras.ops.convert_to_numpy(bn.gamma), np.float64) if bn.scale else np.ones_like(var)
+        beta = np.asarray(keras.ops.convert_to_numpy(bn.beta), np.float64) if bn.center else np.zeros_like(var)
+        a = gamma / np.sqrt(var + bn.epsilon)
+        return a, beta - mean * a
+
+    def weights(layer: Any) -> tuple[np.ndarray, np.ndarray]:
+        kernel = np.asarray(keras.ops.convert_to_numpy(layer.kernel), np.float64)
+        bias = (np.asarray(keras.ops.convert_to_numpy(layer.bias), np.float64) if layer.use_bias
+                else np.zeros(kernel.shape[-1]))
+        return kernel, bias
+
+    def rebuilt(layer: Any, suffix: str, kernel: np.ndarray, bias: np.ndarray, **changes: Any) -> Any:
+        cfg = layer.get_config()
+        cfg.update(use_bias=True, name=f"{layer.name}_{suffix}", **changes)
+        new = type(layer).from_config(cfg)
+        new.build(layer.input.shape)
+        new.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+        return new
+
+    identity = lambda x: x  # noqa: E731
+    replace: dict[int, Any] = {}  # id(node) -> callable replacing the node's layer call
+    notes: list[str] = []
+    for node in nodes:
+        if kind(node) != "BatchNormalization" or not single(node) or id(node) in replace:
+            continue
+        bn = node.operation
+        affine = bn_affine(bn)
+        if affine is None or len(node.input_tensors) != 1:
+            continue
+        a, b = affine
+        prev = producer.get(id(node.input_tensors[0]))
+        prev_ok = (single(prev) and id(prev) not in replace and only_consumer(prev) is node
+                   and kind(prev) in _FOLDABLE and prev.operation.kernel.shape[-1] == a.shape[0]
+                   and not getattr(prev.operation, "groups", 1) > 1)
+        nxt = only_consumer(node)
+        pool_next = (kind(nxt) in _POOLS and id(nxt) not in replace
+                     and getattr(nxt.operation, "data_format", "channels_last") == "channels_last")
+        if prev_ok and activation(prev.operation) == "linear":
+            kernel, bias = weights(prev.operation)
+            replace[id(prev)] = rebuilt(prev.operation, "bn_folded", kernel * a, bias * a + b)
+            replace[id(node)] = identity
+            notes.append(f"{bn.name} folded into {prev.operation.name}")
+        elif pool_next and prev_ok and kind(prev) != "Dense" and activation(prev.operation) == "relu":
+            sign = np.where(a < 0, -1.0, 1.0)
+            kernel, bias = weights(prev.operation)
+            conv = rebuilt(prev.operation, "signed", kernel * sign, bias * sign, activation="linear")
+            pool, s = nxt.operation, tf.constant(sign, dtype=conv.compute_dtype)
+
+            def pool_relu_norm(z, pool=pool, bn=bn, s=s):
+                return bn(tf.nn.relu(pool(z) * s), training=False)
+
+            replace[id(prev)], replace[id(node)], replace[id(nxt)] = conv, identity, pool_relu_norm
+            notes.append(f"{pool.name} before {bn.name} (sign-split {prev.operation.name})")
+        elif pool_next:
+            negative, pool = tf.constant(a < 0), nxt.operation
+
+            def pool_norm(x, pool=pool, bn=bn, negative=negative):
+                return bn(tf.where(negative, -pool(-x), pool(x)), training=False)
+
+            replace[id(node)], replace[id(nxt)] = identity, pool_norm
+            notes.append(f"{pool.name} before {bn.name}")
+    if not notes:
+        return None, []
+
+    def fn(x):
+        values = {id(inputs[0]): x}
+        for node in nodes:
+            args, kwargs = node.arguments.fill_in(values)
+            if id(node) in replace:
+                out = replace[id(node)](*args)
+            else:
+                op = node.operation
+                if "training" in getattr(op, "_call_context_args", {}):
+                    kwargs["training"] = False
+                out = op(*args, **kwargs)
+            for t, v in zip(node.outputs, out if isinstance(out, (list, tuple)) else [out]):
+                values[id(t)] = v
+        return values[id(outputs[0])]
+
+    return fn, notes
+
+
 class GenreModel:
     """Load once, predict many. ``predict`` takes (n, *input_shape) chunks, any n."""
 
     def __init__(self, meta: ModelMeta, net: Any, *, batch_size: int = DEFAULT_CPU_BATCH, jit: bool = False,
-                 precision: str = "float32"):
+                 precision: str = "float32", optimize: bool = True):
         tf = import_tensorflow()
         self.meta = meta
         self.net = net
@@ -127,6 +359,23 @@ class GenreModel:
             return tf.cast(net(x, training=False), tf.float32)
 
         self._fn = tf.function(_call, input_signature=[spec], jit_compile=jit, reduce_retracing=True)
+        self._plain = self._fn
+        #: rewrites of the inference graph in use (see inference_graph); checked on first use
+        self.rewrites: list[str] = []
+        self._checked = True
+        if optimize:
+            try:
+                fast, notes = inference_graph(net)
+            except Exception as exc:  # noqa: BLE001 - an unusual graph: run it as it is
+                log.debug("inference graph rewrite skipped: %s", exc)
+                fast, notes = None, []
+            if fast is not None:
+
+                def _fast(x):
+                    return tf.cast(fast(x), tf.float32)
+
+                self._fn = tf.function(_fast, input_signature=[spec], jit_compile=jit, reduce_retracing=True)
+                self.rewrites, self._checked = notes, False
 
     @classmethod
     def load(
@@ -151,15 +400,16 @@ class GenreModel:
         return cls(meta, net, batch_size=batch_size, jit=jit)
 
     def with_precision(self, precision: str) -> "GenreModel":
-        """This model computing in ``precision`` ("float32" or "mixed_float16"), same weights.
+        """This model computing in ``precision`` ("float32", "mixed_float16" or "mixed_bfloat16"),
+        same weights.
 
         Mixed precision computes in float16 with float32 variables; the output layer (the final
         softmax/sigmoid) stays float32, as Keras recommends. A clone: ``self`` is unchanged.
         """
         if precision == self.precision:
             return self
-        if precision not in ("float32", "mixed_float16"):
-            raise ValueError(f"unknown precision {precision!r}: float32 or mixed_float16")
+        if precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
+            raise ValueError(f"unknown precision {precision!r}: float32, mixed_float16 or mixed_bfloat16")
         import keras
 
         last = self.net.layers[-1]
@@ -176,6 +426,26 @@ class GenreModel:
             raise ModelError(f"cannot run this model in {precision}: {type(exc).__name__}: {exc}") from None
         return GenreModel(self.meta, net, batch_size=self.batch_size, jit=self.jit, precision=precision)
 
+    def warm_up(self) -> None:
+        """Trace (and under XLA compile) the inference function now, so that the first real
+        batch does not pay for it (start-up, not steady state)."""
+        n = self.batch_size if self.jit else 1
+        self.predict(np.zeros((n, *self.meta.input_shape), np.float32))
+
+    def _check_rewrites(self) -> None:
+        """The rewritten graph must give the network's answers: compared once, on seeded noise
+        scaled like features; any difference above float rounding falls back to the network."""
+        self._checked = True
+        n = self.batch_size if self.jit else 4
+        x = np.random.default_rng(0).normal(0.0, 2.0, (n, *self.meta.input_shape)).astype(np.float32)
+        ref, got = self._plain(x).numpy(), self._fn(x).numpy()
+        diff = float(np.max(np.abs(ref - got))) if ref.size else 0.0
+        if not np.isfinite(diff) or diff > REWRITE_TOLERANCE:
+            log.warning("optimised inference graph differs from the network by %.2g; using the network as it is", diff)
+            self._fn, self.rewrites = self._plain, []
+        else:
+            log.debug("inference graph: %s (max difference %.2g)", "; ".join(self.rewrites), diff)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities, shape (n, n_labels), float32.
 
@@ -185,6 +455,8 @@ class GenreModel:
         x = np.asarray(x, dtype=np.float32)
         if x.shape[1:] != self.meta.input_shape:
             raise ModelError(f"model expects chunks of shape {self.meta.input_shape}, got {x.shape[1:]}")
+        if not self._checked:
+            self._check_rewrites()
         n = x.shape[0]
         out = np.empty((n, len(self.meta.labels)), dtype=np.float32)
         bs = self.batch_size

@@ -110,6 +110,7 @@ class Stats:
     audio_seconds: float = 0.0  # audio those files' analysis decoded
     chunks: int = 0
     batches: int = 0
+    rechecked: int = 0  # tracks predicted in bfloat16 whose close call float32 re-did
 
     def add_worker(self, res: dict[str, Any]) -> None:
         self.worker += res.get("seconds", 0.0)
@@ -179,6 +180,7 @@ class Tagger:
         self._last_flush = time.monotonic()
         self._since_flush = 0
         self._explain: list[tuple[str, dict[str, Any]]] = []
+        self._exact: Callable[[np.ndarray], np.ndarray] | None = None  # float32 re-check (bfloat16 CPU inference)
 
     # ------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -217,9 +219,10 @@ class Tagger:
         self.stop.install()  # Ray's core worker installs its own SIGTERM handler in ray.init
         self.stats.startup["ray"] = time.perf_counter() - t
         try:
-            if handle.nodes > 1:  # a cluster: every node runs tagger and sees the library (warms them too)
-                self.report.notes.extend(rb.check_nodes(_probe_paths(self.paths, todo),
-                                                        params=self.meta.features.to_dict()))
+            node_check = None
+            if handle.nodes > 1:  # a cluster: does every node run tagger and see the library? (warms them)
+                node_check = rb.start_node_check(_probe_paths(self.paths, todo),
+                                                 params=self.meta.features.to_dict())
             else:  # warm the local workers while TensorFlow and the model load
                 rb.warm_workers(min(len(todo), int(handle.resources.get("CPU", 1))),
                                 params=self.meta.features.to_dict())
@@ -235,10 +238,16 @@ class Tagger:
                 predictors = rb.make_actors(plan, self.options.model, self.options.vocabulary)
                 predict = _actor_predict(predictors)
             else:
-                predictors = [rb.Predictor(self.options.model, self.options.vocabulary, batch_size=plan.batch_size,
-                                           mixed_precision=plan.mixed_precision)]
+                predictors = [rb.Predictor(self.options.model, self.options.vocabulary,
+                                           batch_size=plan.batch_size, mixed_precision=plan.mixed_precision)]
                 predict = predictors[0].predict
+                if predictors[0].approximate:  # bfloat16 on the CPU: close calls are re-done in float32
+                    self._exact = predictors[0].predict_exact
             self.stats.startup["model"] = time.perf_counter() - t
+            if node_check is not None:
+                t = time.perf_counter()
+                self.report.notes.extend(node_check.result())
+                self.stats.startup["node_check"] = time.perf_counter() - t
             res = handle.resources
             self.report.model["inference"] = {
                 "where": plan.where, "actors": plan.actors, "gpus_per_actor": plan.gpus_per_actor,
@@ -360,6 +369,12 @@ class Tagger:
             n = r["features"].shape[0]
             scores = track_scores(probs[start : start + n])
             start += n
+            if self._exact is not None and _close_call(scores, top_k=self.options.top_k,
+                                                      min_confidence=self.options.min_confidence):
+                t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
+                scores = track_scores(self._exact(np.asarray(r["features"], dtype=np.float32)))
+                self.stats.infer += time.perf_counter() - t
+                self.stats.rechecked += 1
             if self.stop and not self.options.dry_run:
                 # stopping: nothing new is written; the file stays for the next run
                 self.report.pending += 1
@@ -446,6 +461,12 @@ def _probe_paths(roots: list[str], todo: list[discover.Found]) -> list[str]:
     """What every node of a cluster must see: the library roots and a sample of the files."""
     sample = [f.path for f in todo[:: max(1, len(todo) // 8)]][:8] + [todo[-1].path]
     return list(dict.fromkeys([os.path.abspath(os.path.expanduser(r)) for r in roots] + sample))
+
+
+def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float) -> bool:
+    from tagger.model import close_call
+
+    return close_call(scores, top_k=top_k, min_confidence=min_confidence)
 
 
 def _predictor_info(predictors) -> list[dict[str, Any]]:

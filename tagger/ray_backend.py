@@ -19,7 +19,7 @@ CPU_BATCH = 64
 GPU_BATCH = 512
 ACTOR_START_TIMEOUT = 600.0  # seconds to place every predictor actor and load the model
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP check of a cluster address before ray.init
-NODE_CHECK_TIMEOUT = 300.0  # seconds for the per-node check of a multi-node cluster
+NODE_CHECK_TIMEOUT = 120.0  # seconds for the per-node check of a multi-node cluster
 
 
 @dataclass(frozen=True)
@@ -180,52 +180,76 @@ def _node_check(paths: list[str], params: dict[str, Any] | None = None) -> dict[
             "missing": [p for p in paths if not os.path.exists(p)]}
 
 
-def check_nodes(paths: list[str], *, params: dict[str, Any] | None = None,
-                timeout: float = NODE_CHECK_TIMEOUT) -> list[str]:
-    """Before a run on a multi-node cluster: one small task pinned to every node with a CPU.
+class NodeCheck:
+    """The start-up check of a multi-node cluster, running (see :func:`start_node_check`)."""
+
+    def __init__(self, refs: dict[Any, dict[str, Any]]):
+        self.refs = refs  # task ref -> the node (an entry of ray.nodes()) it is pinned to
+
+    def result(self, *, timeout: float = NODE_CHECK_TIMEOUT) -> list[str]:
+        """Wait for every node's answer. Returns one-line notes for the report (also logged as
+        warnings). Raises FatalError if a node cannot run tagger at all."""
+        import ray
+
+        import tagger
+
+        if not self.refs:
+            return []
+        notes: list[str] = []
+        try:
+            done, pending = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=timeout)
+        except Exception as exc:  # noqa: BLE001
+            return [f"could not check the cluster's nodes: {_one_line(exc)}"]
+        for ref in pending:
+            ray.cancel(ref, force=True)
+            notes.append(f"node {_node_name(self.refs[ref])} did not answer the start-up check "
+                         f"in {timeout:g} s")
+        for ref in done:
+            node = self.refs[ref]
+            try:
+                res = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - cannot import tagger there, died, ...
+                raise FatalError(f"Ray node {_node_name(node)} cannot run tagger ({_one_line(exc)}); "
+                                 "install the same tagger and its dependencies on every node") from None
+            if res["version"] != tagger.__version__:
+                notes.append(f"node {_node_name(node)} runs tagger {res['version']}, "
+                             f"this driver {tagger.__version__}")
+            if res["missing"]:
+                first = res["missing"][0]
+                more = f" and {len(res['missing']) - 1} more" if len(res["missing"]) > 1 else ""
+                notes.append(f"node {_node_name(node)} cannot see {first}{more}: files decoded there will "
+                             "fail; put the library on a path shared by every node")
+        for note in notes:
+            log.warning("%s", note)
+        return notes
+
+
+def start_node_check(paths: list[str], *, params: dict[str, Any] | None = None) -> NodeCheck:
+    """Before a run on a multi-node cluster: one small task pinned to every node with a CPU,
+    started without waiting (the driver loads the model meanwhile; :meth:`NodeCheck.result`).
 
     It proves each node can run tagger (same version as the driver), warms one worker per node
     in parallel (otherwise the driver's node, whose workers are pre-started, takes most of a
     small library before the other nodes' workers have imported numpy and librosa), and checks
     that the node sees ``paths`` (the library roots and a sample of files) under the same names.
     ``params``: the model's FeatureParams as a dict (the warm-up computes features with them).
-    Returns one-line notes for the report (also logged as warnings). Raises FatalError if a
-    node cannot run tagger at all.
     """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    import tagger
-
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
     task = ray.remote(num_cpus=1, max_retries=0)(_node_check)
-    refs = {task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(paths, params): n
-            for n in nodes}
-    notes: list[str] = []
-    try:
-        done, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
-    except Exception as exc:  # noqa: BLE001
-        return [f"could not check the cluster's nodes: {_one_line(exc)}"]
-    for ref in pending:
-        ray.cancel(ref, force=True)
-        notes.append(f"node {_node_name(refs[ref])} did not answer the start-up check in {timeout:.0f} s")
-    for ref in done:
-        node = refs[ref]
-        try:
-            res = ray.get(ref)
-        except Exception as exc:  # noqa: BLE001 - cannot import tagger there, died, ...
-            raise FatalError(f"Ray node {_node_name(node)} cannot run tagger ({_one_line(exc)}); install the same "
-                             "tagger and its dependencies on every node") from None
-        if res["version"] != tagger.__version__:
-            notes.append(f"node {_node_name(node)} runs tagger {res['version']}, this driver {tagger.__version__}")
-        if res["missing"]:
-            first = res["missing"][0]
-            more = f" and {len(res['missing']) - 1} more" if len(res["missing"]) > 1 else ""
-            notes.append(f"node {_node_name(node)} cannot see {first}{more}: files decoded there will fail; "
-                         "put the library on a path shared by every node")
-    for note in notes:
-        log.warning("%s", note)
-    return notes
+    return NodeCheck({
+        task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+            paths, params): n
+        for n in nodes
+    })
+
+
+def check_nodes(paths: list[str], *, params: dict[str, Any] | None = None,
+                timeout: float = NODE_CHECK_TIMEOUT) -> list[str]:
+    """:func:`start_node_check` and wait for its result."""
+    return start_node_check(paths, params=params).result(timeout=timeout)
 
 
 def _node_name(node: dict[str, Any]) -> str:
@@ -277,15 +301,33 @@ class Predictor:
     """
 
     def __init__(self, model_path: str | None, vocabulary: str | None, *, batch_size: int,
-                 mixed_precision: bool = False, min_agreement: float = 1.0):
-        from tagger.model import GenreModel, configure_devices
+                 mixed_precision: bool = False, min_agreement: float = 1.0, cpu_bfloat16: bool | None = None):
+        from tagger.model import GenreModel, configure_devices, cpu_bfloat16_default, forward_flops
 
         self.devices = configure_devices()  # memory growth on every visible GPU
         self.model = GenreModel.load(model_path, vocabulary=vocabulary, batch_size=batch_size)
+        #: on a CPU with bfloat16 matrix units (AMX): the float32 model, for predict_exact, while
+        #: self.model computes in bfloat16 (see tagger.model.close_call for how it is used)
+        self.exact: GenreModel | None = None
+        if cpu_bfloat16 is None:
+            cpu_bfloat16 = (not self.devices and not mixed_precision
+                            and cpu_bfloat16_default(forward_flops(self.model.net)))
+        if cpu_bfloat16:
+            self.exact, self.model = self.model, self.model.with_precision("mixed_bfloat16")
+            self.exact.warm_up()
         self.model.warm_up()
         self.min_agreement = min_agreement
         self._candidate = self.model.with_precision("mixed_float16") if mixed_precision else None
         self.agreement: float | None = None
+
+    @property
+    def approximate(self) -> bool:
+        """True when predict computes in bfloat16 and predict_exact in float32."""
+        return self.exact is not None
+
+    def predict_exact(self, x):
+        """Like predict, always in float32 (the re-check of a close call)."""
+        return (self.exact or self.model).predict(x)
 
     def predict(self, x):
         """x: (n, *input_shape) float32 chunks -> (n, n_labels) float32 scores."""
@@ -310,7 +352,8 @@ class Predictor:
         return {
             "node": _current_node(), "devices": list(self.devices), "batch_size": self.model.batch_size,
             "precision": "undecided" if self._candidate is not None else self.model.precision,
-            "agreement": self.agreement,
+            "agreement": self.agreement, "rewrites": list(self.model.rewrites),
+            "exact_fallback": "float32" if self.exact is not None else None,
         }
 
     def ready(self) -> list[str]:
@@ -336,8 +379,8 @@ def make_actors(plan: InferencePlan, model_path: str | None, vocabulary: str | N
     import ray
 
     cls = ray.remote(num_gpus=plan.gpus_per_actor, num_cpus=1, max_restarts=1, max_task_retries=1)(Predictor)
-    actors = [cls.remote(model_path, vocabulary, batch_size=plan.batch_size, mixed_precision=plan.mixed_precision)
-              for _ in range(plan.actors)]
+    actors = [cls.remote(model_path, vocabulary, batch_size=plan.batch_size,
+                         mixed_precision=plan.mixed_precision) for _ in range(plan.actors)]
     try:
         ray.get([a.ready.remote() for a in actors], timeout=ACTOR_START_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - cannot place or load: fatal, with one line
