@@ -1,0 +1,347 @@
+"""Features for training, computed on Ray workers and cached on disk.
+
+The features are those ``tagger tag`` computes: :func:`tagger.decode.decode` then
+:func:`tagger.features.extract_segments` with the architecture's
+:class:`~tagger.features.FeatureParams` (long tracks sampled by
+:func:`tagger.analyse.plan_segments`, as ``tagger tag`` samples them), in a Ray task per file.
+The driver writes the cache; workers only read audio.
+
+Cache layout (one folder per feature set)::
+
+    CACHE/hashes.json                 path -> [size, mtime_ns, sha256]: skip re-hashing unchanged files
+    CACHE/<key>/index.json            params, max_seconds, entries {sha: {chunks, dtype}}, failures
+    CACHE/<key>/<sha[:2]>/<sha>.npy   one track's chunks, shape (n_chunks, *input_shape)
+
+``key`` is ``FeatureParams.digest()`` (plus ``-m<seconds>`` when long tracks are sampled) and
+``sha`` the sha256 of the file's bytes, so an edited or replaced file is recomputed, a renamed or
+copied one is not, and a re-run computes nothing. Features are cached *raw* (``mean``/``std``
+unset): the scalar normalisation is fitted per training split and applied when loading.
+Log-mel and waveform chunks are stored as float16, the precision ``tagger tag`` ships chunks to
+its model in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from tagger.errors import AudioError, FileError, ParameterError
+from tagger.features import FeatureParams
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
+#: Save the index every this many newly computed tracks, so an interrupted run keeps its work.
+SAVE_EVERY = 50
+
+
+def raw_params(params: FeatureParams) -> FeatureParams:
+    """The parameters features are cached under: normalisation left out."""
+    return dataclasses.replace(params, mean=None, std=None)
+
+
+def cache_key(params: FeatureParams, *, max_seconds: float | None) -> str:
+    key = raw_params(params).digest()
+    return key if max_seconds is None else f"{key}-m{float(max_seconds):g}"
+
+
+def storage_dtype(params: FeatureParams) -> np.dtype:
+    return np.dtype(np.float32 if params.kind == "handcrafted" else np.float16)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# the worker's job (a plain function; Ray runs it as a task)
+# ---------------------------------------------------------------------------------------
+
+def extract_file(path: str, *, params: dict[str, Any], max_seconds: float | None) -> tuple:
+    """Decode one file and compute its chunks. Never raises for a problem with the file.
+
+    Returns ``("ok", chunks)`` with chunks of shape (n_chunks, *input_shape) in the storage
+    dtype, or ``("error", kind, reason)`` with a FileError kind and a one-line reason.
+    """
+    from tagger.analyse import plan_segments
+    from tagger.decode import decode, probe
+    from tagger.features import extract_segments, is_silent
+
+    try:
+        fp = FeatureParams.from_dict(params)
+        if max_seconds is None:
+            segments: list[tuple[float, float | None]] = [(0.0, None)]
+        else:
+            duration = probe(path).duration
+            segments = plan_segments(duration, analysis_seconds=None, max_seconds=max_seconds,
+                                     chunk_seconds=fp.chunk_seconds)
+        audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
+        if all(is_silent(a) for a in audio):
+            raise AudioError(path, "digital silence")
+        try:
+            chunks = extract_segments(audio, params=fp)
+        except ParameterError as exc:
+            raise AudioError(path, str(exc)) from None
+        return ("ok", chunks.astype(storage_dtype(fp), copy=False))
+    except FileError as exc:
+        return ("error", exc.kind, exc.reason)
+    except MemoryError:
+        return ("error", "decode", "out of memory while decoding")
+    except Exception as exc:  # noqa: BLE001 - one bad file must not end the run
+        return ("error", "decode", f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+
+
+_REMOTE = None
+
+
+def _extract_remote():
+    global _REMOTE
+    if _REMOTE is None:
+        import ray
+
+        _REMOTE = ray.remote(num_cpus=1, max_retries=1)(extract_file)
+    return _REMOTE
+
+
+# ---------------------------------------------------------------------------------------
+# the cache
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class FeatureCache:
+    """One feature set (params + sampling) under ``root``."""
+
+    root: Path
+    params: FeatureParams
+    max_seconds: float | None = None
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.params = raw_params(self.params)
+        self.dir = self.root / cache_key(self.params, max_seconds=self.max_seconds)
+        index = self.dir / "index.json"
+        if index.is_file():
+            try:
+                data = json.loads(index.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                log.warning("%s: unreadable feature index (%s); starting it again", index, exc)
+                data = {}
+            if data.get("version") == INDEX_VERSION and data.get("params") == self.params.to_dict():
+                self.entries = dict(data.get("entries", {}))
+                self.failures = dict(data.get("failures", {}))
+
+    def path(self, sha: str) -> Path:
+        return self.dir / sha[:2] / f"{sha}.npy"
+
+    def has(self, sha: str) -> bool:
+        return sha in self.entries and self.path(sha).is_file()
+
+    def get(self, sha: str) -> np.ndarray:
+        """Chunks of one track, shape (n_chunks, *input_shape), storage dtype."""
+        return np.load(self.path(sha), allow_pickle=False)
+
+    def put(self, sha: str, chunks: np.ndarray) -> None:
+        p = self.path(sha)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, chunks, allow_pickle=False)
+        os.replace(tmp, p)
+        self.entries[sha] = {"chunks": int(chunks.shape[0]), "dtype": str(chunks.dtype)}
+        self.failures.pop(sha, None)
+
+    def put_failure(self, sha: str, kind: str, reason: str) -> None:
+        self.failures[sha] = {"kind": kind, "reason": reason}
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        data = {
+            "version": INDEX_VERSION,
+            "params": self.params.to_dict(),
+            "max_seconds": self.max_seconds,
+            "entries": self.entries,
+            "failures": self.failures,
+        }
+        tmp = self.dir / "index.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.dir / "index.json")
+
+
+class HashMemo:
+    """``path -> (size, mtime_ns, sha256)``: content hashes of files unchanged since last time."""
+
+    def __init__(self, root: Path):
+        self.file = Path(root) / "hashes.json"
+        self.data: dict[str, list] = {}
+        if self.file.is_file():
+            try:
+                self.data = json.loads(self.file.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                self.data = {}
+        self.dirty = False
+
+    def sha(self, path: str) -> str:
+        st = os.stat(path)
+        hit = self.data.get(path)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        sha = sha256_file(path)
+        self.data[path] = [st.st_size, st.st_mtime_ns, sha]
+        self.dirty = True
+        return sha
+
+    def save(self) -> None:
+        if self.dirty:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_name("hashes.json.tmp")
+            tmp.write_text(json.dumps(self.data, sort_keys=True) + "\n", encoding="utf-8")
+            os.replace(tmp, self.file)
+            self.dirty = False
+
+
+@dataclass
+class FeatureReport:
+    """What :func:`compute_features` did."""
+
+    shas: dict[str, str]  # path -> sha256, for every file with usable features
+    failed: dict[str, FileError]  # path -> the reason it has none
+    computed: int = 0  # files sent to workers
+    cached: int = 0  # files (or known failures) found in the cache
+    seconds: float = 0.0
+
+
+def compute_features(
+    paths: Sequence[str],
+    *,
+    params: FeatureParams,
+    cache_dir: str | Path,
+    max_seconds: float | None = None,
+    ray_address: str | None = None,
+    workers: int | None = None,
+) -> FeatureReport:
+    """Make sure every file in ``paths`` has cached features for ``params``.
+
+    Files already cached (by content hash), and files that failed before, are not recomputed;
+    the rest go to Ray tasks (Ray is started, or joined at ``ray_address``/``RAY_ADDRESS``, only
+    when there is something to compute). Failures are returned, not raised.
+    """
+    t0 = time.perf_counter()
+    cache_dir = Path(cache_dir)
+    cache = FeatureCache(cache_dir, params, max_seconds)
+    memo = HashMemo(cache_dir)
+    report = FeatureReport(shas={}, failed={})
+    todo: list[tuple[str, str]] = []
+    from tagger.errors import DecodeError
+
+    for p in paths:
+        try:
+            sha = memo.sha(p)
+        except OSError as exc:
+            report.failed[p] = DecodeError(p, f"cannot read file: {exc.strerror or exc}")
+            continue
+        if cache.has(sha):
+            report.shas[p] = sha
+            report.cached += 1
+        elif sha in cache.failures:
+            fail = cache.failures[sha]
+            report.failed[p] = _file_error(p, fail["kind"], fail["reason"])
+            report.cached += 1
+        else:
+            todo.append((p, sha))
+    memo.save()
+    if todo:
+        _run_tasks(todo, cache, report, ray_address=ray_address, workers=workers)
+    report.seconds = time.perf_counter() - t0
+    log.info(
+        "features %s: %d computed, %d from cache, %d unusable (%.1f s)",
+        cache.dir.name, report.computed, report.cached, len(report.failed), report.seconds,
+    )
+    return report
+
+
+def _run_tasks(todo: list[tuple[str, str]], cache: FeatureCache, report: FeatureReport, *,
+               ray_address: str | None, workers: int | None) -> None:
+    import ray
+
+    from tagger.ray_backend import connect, max_in_flight
+
+    connect(ray_address, num_cpus=workers)
+    remote = _extract_remote()
+    limit = max_in_flight(int(ray.cluster_resources().get("CPU", 1) or 1))
+    params = cache.params.to_dict()
+    pending: dict[Any, tuple[str, str]] = {}
+    queue = list(todo)
+    done_since_save = 0
+    total = len(todo)
+    log.info("computing features of %d file(s) on Ray workers", total)
+    try:
+        while queue or pending:
+            while queue and len(pending) < limit:
+                p, sha = queue.pop(0)
+                pending[remote.remote(p, params=params, max_seconds=cache.max_seconds)] = (p, sha)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                p, sha = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - worker died twice
+                    result = ("error", "worker", f"worker failed: {' '.join(str(exc).split())[:200]}")
+                report.computed += 1
+                if result[0] == "ok":
+                    cache.put(sha, result[1])
+                    report.shas[p] = sha
+                else:
+                    _, kind, reason = result
+                    if kind != "worker":  # a crashed worker may be transient: retry next run
+                        cache.put_failure(sha, kind, reason)
+                    report.failed[p] = _file_error(p, kind, reason)
+                done_since_save += 1
+                if done_since_save >= SAVE_EVERY:
+                    cache.save()
+                    done_since_save = 0
+                    log.info("features: %d/%d files", report.computed, total)
+    finally:
+        cache.save()
+
+
+def _file_error(path: str, kind: str, reason: str) -> FileError:
+    from tagger.errors import DecodeError
+
+    cls = AudioError if kind == "audio" else DecodeError
+    err = cls(path, reason)
+    if kind not in ("audio", "decode"):
+        err.kind = kind
+    return err
+
+
+def load_chunks(cache: FeatureCache, shas: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate the cached chunks of several tracks.
+
+    Returns
+    -------
+    chunks : np.ndarray, shape (total_chunks, *input_shape), storage dtype
+    owner : np.ndarray, shape (total_chunks,), int: index (in ``shas`` order) of each chunk's track
+    """
+    arrays, owner = [], []
+    for i, sha in enumerate(shas):
+        a = cache.get(sha)
+        arrays.append(a)
+        owner.append(np.full(a.shape[0], i, dtype=np.int64))
+    if not arrays:
+        return np.zeros((0, *cache.params.input_shape), storage_dtype(cache.params)), np.zeros(0, np.int64)
+    return np.concatenate(arrays), np.concatenate(owner)
