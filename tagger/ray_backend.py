@@ -93,7 +93,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHa
     kwargs: dict[str, Any] = dict(
         include_dashboard=False,
         log_to_driver=False,
-        logging_level=logging.WARNING,
+        logging_level=logging.DEBUG if logging.getLogger().isEnabledFor(logging.DEBUG) else logging.ERROR,
         configure_logging=True,
     )
     env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}}
