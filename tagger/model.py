@@ -451,6 +451,9 @@ class GenreModel:
 
         The batch dimension of the compiled function is dynamic, so it is traced once; under
         XLA (``jit``) shapes are static, so the last partial batch is padded to ``batch_size``.
+        Otherwise a partial batch is cut into powers of two (71 chunks with batch 64: 64, 4,
+        2, 1): oneDNN prepares and caches kernels per batch size, and every size between 1 and
+        the batch (one per track length) would cost time and, with musicnn, gigabytes.
         """
         x = np.asarray(x, dtype=np.float32)
         if x.shape[1:] != self.meta.input_shape:
@@ -460,10 +463,29 @@ class GenreModel:
         n = x.shape[0]
         out = np.empty((n, len(self.meta.labels)), dtype=np.float32)
         bs = self.batch_size
-        for start in range(0, n, bs):
-            part = x[start : start + bs]
-            m = part.shape[0]
+        for start, m in batch_slices(n, bs, pow2_tail=not self.jit):
+            part = x[start : start + m]
             if self.jit and m < bs:
                 part = np.concatenate([part, np.zeros((bs - m, *part.shape[1:]), np.float32)])
             out[start : start + m] = self._fn(part).numpy()[:m]
         return out
+
+
+def batch_slices(n: int, batch_size: int, *, pow2_tail: bool = True) -> list[tuple[int, int]]:
+    """(start, length) of the batches for ``n`` chunks: full batches, then the rest either as
+    one batch or (``pow2_tail``) as descending powers of two, so that only log2(batch_size)
+    different batch shapes ever occur."""
+    out, start = [], 0
+    while n - start >= batch_size:
+        out.append((start, batch_size))
+        start += batch_size
+    rest = n - start
+    if rest and not pow2_tail:
+        return out + [(start, rest)]
+    bit = 1 << max(0, rest.bit_length() - 1)
+    while rest:
+        if rest >= bit:
+            out.append((start, bit))
+            start, rest = start + bit, rest - bit
+        bit >>= 1
+    return out
