@@ -80,6 +80,8 @@ class Report:
         c = self.counts
         parts = [f"{n} {a}" for a, n in c.items()]
         took = (self.finished or time.time()) - self.started
+        if not self.rows and self.unchanged and not self.pending and not self.interrupted:
+            return f"nothing to do: {self.unchanged} files unchanged since the last run ({took:.1f} s)"
         line = f"{'dry run: ' if self.dry_run else ''}{len(self.rows)} files: " + ", ".join(parts)
         if self.unchanged:
             line += f"; {self.unchanged} unchanged since the last run"

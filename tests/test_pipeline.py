@@ -94,7 +94,7 @@ def test_real_run_then_noop_rerun(tmp_path, tiny_model):
     stamps = {p: p.stat().st_mtime_ns for p in paths}
     r = run_cli(tag_args(lib, tiny_model, tmp_path))
     assert r.exit_code == 0
-    assert "0 files" in r.output and "4 unchanged since the last run" in r.output
+    assert "nothing to do: 4 files unchanged since the last run" in r.output
     assert {p: p.stat().st_mtime_ns for p in paths} == stamps
     # --force redoes them; same model and genre -> skipped as already tagged
     r = run_cli(tag_args(lib, tiny_model, tmp_path, "--force"))
@@ -161,7 +161,7 @@ def test_noop_rerun_imports_neither_tensorflow_nor_ray(tmp_path, tiny_model):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert out.returncode == 0, out.stderr
-    assert "OK" in out.stdout and "2 unchanged" in out.stdout
+    assert "OK" in out.stdout and "2 files unchanged" in out.stdout
 
 
 def _mutagen_classes():
