@@ -282,8 +282,8 @@ class Tagger:
         by_path = {f.path: f for f in todo}
         queue = list(reversed(todo))
         in_flight: dict[Any, list] = {}  # ref -> [path, monotonic time its clock started or None]
-        ready: list[dict[str, Any]] = []  # analysed tracks waiting for a batch
-        ready_chunks = 0
+        ready: list[dict[str, Any]] = []  # analysed tracks waiting for a batch (or its end)
+        ready_chunks = 0  # their chunks not yet predicted
         timeout = self.options.file_timeout
 
         def submit():
@@ -323,8 +323,11 @@ class Tagger:
             submit()
             flush = ready and (ready_chunks >= batch_size or not in_flight)
             if flush:
-                self._predict_and_write(ready, predict, by_path)
-                ready, ready_chunks = [], 0
+                # whole batches only while more tracks are coming: a track's last chunks wait for
+                # the next batch instead of making a small one (they cost up to twice as much)
+                ready = self._predict_and_write(ready, predict, by_path,
+                                                batch=None if not in_flight else batch_size)
+                ready_chunks = sum(r["features"].shape[0] - r["_done"] for r in ready)
             if not in_flight and not queue:
                 break
         if queue:
@@ -355,22 +358,49 @@ class Tagger:
                 self._fail(by_path[path], "timeout", f"analysis took longer than {timeout:.0f} s; stopped")
 
     # ------------------------------------------------------------------------------------
-    def _predict_and_write(self, ready: list[dict[str, Any]], predict, by_path) -> None:
+    def _predict_and_write(self, ready: list[dict[str, Any]], predict, by_path,
+                           batch: int | None = None) -> list[dict[str, Any]]:
+        """Predict the chunks of ``ready`` not yet predicted (a multiple of ``batch`` of them, or
+        all with None), finish every track whose chunks are all predicted, and return the
+        others (their scores so far kept in ``_probs``, ``_done`` chunks of them)."""
+        for r in ready:
+            if "_probs" not in r:
+                r["_probs"], r["_done"] = None, 0
+        todo = sum(r["features"].shape[0] - r["_done"] for r in ready)
+        count = todo if batch is None else todo - todo % batch
+        if count == 0:
+            return ready
+        parts, left = [], count
+        for r in ready:
+            if left == 0:
+                break
+            f = r["features"][r["_done"]:][:left]
+            parts.append(f)
+            left -= f.shape[0]
         t = time.perf_counter()
-        x = np.concatenate([r["features"] for r in ready]).astype(np.float32, copy=False)
+        x = np.concatenate(parts).astype(np.float32, copy=False)
         probs = predict(x)
         self.stats.infer += time.perf_counter() - t
         self.stats.chunks += x.shape[0]
         self.stats.batches += 1
-        self.stats.analysed += len(ready)
-        self.stats.audio_seconds += sum(r.get("analysed") or 0.0 for r in ready)
-        start = 0
+        start, waiting = 0, []
         for r in ready:
             n = r["features"].shape[0]
-            scores = track_scores(probs[start : start + n])
-            start += n
+            take = min(n - r["_done"], count - start)
+            if take > 0:
+                if r["_probs"] is None:
+                    r["_probs"] = np.empty((n, probs.shape[1]), np.float32)
+                r["_probs"][r["_done"]:r["_done"] + take] = probs[start:start + take]
+                r["_done"] += take
+                start += take
+            if r["_done"] < n:
+                waiting.append(r)
+                continue
+            self.stats.analysed += 1
+            self.stats.audio_seconds += r.get("analysed") or 0.0
+            scores = track_scores(r.pop("_probs"))
             if self._exact is not None and _close_call(scores, top_k=self.options.top_k,
-                                                      min_confidence=self.options.min_confidence):
+                                                       min_confidence=self.options.min_confidence):
                 t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
                 scores = track_scores(self._exact(np.asarray(r["features"], dtype=np.float32)))
                 self.stats.infer += time.perf_counter() - t
@@ -380,6 +410,7 @@ class Tagger:
                 self.report.pending += 1
                 continue
             self._finish_analysed(r, scores, by_path[r["path"]])
+        return waiting
 
     def _finish_analysed(self, res: dict[str, Any], scores: np.ndarray, found: discover.Found) -> None:
         o, meta = self.options, self.meta
@@ -430,10 +461,16 @@ class Tagger:
             kind, reason = res["error"]
             if kind == "decode" and "not found" in reason and res.get("node") and res["node"] != handle.node_id:
                 reason += f" on worker node {res['node'][:12]} (is the library on a path shared by every node?)"
-            self._fail(found, kind, reason, res)
-            return
+            if kind != "audio":
+                self._fail(found, kind, reason, res)
+                return
+            # digital silence, too short: the file is fine, there is nothing to classify. Skipped
+            # (exit 0) and remembered, so a nightly run does not fail on it forever.
+            log.info("skipped: %s (%s)", res["path"], reason)
+            res["skip"] = reason
         row = Row(res["path"], res["format"] or discover.format_of(res["path"]), "skipped", res["skip"],
-                  existing=list(res["existing"]), node=res.get("node", ""))
+                  existing=list(res["existing"]), node=res.get("node", ""),
+                  error_kind="audio" if res.get("error") else "")
         self.report.add(row)
         self._record(res, "skipped")
         self.progress.advance()
