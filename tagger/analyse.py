@@ -47,6 +47,42 @@ def plan_segments(duration: float, *, analysis_seconds: float | None, max_second
     return [(round(s, 3), round(seg, 3)) for s in starts]
 
 
+def fit_chunks(segments: list[tuple[float, float | None]], *, params) -> list[tuple[float, float | None]]:
+    """``plan_segments``' stretches, lengthened or shortened to whole chunks.
+
+    A 7.5 s stretch holds two 3 s chunks and 1.5 s that :func:`tagger.features.extract` drops:
+    decoded for nothing, and a sampled track would see fewer chunks than it paid for. The
+    budget, in chunks (``round`` of what the stretches hold fractionally), is shared out
+    between the stretches (their counts differ by one at most, at least one each) and each
+    stretch is given exactly the audio its chunks need. Whole-track plans are unchanged.
+
+    segments: (offset, duration) in seconds; params: tagger.features.FeatureParams.
+    Returns the same offsets with new durations.
+    """
+    if not segments or any(d is None for _, d in segments):
+        return segments
+    spf, sr = params.samples_per_frame, params.sample_rate
+    hop_s = params.chunk_hop_frames * spf / sr
+
+    def fractional(d: float) -> float:  # chunks a stretch of d seconds would hold, fractionally
+        return 1.0 + max(0.0, d - params.chunk_seconds) / hop_s
+
+    # a few frames more than the least that holds c chunks: a decoder may give a few samples
+    # fewer than asked, and a chunk is lost for one sample missing
+    slack = spf * max(1, min(8, params.chunk_hop_frames // 16))
+
+    def need(c: int) -> float:  # seconds that hold c chunks (frames are centred: 1 + n // hop)
+        frames = params.chunk_frames + (c - 1) * params.chunk_hop_frames
+        samples = frames if params.kind == "waveform" else (frames - 1) * params.hop_length
+        return (samples + 1 + slack) / sr
+
+    total = max(len(segments), int(round(sum(fractional(d) for _, d in segments))))
+    base, extra = divmod(total, len(segments))
+    # the extra chunks go to evenly spread stretches
+    gets = {int(i * len(segments) / extra) for i in range(extra)} if extra else set()
+    return [(o, round(need(base + (1 if i in gets else 0)), 4)) for i, (o, _) in enumerate(segments)]
+
+
 def chunk_spans(lengths: list[int], offsets: list[float], *, params) -> np.ndarray:
     """Where each chunk :func:`tagger.features.extract_segments` makes lies in the track.
 
@@ -134,8 +170,9 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
         t1 = time.perf_counter()
         duration = probe(path).duration
         out["duration"] = duration
-        segments = plan_segments(duration, analysis_seconds=policy.get("analysis_seconds"),
-                                 max_seconds=policy.get("max_seconds", 900.0), chunk_seconds=fp.chunk_seconds)
+        segments = fit_chunks(plan_segments(duration, analysis_seconds=policy.get("analysis_seconds"),
+                                            max_seconds=policy.get("max_seconds", 900.0),
+                                            chunk_seconds=fp.chunk_seconds), params=fp)
         audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
         n = sum(a.shape[0] for a in audio)
         t2 = time.perf_counter()

@@ -400,7 +400,7 @@ class Tagger:
             self.stats.audio_seconds += r.get("analysed") or 0.0
             scores = track_scores(r.pop("_probs"))
             if self._exact is not None and _close_call(scores, top_k=self.options.top_k,
-                                                       min_confidence=self.options.min_confidence):
+                                                       min_confidence=self.options.min_confidence, chunks=n):
                 t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
                 scores = track_scores(self._exact(np.asarray(r["features"], dtype=np.float32)))
                 self.stats.infer += time.perf_counter() - t
@@ -500,10 +500,10 @@ def _probe_paths(roots: list[str], todo: list[discover.Found]) -> list[str]:
     return list(dict.fromkeys([os.path.abspath(os.path.expanduser(r)) for r in roots] + sample))
 
 
-def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float) -> bool:
+def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float, chunks: int) -> bool:
     from tagger.model import close_call
 
-    return close_call(scores, top_k=top_k, min_confidence=min_confidence)
+    return close_call(scores, top_k=top_k, min_confidence=min_confidence, chunks=chunks)
 
 
 def _predictor_info(predictors) -> list[dict[str, Any]]:

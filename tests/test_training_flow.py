@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from tagger.decode import decode
 from tagger.features import extract
 from tagger.model import GenreModel
+from training import architectures
 from training.cli import train
 
 from tests.training_helpers import GENRES, make_tree
@@ -44,7 +45,8 @@ def test_prepare_fit_evaluate_export(work, tmp_path, monkeypatch):
     assert "validation track accuracy" in out
     rec = json.loads((run / "run.json").read_text())
     assert set(rec["split"]["train"]).isdisjoint(rec["split"]["test"] + rec["split"]["valid"])
-    assert len(rec["history"]["loss"]) == 4 and rec["options"]["augment"] == ["gain", "mask"]
+    assert len(rec["history"]["loss"]) == 4
+    assert rec["options"]["augment"] == list(architectures.get("mel-cnn").augment)  # the default
     # the run directory itself is a model tagger can use
     meta = json.loads((run / "model.json").read_text())
     assert meta["architecture"] == "mel-cnn" and meta["labels"] == list(GENRES)
@@ -84,9 +86,10 @@ def test_prepare_fit_evaluate_export(work, tmp_path, monkeypatch):
 
 def test_evaluate_refuses_a_run_without_test_tracks(work, tmp_path):
     run = tmp_path / "final"
-    invoke("fit", work / "work", "--out", run, "--all", "--epochs", "1", "--augment", "none")
+    invoke("fit", work / "work", "--out", run, "--all", "--epochs", "1", "--augment", "gain,mask,mixup")
     rec = json.loads((run / "run.json").read_text())
     assert rec["split"]["test"] == [] and len(rec["split"]["train"]) == 9
+    assert rec["options"]["augment"] == ["gain", "mask", "mixup"] and np.isfinite(rec["history"]["loss"][0])
     res = CliRunner().invoke(train, ["evaluate", str(run)])
     assert res.exit_code == 2 and "no test tracks" in res.output
 
