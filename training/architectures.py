@@ -142,7 +142,7 @@ register(ArchSpec(
     build=build_mel_cnn,
     description="chunked log-mel CNN trained from scratch (4 Conv2D blocks, GAP, softmax)",
     normalise=True,
-    augment=("gain", "mask"),
+    augment=("gain", "mask", "mixup"),  # best pooled validation accuracy (docs/training.md section 7)
 ))
 
 
