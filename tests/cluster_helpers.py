@@ -99,18 +99,28 @@ class LocalCluster:
               object_store_bytes: int = 150_000_000) -> "LocalCluster":
         """Start a head node with ``head_cpus`` CPUs and one worker node per entry of ``workers``
         (``{"cpus": 1, "resources": {"name": 1}}``); wait until every node is alive."""
-        root = Path(tempfile.mkdtemp(prefix="tgr-", dir="/tmp"))  # short: Unix socket paths <= 107
-        c = cls(root)
-        try:
-            c._start_head(head_cpus, object_store_bytes)
-            for i, w in enumerate(workers or []):
-                c._start_worker(f"node{i + 2}", int(w.get("cpus", 1)), dict(w.get("resources", {})),
-                                object_store_bytes)
-            c._wait_for_nodes()
-        except BaseException:
-            c.stop()
-            raise
-        return c
+        # A node's `ray start` gives up after ~30 s without an answer from the GCS; on two busy
+        # cores (the rest of the suite runs its own Ray beside) that happens now and then, so a
+        # failed start is retried once with fresh ports before the test errors.
+        for attempt in (1, 2):
+            root = Path(tempfile.mkdtemp(prefix="tgr-", dir="/tmp"))  # short: Unix socket paths <= 107
+            c = cls(root)
+            try:
+                c._start_head(head_cpus, object_store_bytes)
+                for i, w in enumerate(workers or []):
+                    c._start_worker(f"node{i + 2}", int(w.get("cpus", 1)), dict(w.get("resources", {})),
+                                    object_store_bytes)
+                c._wait_for_nodes()
+            except RuntimeError:
+                c.stop()
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                c.stop()
+                raise
+            return c
+        raise AssertionError("unreachable")
 
     def __enter__(self) -> "LocalCluster":
         return self
