@@ -115,6 +115,20 @@ def chunk_spans(lengths: list[int], offsets: list[float], *, params) -> np.ndarr
     return np.asarray(spans, dtype=np.float64).reshape(-1, 2)
 
 
+def chunks_of(path: str, audio: list[np.ndarray], *, params) -> np.ndarray:
+    """Model inputs of a track's decoded stretches (``tagger.features.extract_segments``), with
+    digital silence and too-short audio turned into :class:`AudioError` (one-line reasons).
+    Shared by ``tagger tag``/``explain`` and the training feature cache."""
+    from tagger.features import extract_segments, is_silent
+
+    if all(is_silent(a) for a in audio):
+        raise AudioError(path, "digital silence: nothing to classify")
+    try:
+        return extract_segments(audio, params=params)
+    except ParameterError as exc:
+        raise AudioError(path, str(exc)) from None
+
+
 def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
     """Analyse one file. Never raises for a problem with the file: returns ``error`` instead.
 
@@ -126,7 +140,7 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
     timing (seconds spent reading tags, decoding, computing features: the benchmark's stages).
     """
     from tagger.aggregate import needs_analysis
-    from tagger.features import FeatureParams, extract_segments, is_silent
+    from tagger.features import FeatureParams
 
     t0 = time.perf_counter()
     out: dict[str, Any] = {
@@ -180,12 +194,7 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
         out["analysed"] = n / fp.sample_rate
         if policy.get("keep_audio", False):
             out["audio"], out["segments"] = audio, segments
-        if all(is_silent(a) for a in audio):
-            raise AudioError(path, "digital silence: nothing to classify")
-        try:
-            feats = extract_segments(audio, params=fp)
-        except ParameterError as exc:
-            raise AudioError(path, str(exc)) from None
+        feats = chunks_of(path, audio, params=fp)
         if policy.get("float16", False):
             feats = feats.astype(np.float16)
         timing["features"] = time.perf_counter() - t2

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from tagger.errors import AudioError, FileError, ParameterError
+from tagger.errors import AudioError, FileError
 from tagger.features import FeatureParams
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,8 @@ def extract_file(path: str, *, params: dict[str, Any], max_seconds: float | None
     Returns ``("ok", chunks)`` with chunks of shape (n_chunks, *input_shape) in the storage
     dtype, or ``("error", kind, reason)`` with a FileError kind and a one-line reason.
     """
-    from tagger.analyse import plan_segments
+    from tagger.analyse import chunks_of, plan_segments
     from tagger.decode import decode, probe
-    from tagger.features import extract_segments, is_silent
 
     try:
         fp = FeatureParams.from_dict(params)
@@ -89,12 +88,7 @@ def extract_file(path: str, *, params: dict[str, Any], max_seconds: float | None
             segments = plan_segments(duration, analysis_seconds=None, max_seconds=max_seconds,
                                      chunk_seconds=fp.chunk_seconds)
         audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
-        if all(is_silent(a) for a in audio):
-            raise AudioError(path, "digital silence")
-        try:
-            chunks = extract_segments(audio, params=fp)
-        except ParameterError as exc:
-            raise AudioError(path, str(exc)) from None
+        chunks = chunks_of(path, audio, params=fp)
         return ("ok", chunks.astype(storage_dtype(fp), copy=False))
     except FileError as exc:
         return ("error", exc.kind, exc.reason)
