@@ -14,9 +14,17 @@ Kinds of features (``FeatureParams.kind``):
     ``chunk_hop_frames`` frames. One chunk has shape (chunk_frames, n_mels).
 ``waveform``
     the raw mono waveform cut into chunks of ``chunk_frames`` *samples*; shape (chunk_frames, 1).
+``descriptors``
+    the frame-wise classic descriptors (MFCC, chroma, spectral contrast, roll-off, zero-crossing
+    rate, centroid, RMS; :func:`handcrafted_matrix`) cut into chunks like a log-mel;
+    shape (chunk_frames, n_rows).
 ``handcrafted``
-    per chunk, a vector of summary statistics of classic descriptors (MFCC, chroma, spectral
-    contrast, roll-off, zero-crossing rate); shape (n_features,). See :func:`handcrafted_vector`.
+    per chunk, a vector of summary statistics (mean and standard deviation over the chunk's
+    frames) of the same descriptors; shape (n_features,). See :func:`handcrafted_vector`.
+
+A scalar ``mean``/``std`` in the parameters is applied to every kind; per-feature scaling of
+descriptors is the model's own business (a Keras ``Normalization`` layer), so that a model
+carries its scaler inside its weights.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import numpy as np
 
 from tagger.errors import ParameterError
 
-KINDS = ("logmel", "waveform", "handcrafted")
+KINDS = ("logmel", "waveform", "descriptors", "handcrafted")
 LOGS = ("log10p", "db", "none")
 
 #: A file shorter than this fraction of one chunk is "too short"; a longer one that is
@@ -118,6 +126,8 @@ class FeatureParams:
             return (self.chunk_frames, self.n_mels)
         if self.kind == "waveform":
             return (self.chunk_frames, 1)
+        if self.kind == "descriptors":
+            return (self.chunk_frames, descriptor_rows(self))
         return (handcrafted_size(self),)
 
     @property
@@ -201,10 +211,27 @@ def chunk_frames(S: np.ndarray, *, params: FeatureParams) -> np.ndarray:
 _HANDCRAFTED_BLOCKS = ("mfcc", "chroma", "contrast", "rolloff", "zcr", "centroid", "rms")
 
 
+def descriptor_rows(params: FeatureParams) -> int:
+    """Descriptors per frame: n_mfcc MFCCs, 12 chroma, 7 spectral contrast bands, roll-off,
+    zero-crossing rate, centroid, RMS."""
+    return params.n_mfcc + 12 + 7 + 1 + 1 + 1 + 1
+
+
+def descriptor_names(params: FeatureParams) -> list[str]:
+    """Names of the :func:`handcrafted_matrix` rows, in order."""
+    return ([f"mfcc{i}" for i in range(params.n_mfcc)] + [f"chroma{i}" for i in range(12)]
+            + [f"contrast{i}" for i in range(7)] + ["rolloff", "zcr", "centroid", "rms"])
+
+
+def handcrafted_names(params: FeatureParams) -> list[str]:
+    """Names of the :func:`handcrafted_vector` entries: every descriptor's mean, then its std."""
+    rows = descriptor_names(params)
+    return [f"{r} mean" for r in rows] + [f"{r} std" for r in rows]
+
+
 def handcrafted_size(params: FeatureParams) -> int:
     """Length of the hand-crafted vector: mean and std of each descriptor row."""
-    rows = params.n_mfcc + 12 + 7 + 1 + 1 + 1 + 1
-    return 2 * rows
+    return 2 * descriptor_rows(params)
 
 
 def handcrafted_matrix(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
@@ -263,9 +290,21 @@ def extract(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
     if params.kind == "logmel":
         return chunk_frames(log_mel(y, params=params), params=params)
     if params.kind == "waveform":
-        return chunk_frames(y[:, None], params=params).astype(np.float32, copy=False)
-    M = handcrafted_matrix(y, params=params)
-    return handcrafted_vector(chunk_frames(M, params=params))
+        return _scale(chunk_frames(y[:, None], params=params), params=params)
+    M = chunk_frames(handcrafted_matrix(y, params=params), params=params)
+    if params.kind == "descriptors":
+        return _scale(M, params=params)
+    return _scale(handcrafted_vector(M), params=params)
+
+
+def _scale(x: np.ndarray, *, params: FeatureParams) -> np.ndarray:
+    """The scalar standardisation of the parameters (none when unset), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    if params.mean is not None:
+        x = x - np.float32(params.mean)
+    if params.std is not None:
+        x = x / np.float32(params.std)
+    return x
 
 
 def extract_segments(segments: list[np.ndarray], *, params: FeatureParams) -> np.ndarray:

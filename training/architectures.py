@@ -7,7 +7,27 @@ Adding a system is one :func:`register` call with an :class:`ArchSpec`; the trai
 A builder is ``build(num_classes, *, features, **options) -> keras.Model`` taking one chunk of
 ``features.input_shape`` and giving ``num_classes`` probabilities (softmax), stock Keras layers
 only (``tagger tag`` loads models with ``safe_mode`` and no custom objects). ``options`` come
-from ``--arch-opt KEY=VALUE``.
+from ``--arch-opt KEY=VALUE``. A ``Normalization`` layer in the network is fitted (``adapt``) on
+the training split's chunks before training: per-feature scaling that travels inside the model.
+
+An architecture with ``trainer="trees"`` builds a scikit-learn ``HistGradientBoostingClassifier``
+instead (``build(num_classes, *, features, seed, **options)``); it is exported as a
+:class:`tagger.trees.TreeEnsemble` (backend ``trees``), which ``tagger tag`` runs with numpy alone.
+
+The systems (from the write-ups the project grew out of; docs/training.md compares them):
+
+=================  =========================  ==================================================
+name               features                   network
+=================  =========================  ==================================================
+raw-cnn1d          waveform, 3 s at 8 kHz     4 x Conv1D-BN-ReLU-MaxPool (kernels 64..8), GAP
+features-cnn       descriptor frames, 3 s     Normalization, 2 x Conv1D-BN-ReLU-MaxPool, dropout
+features-dense     descriptor statistics, 3 s Normalization, Dense 256-128-64 with dropout
+features-gbt       descriptor statistics, 3 s histogram gradient-boosted trees (scikit-learn)
+mel-cnn            log-mel, 4 s every 2 s     4 x Conv2D-BN-ReLU-MaxPool, GAP, dropout
+mel-cnn-small      log-mel, 4 s every 2 s     Conv2D 32 -> 64, max pooling, dropout, dense 128;
+                                              pitch-shift and time-stretch augmentation
+musicnn-transfer   musicnn log-mel, 3 s       pretrained musicnn, frozen, new softmax head
+=================  =========================  ==================================================
 """
 
 from __future__ import annotations
@@ -39,6 +59,7 @@ class ArchSpec:
     frozen_until: str | None = None
     credits: str = ""
     licence: str = ""
+    trainer: str = "keras"  # "keras" or "trees" (see the module docstring)
 
 
 REGISTRY: dict[str, ArchSpec] = {}
@@ -189,4 +210,182 @@ register(ArchSpec(
     frozen_until="penultimate",
     credits="musicnn by Jordi Pons and Xavier Serra (MTG, Universitat Pompeu Fabra), ISC licence",
     licence="ISC (musicnn weights)",
+))
+
+
+# ---------------------------------------------------------------------------------------
+# mel-cnn-small: the small 2-D CNN of the write-up that reported 42%
+# ---------------------------------------------------------------------------------------
+
+def build_mel_cnn_small(num_classes: int, *, features: FeatureParams, filters: tuple[int, ...] = (32, 64),
+                        dense: int = 128, dropout: float = 0.25, dense_dropout: float = 0.5) -> Any:
+    """Conv2D(32)-ReLU-MaxPool, Conv2D(64)-ReLU-MaxPool, dropout, flatten, Dense(128)-ReLU,
+    dropout, softmax. No batch normalisation, no global pooling: the flatten makes it the largest
+    network here by weights (11 M for a 172x128 chunk), small only in its convolutions."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input(shape=features.input_shape, name="logmel")
+    x = layers.Reshape((*features.input_shape, 1), name="channel")(inp)
+    for i, f in enumerate(filters, start=1):
+        x = layers.Conv2D(int(f), 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = layers.Dropout(float(dropout), name="dropout1")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(int(dense), activation="relu", name="dense")(x)
+    x = layers.Dropout(float(dense_dropout), name="dropout2")(x)
+    out = layers.Dense(num_classes, activation="softmax", dtype="float32", name="genre")(x)
+    return keras.Model(inp, out, name="mel_cnn_small")
+
+
+register(ArchSpec(
+    name="mel-cnn-small",
+    features=MEL_CNN_FEATURES,
+    build=build_mel_cnn_small,
+    description="small log-mel CNN (Conv2D 32 -> 64, dense 128) with pitch-shift and time-stretch augmentation",
+    normalise=True,
+    augment=("pitch", "stretch"),
+))
+
+
+# ---------------------------------------------------------------------------------------
+# raw-cnn1d: a 1-D CNN on the waveform
+# ---------------------------------------------------------------------------------------
+
+#: 3-s chunks every 1.5 s of the waveform resampled to 8 kHz (genre cues sit well below 4 kHz;
+#: 8 kHz keeps the first convolution affordable on a CPU).
+RAW_FEATURES = FeatureParams(kind="waveform", sample_rate=8000, chunk_frames=24000, chunk_hop_frames=12000)
+
+
+def build_raw_cnn1d(num_classes: int, *, features: FeatureParams,
+                    filters: tuple[int, ...] = (16, 32, 64, 128), kernels: tuple[int, ...] = (64, 32, 16, 8),
+                    strides: tuple[int, ...] = (4, 2, 1, 1), pools: tuple[int, ...] = (4, 4, 4, 2),
+                    dropout: float = 0.3) -> Any:
+    """Conv1D-BatchNorm-ReLU-MaxPool blocks with shrinking kernels and strides, global average
+    pooling, dropout, softmax. Input (chunk_samples, 1) standardised waveform."""
+    import keras
+    from keras import layers
+
+    if not len(filters) == len(kernels) == len(strides) == len(pools):
+        from tagger.errors import ParameterError
+
+        raise ParameterError("raw-cnn1d: filters, kernels, strides and pools need the same length")
+    inp = keras.Input(shape=features.input_shape, name="waveform")
+    x = inp
+    for i, (f, k, st, p) in enumerate(zip(filters, kernels, strides, pools), start=1):
+        x = layers.Conv1D(int(f), int(k), strides=int(st), padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+        x = layers.MaxPooling1D(int(p), name=f"pool{i}")(x)
+    x = layers.GlobalAveragePooling1D(name="gap")(x)
+    x = layers.Dropout(float(dropout), name="dropout")(x)
+    out = layers.Dense(num_classes, activation="softmax", dtype="float32", name="genre")(x)
+    return keras.Model(inp, out, name="raw_cnn1d")
+
+
+register(ArchSpec(
+    name="raw-cnn1d",
+    features=RAW_FEATURES,
+    build=build_raw_cnn1d,
+    description="1-D CNN on the raw waveform (8 kHz, 3-s chunks)",
+    normalise=True,
+    augment=("gain",),
+))
+
+
+# ---------------------------------------------------------------------------------------
+# features-*: the classic hand-crafted descriptors (MFCC, chroma, contrast, roll-off, ZCR, ...)
+# ---------------------------------------------------------------------------------------
+
+#: librosa's descriptors over 3-s chunks every 1.5 s at 22050 Hz (frames of 2048, hop 512).
+DESCRIPTOR_FEATURES = FeatureParams(
+    kind="descriptors", sample_rate=22050, n_fft=2048, hop_length=512, n_mels=128, log="none",
+    chunk_frames=130, chunk_hop_frames=65, n_mfcc=20,
+)
+#: The same descriptors summarised per chunk (mean and standard deviation of each).
+HANDCRAFTED_FEATURES = FeatureParams(
+    kind="handcrafted", sample_rate=22050, n_fft=2048, hop_length=512, n_mels=128, log="none",
+    chunk_frames=130, chunk_hop_frames=65, n_mfcc=20,
+)
+
+
+def build_features_cnn(num_classes: int, *, features: FeatureParams, filters: tuple[int, ...] = (32, 64),
+                       kernel: int = 5, dense: int = 64, dropout: float = 0.3) -> Any:
+    """Per-descriptor scaling (Normalization), Conv1D-BN-ReLU-MaxPool over time, global average
+    pooling, dense, dropout, softmax. Input (frames, descriptors)."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input(shape=features.input_shape, name="descriptors")
+    x = layers.Normalization(axis=-1, name="scale")(inp)
+    for i, f in enumerate(filters, start=1):
+        x = layers.Conv1D(int(f), int(kernel), padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+        x = layers.MaxPooling1D(2, name=f"pool{i}")(x)
+        x = layers.Dropout(float(dropout) / 2, name=f"drop{i}")(x)
+    x = layers.GlobalAveragePooling1D(name="gap")(x)
+    x = layers.Dense(int(dense), activation="relu", name="dense")(x)
+    x = layers.Dropout(float(dropout), name="dropout")(x)
+    out = layers.Dense(num_classes, activation="softmax", dtype="float32", name="genre")(x)
+    return keras.Model(inp, out, name="features_cnn")
+
+
+def build_features_dense(num_classes: int, *, features: FeatureParams, units: tuple[int, ...] = (256, 128, 64),
+                         dropout: float = 0.3) -> Any:
+    """Per-feature scaling (Normalization), Dense-ReLU-Dropout layers, softmax. Input (n_features,)."""
+    import keras
+    from keras import layers
+
+    if isinstance(units, int):
+        units = (units,)
+    inp = keras.Input(shape=features.input_shape, name="features")
+    x = layers.Normalization(axis=-1, name="scale")(inp)
+    for i, u in enumerate(units, start=1):
+        x = layers.Dense(int(u), activation="relu", name=f"dense{i}")(x)
+        x = layers.Dropout(float(dropout), name=f"dropout{i}")(x)
+    out = layers.Dense(num_classes, activation="softmax", dtype="float32", name="genre")(x)
+    return keras.Model(inp, out, name="features_dense")
+
+
+def build_features_gbt(num_classes: int, *, features: FeatureParams, seed: int = 0, max_iter: int = 300,
+                       learning_rate: float = 0.1, max_leaf_nodes: int = 15, min_samples_leaf: int = 20,
+                       l2_regularization: float = 1.0) -> Any:
+    """scikit-learn's HistGradientBoostingClassifier (the same histogram-binned gradient boosting
+    as XGBoost's ``hist`` method and LightGBM). No early stopping of its own: the number of trees
+    is chosen on our validation tracks (training.train), never on chunks of training tracks."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(
+        max_iter=int(max_iter), learning_rate=float(learning_rate), max_leaf_nodes=int(max_leaf_nodes),
+        min_samples_leaf=int(min_samples_leaf), l2_regularization=float(l2_regularization),
+        early_stopping=False, random_state=int(seed),
+    )
+
+
+register(ArchSpec(
+    name="features-cnn",
+    features=DESCRIPTOR_FEATURES,
+    build=build_features_cnn,
+    description="small CNN on frame-wise MFCC, chroma, contrast, roll-off, ZCR (3-s chunks)",
+    normalise=False,  # per-descriptor scaling inside the network
+    augment=(),
+))
+register(ArchSpec(
+    name="features-dense",
+    features=HANDCRAFTED_FEATURES,
+    build=build_features_dense,
+    description="dense network with dropout on per-chunk descriptor statistics",
+    normalise=False,
+    augment=(),
+    batch_size=64,
+))
+register(ArchSpec(
+    name="features-gbt",
+    features=HANDCRAFTED_FEATURES,
+    build=build_features_gbt,
+    description="gradient-boosted trees (scikit-learn HistGradientBoosting) on per-chunk descriptor statistics",
+    normalise=False,
+    augment=(),
+    trainer="trees",
 ))

@@ -12,7 +12,8 @@ Cache layout (one folder per feature set)::
     CACHE/<key>/index.json            params, max_seconds, entries {sha: {chunks, dtype}}, failures
     CACHE/<key>/<sha[:2]>/<sha>.npy   one track's chunks, shape (n_chunks, *input_shape)
 
-``key`` is ``FeatureParams.digest()`` (plus ``-m<seconds>`` when long tracks are sampled) and
+``key`` is ``FeatureParams.digest()`` (plus ``-m<seconds>`` when long tracks are sampled, and
+``-<variant>`` for the features of an audio-domain augmentation such as ``pitch+2``) and
 ``sha`` the sha256 of the file's bytes, so an edited or replaced file is recomputed, a renamed or
 copied one is not, and a re-run computes nothing. Features are cached *raw* (``mean``/``std``
 unset): the scalar normalisation is fitted per training split and applied when loading.
@@ -49,13 +50,39 @@ def raw_params(params: FeatureParams) -> FeatureParams:
     return dataclasses.replace(params, mean=None, std=None)
 
 
-def cache_key(params: FeatureParams, *, max_seconds: float | None) -> str:
+def cache_key(params: FeatureParams, *, max_seconds: float | None, variant: str | None = None) -> str:
     key = raw_params(params).digest()
-    return key if max_seconds is None else f"{key}-m{float(max_seconds):g}"
+    if max_seconds is not None:
+        key = f"{key}-m{float(max_seconds):g}"
+    return key if variant is None else f"{key}-{variant}"
+
+
+#: Audio-domain augmentations: each names the variants of a training track whose features are
+#: computed (once, cached) and added to the training chunks.
+VARIANTS = {"pitch": ("pitch-2", "pitch+2"), "stretch": ("stretch0.9", "stretch1.1")}
+
+
+def apply_variant(y: np.ndarray, *, sample_rate: int, variant: str) -> np.ndarray:
+    """One audio-domain augmentation of mono audio: ``pitch<+-n>`` shifts by n semitones (same
+    length), ``stretch<rate>`` plays ``rate`` times as fast (librosa's phase vocoder).
+
+    y : shape (n,), float32. Returns float32, shape (n,) for pitch, about (n / rate,) for stretch.
+    """
+    import librosa
+
+    if variant.startswith("pitch"):
+        steps = float(variant[len("pitch"):])
+        out = librosa.effects.pitch_shift(y, sr=sample_rate, n_steps=steps)
+    elif variant.startswith("stretch"):
+        rate = float(variant[len("stretch"):])
+        out = librosa.effects.time_stretch(y, rate=rate)
+    else:
+        raise ValueError(f"unknown variant {variant!r}")
+    return np.asarray(out, dtype=np.float32)
 
 
 def storage_dtype(params: FeatureParams) -> np.dtype:
-    return np.dtype(np.float32 if params.kind == "handcrafted" else np.float16)
+    return np.dtype(np.float32 if params.kind in ("handcrafted", "descriptors") else np.float16)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -70,8 +97,9 @@ def sha256_file(path: str | Path) -> str:
 # the worker's job (a plain function; Ray runs it as a task)
 # ---------------------------------------------------------------------------------------
 
-def extract_file(path: str, *, params: dict[str, Any], max_seconds: float | None) -> tuple:
-    """Decode one file and compute its chunks. Never raises for a problem with the file.
+def extract_file(path: str, *, params: dict[str, Any], max_seconds: float | None, variant: str | None = None) -> tuple:
+    """Decode one file and compute its chunks (of its ``variant``, see :func:`apply_variant`, when
+    given). Never raises for a problem with the file.
 
     Returns ``("ok", chunks)`` with chunks of shape (n_chunks, *input_shape) in the storage
     dtype, or ``("error", kind, reason)`` with a FileError kind and a one-line reason.
@@ -88,6 +116,8 @@ def extract_file(path: str, *, params: dict[str, Any], max_seconds: float | None
             segments = plan_segments(duration, analysis_seconds=None, max_seconds=max_seconds,
                                      chunk_seconds=fp.chunk_seconds)
         audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
+        if variant is not None:
+            audio = [apply_variant(y, sample_rate=fp.sample_rate, variant=variant) for y in audio]
         chunks = chunks_of(path, audio, params=fp)
         return ("ok", chunks.astype(storage_dtype(fp), copy=False))
     except FileError as exc:
@@ -121,13 +151,14 @@ class FeatureCache:
     root: Path
     params: FeatureParams
     max_seconds: float | None = None
+    variant: str | None = None
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
         self.params = raw_params(self.params)
-        self.dir = self.root / cache_key(self.params, max_seconds=self.max_seconds)
+        self.dir = self.root / cache_key(self.params, max_seconds=self.max_seconds, variant=self.variant)
         index = self.dir / "index.json"
         if index.is_file():
             try:
@@ -168,6 +199,7 @@ class FeatureCache:
             "version": INDEX_VERSION,
             "params": self.params.to_dict(),
             "max_seconds": self.max_seconds,
+            "variant": self.variant,
             "entries": self.entries,
             "failures": self.failures,
         }
@@ -227,6 +259,7 @@ def compute_features(
     max_seconds: float | None = None,
     ray_address: str | None = None,
     workers: int | None = None,
+    variant: str | None = None,
 ) -> FeatureReport:
     """Make sure every file in ``paths`` has cached features for ``params``.
 
@@ -236,7 +269,7 @@ def compute_features(
     """
     t0 = time.perf_counter()
     cache_dir = Path(cache_dir)
-    cache = FeatureCache(cache_dir, params, max_seconds)
+    cache = FeatureCache(cache_dir, params, max_seconds, variant)
     memo = HashMemo(cache_dir)
     report = FeatureReport(shas={}, failed={})
     todo: list[tuple[str, str]] = []
@@ -287,7 +320,8 @@ def _run_tasks(todo: list[tuple[str, str]], cache: FeatureCache, report: Feature
         while queue or pending:
             while queue and len(pending) < limit:
                 p, sha = queue.pop(0)
-                pending[remote.remote(p, params=params, max_seconds=cache.max_seconds)] = (p, sha)
+                pending[remote.remote(p, params=params, max_seconds=cache.max_seconds,
+                                      variant=cache.variant)] = (p, sha)
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 p, sha = pending.pop(ref)

@@ -1,4 +1,4 @@
-"""``tagger train``: prepare, fit, evaluate, export, cv.
+"""``tagger train``: prepare, fit, evaluate, export, cv, compare, leakage.
 
 A click group; ``tagger`` attaches it as ``tagger train``. Also runnable alone:
 ``python -m training.cli prepare ...``. Heavy modules are imported inside the commands.
@@ -103,7 +103,7 @@ FIT = [
                  help="Chunks per batch (default: 32 on CPU, 256 on a GPU)."),
     click.option("--lr", "learning_rate", type=float, default=None, help="Adam learning rate (default 1e-3)."),
     click.option("--augment", default=None, metavar="LIST",
-                 help="Comma list of gain, mask, mixup; 'none' for none (default: the architecture's)."),
+                 help="Comma list of gain, mask, mixup, pitch, stretch; 'none' for none (default: the architecture's)."),
     click.option("--arch-opt", "arch_opts", multiple=True, metavar="KEY=VALUE",
                  help="Builder option, repeatable (e.g. filters=16,32,64,128 dropout=0.3)."),
 ]
@@ -129,6 +129,8 @@ def train(quiet: bool) -> None:
       tagger train fit work/ --arch mel-cnn --out runs/cnn1
       tagger train evaluate runs/cnn1
       tagger train export runs/cnn1 --cv runs/cv-mel --as-default
+      tagger train compare work/ --out runs/compare
+      tagger train leakage work/ --out runs/leakage
     """
     _setup_logging(quiet)
 
@@ -230,13 +232,14 @@ def evaluate_cmd(run):
 @train.command("export")
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for model.keras + model.json (default: RUN/export).")
+              help="Folder for model.keras (model.npz for trees) + model.json (default: RUN/export).")
 @click.option("--as-default", is_flag=True, help="Also install it as tagger's default model.")
 @click.option("--cv", "cv_dir", type=click.Path(exists=True, path_type=Path), default=None,
               help="A `tagger train cv` output whose cross-validated accuracy the model should carry.")
 @click.option("--name", default=None, help="Model name in the metadata (default: DATASET-ARCH).")
 def export_cmd(run, out, as_default, cv_dir, name):
-    """Write RUN's model as model.keras + model.json (with its metrics) for `tagger tag --model`."""
+    """Write RUN's model (model.keras, or model.npz for trees) + model.json with its metrics, for
+    `tagger tag --model`."""
     from training.evaluate import export
 
     result = _run(export, run, out=out, as_default=as_default, cv_dir=cv_dir, name=name, command=_command_line())
@@ -281,6 +284,70 @@ def cv_cmd(work, arch, out, seed, epochs, patience, batch_size, learning_rate, a
     click.echo(f"validation (for choosing options): accuracy {v['accuracy']:.3f} on {v['tracks']} tracks, "
                f"mean best loss {v['mean_best_loss']:.3f}")
     click.echo(f"written {Path(out) / 'metrics.json'} and confusion.png")
+
+
+@train.command("compare")
+@click.argument("work", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--arch", "archs", multiple=True, type=click.Choice(architectures.names()),
+              help="A system to compare, repeatable (default: every architecture).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder (a cross-validation per system, compare.md/.json/.png, confusions.png, "
+                   "feature_correlation.png).")
+@SEED
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Most epochs for every network (default: each architecture's own).")
+@click.option("--patience", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Epochs without validation improvement before stopping.")
+@click.option("--fresh", is_flag=True, help="Retrain systems whose cross-validation is already in OUT.")
+@_apply(RAY)
+def compare_cmd(work, archs, out, seed, epochs, patience, fresh, ray_address, workers):
+    """Cross-validate every system on the same track-level folds: one table, a bar chart with
+    95% intervals, the confusion matrices and a feature-correlation picture."""
+    from training.compare import compare
+
+    _fast_cpu_kernels()
+    rec = _run(compare, work, out=out, archs=archs or None, seed=seed, fresh=fresh, epochs=epochs,
+               patience=patience, ray_address=ray_address, workers=workers, command=_command_line())
+    from training.compare import table_markdown
+
+    click.echo(table_markdown(rec))
+    reused = [r["arch"] for r in rec["systems"] if r["reused"]]
+    if reused:
+        click.echo(f"(not retrained, found in {out}: {', '.join(reused)}; --fresh retrains)")
+    click.echo(f"{rec['wall_s']:.0f} s; written {Path(out) / 'compare.md'}, compare.json, compare.png, "
+               "confusions.png, feature_correlation.png")
+
+
+@train.command("leakage")
+@click.argument("work", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--arch", type=click.Choice(architectures.names()), default="features-dense", show_default=True,
+              help="The system to train on both kinds of split.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder (leakage.json, leakage.png).")
+@SEED
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs (default: the architecture's).")
+@click.option("--patience", type=click.IntRange(min=1), default=8, show_default=True)
+@_apply(RAY)
+def leakage_cmd(work, arch, out, seed, epochs, patience, ray_address, workers):
+    """Show how a chunk-level random split (chunks of one track on both sides) inflates accuracy
+    compared with a track-level split, same system, same chunks."""
+    from training.compare import leakage
+
+    _fast_cpu_kernels()
+    r = _run(leakage, work, out=out, arch=arch, seed=seed, epochs=epochs, patience=patience,
+             ray_address=ray_address, workers=workers, command=_command_line())
+    c, t = r["chunk_split"], r["track_split"]
+    click.echo(f"{arch}, {r['k']} folds on {r['dataset']} ({r['tracks']} tracks, {r['chunk_seconds']:.1f}-s chunks "
+               f"every {r['chunk_hop_seconds']:.1f} s):")
+    click.echo(f"  chunk-level random split: chunk accuracy {c['chunk_accuracy']:.1%} "
+               f"[{c['chunk_accuracy_ci95'][0]:.1%}, {c['chunk_accuracy_ci95'][1]:.1%}] "
+               f"({c['test_chunks_whose_track_is_in_training']:.0%} of test chunks have their track in training)")
+    click.echo(f"  track-level split:        chunk accuracy {t['chunk_accuracy']:.1%} "
+               f"[{t['chunk_accuracy_ci95'][0]:.1%}, {t['chunk_accuracy_ci95'][1]:.1%}], "
+               f"track accuracy {t['track_accuracy']:.1%} "
+               f"[{t['track_accuracy_ci95'][0]:.1%}, {t['track_accuracy_ci95'][1]:.1%}]")
+    click.echo(f"  the chunk-level split inflates chunk accuracy by {r['inflation_points']:+.1f} points "
+               f"({r['wall_s']:.0f} s); written {Path(out) / 'leakage.json'} and leakage.png")
 
 
 def _add_musicnn_commands() -> None:

@@ -420,7 +420,8 @@ def export(run_dir: str | Path, *, out: str | Path | None = None, as_default: bo
     if name:
         fields["name"] = name
     dest = Path(out).expanduser().resolve() if out else run_dir / "export"
-    files = save_bundle(ReproducibleSave(model.net), dest, meta_fields=fields, name=MODEL_NAME)
+    net = ReproducibleSave(model.net) if model.meta.backend == "keras" else model.net
+    files = save_bundle(net, dest, meta_fields=fields, name=MODEL_NAME)
     GenreModel.load(files)
     result = {"files": [str(files.weights), str(files.meta)],
               "model_id": json.loads(files.meta.read_text(encoding="utf-8"))["model_id"], "metrics": metrics}

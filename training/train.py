@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 MODEL_NAME = "model"
-AUGMENTATIONS = ("gain", "mask", "mixup")
+AUGMENTATIONS = ("gain", "mask", "mixup", "pitch", "stretch")
+#: Augmentations of the audio (features of changed copies of each training track, see
+#: training.cache.VARIANTS); the others change feature chunks batch by batch.
+AUDIO_AUGMENTATIONS = ("pitch", "stretch")
 
 
 # ---------------------------------------------------------------------------------------
@@ -56,6 +59,8 @@ class Augment:
     it is skipped). ``mask``: SpecAugment-style, one time stripe of up to ``time_mask`` frames and
     one frequency stripe of up to ``freq_mask`` bands set to the mean (0 after standardisation).
     ``mixup``: pairs of chunks mixed with a Beta(alpha, alpha) weight, labels mixed alike.
+    ``pitch``/``stretch``: the training tracks shifted by +-2 semitones / played at 0.9 and 1.1
+    times the speed, as extra training chunks (:data:`training.cache.VARIANTS`); not done here.
     """
 
     kinds: tuple[str, ...] = ()
@@ -84,7 +89,7 @@ def parse_augment(text: str | None, *, default: Sequence[str] = ()) -> tuple[str
 
 def augment_batch(
     x: np.ndarray, y: np.ndarray, w: np.ndarray, *, augment: Augment, rng: np.random.Generator,
-    gain_scale: float | None,
+    gain_scale: float | None, gain_multiply: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Augment one batch.
 
@@ -94,6 +99,7 @@ def augment_batch(
     y : np.ndarray, shape (batch, n_classes), one-hot (or soft) labels
     w : np.ndarray, shape (batch,), sample weights
     gain_scale : dB -> feature units (1/std for standardised dB features); None disables gain
+    gain_multiply : waveform chunks: the gain multiplies (10^(g/20)) instead of adding
 
     Returns
     -------
@@ -103,9 +109,13 @@ def augment_batch(
     y = np.array(y, dtype=np.float32, copy=True)
     w = np.array(w, dtype=np.float32, copy=True)
     b = x.shape[0]
-    if "gain" in augment.kinds and gain_scale is not None and augment.gain_db > 0:
+    if "gain" in augment.kinds and augment.gain_db > 0 and (gain_scale is not None or gain_multiply):
         g = rng.uniform(-augment.gain_db, augment.gain_db, size=b).astype(np.float32)
-        x += (g * gain_scale)[:, None, None]
+        shape = (b,) + (1,) * (x.ndim - 1)
+        if gain_multiply:
+            x *= np.power(np.float32(10.0), g / np.float32(20.0)).reshape(shape)
+        else:
+            x += (g * gain_scale).reshape(shape)
     if "mask" in augment.kinds and x.ndim == 3:
         frames, bands = x.shape[1], x.shape[2]
         for i in range(b):
@@ -173,7 +183,8 @@ def _batches_class():
             self.seed = int(seed)
             self.num_classes = int(num_classes)
             self.epoch = 0
-            self.gain_scale = (1.0 / (params.std or 1.0)) if params.log == "db" else None
+            self.gain_scale = (1.0 / (params.std or 1.0)) if params.log == "db" and params.kind == "logmel" else None
+            self.gain_multiply = params.kind == "waveform"
             self._order()
 
         def _order(self):
@@ -189,7 +200,8 @@ def _batches_class():
             w = self.w[idx].astype(np.float32)
             if self.augment.kinds:
                 rng = np.random.default_rng([self.seed, 11, self.epoch, i])
-                x, y, w = augment_batch(x, y, w, augment=self.augment, rng=rng, gain_scale=self.gain_scale)
+                x, y, w = augment_batch(x, y, w, augment=self.augment, rng=rng, gain_scale=self.gain_scale,
+                                         gain_multiply=self.gain_multiply)
             return x, y, w
 
         def on_epoch_end(self):
@@ -208,15 +220,24 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return per_class[y].astype(np.float32)
 
 
+def audio_variants(kinds: Sequence[str]) -> list[str]:
+    """The audio variants (training.cache.VARIANTS) the augmentations ``kinds`` ask for."""
+    from training.cache import VARIANTS
+
+    return [v for k in kinds if k in AUDIO_AUGMENTATIONS for v in VARIANTS[k]]
+
+
 def features_for(work: Work, spec: ArchSpec, tracks: Sequence[str], *, ray_address: str | None = None,
-                 workers: int | None = None) -> tuple[FeatureCache, dict[str, str], list[str]]:
+                 workers: int | None = None, variant: str | None = None,
+                 ) -> tuple[FeatureCache, dict[str, str], list[str]]:
     """Cached features of ``tracks`` for ``spec`` (computing what is missing, e.g. for an
     architecture other than the one prepared). Returns the cache, track -> sha and the tracks
     that have no usable features for this architecture."""
     paths = {t: work.path_of(t) for t in tracks}
     max_seconds = work.data.get("max_seconds")
     report = compute_features(list(paths.values()), params=spec.features, cache_dir=work.cache_dir,
-                              max_seconds=max_seconds, ray_address=ray_address, workers=workers)
+                              max_seconds=max_seconds, ray_address=ray_address, workers=workers,
+                              variant=variant)
     sha_of, dropped = {}, []
     for t, p in paths.items():
         if p in report.shas:
@@ -224,7 +245,7 @@ def features_for(work: Work, spec: ArchSpec, tracks: Sequence[str], *, ray_addre
         else:
             dropped.append(t)
             log.warning("%s: no %s features (%s); left out", t, spec.name, report.failed[p].reason)
-    return FeatureCache(work.cache_dir, spec.features, max_seconds), sha_of, dropped
+    return FeatureCache(work.cache_dir, spec.features, max_seconds, variant), sha_of, dropped
 
 
 def split_digest(split: dict[str, list[str]]) -> str:
@@ -378,6 +399,139 @@ class _EpochLog:
 
 
 # ---------------------------------------------------------------------------------------
+# the trainers: arrays in, a fitted model out
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class Trained:
+    """What :func:`train_arrays` gives back."""
+
+    model: Any  # a float32 keras.Model, or a tagger.trees.TreeEnsemble (trainer "trees")
+    history: dict[str, list[float]]  # per epoch (keras) or per boosting iteration (trees)
+    best_epoch: int
+    device: Device
+    batch_size: int
+    lr: float
+    fit_s: float
+    cut: str | None = None  # frozen backbone layer whose outputs were precomputed
+    params: FeatureParams | None = None
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Chunk probabilities for raw (cached) chunks, shape (n, n_classes), float32."""
+        if hasattr(self.model, "predict_proba"):  # tagger.trees.TreeEnsemble
+            return self.model.predict_proba(standardise(x, self.params))
+        return predict_blocks(self.model, x, self.params, batch_size=self.batch_size)
+
+
+def train_arrays(
+    spec: ArchSpec, *, params: FeatureParams, options: dict[str, Any], n_classes: int,
+    x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray,
+    epochs: int, seed: int, batch_size: int | None = None, learning_rate: float | None = None, patience: int = 8,
+    augment: Augment = Augment(), mixed_precision: bool | None = None,
+) -> Trained:
+    """Train ``spec`` on raw chunks ``x_tr`` (labels ``y_tr``, class indices), choosing the model
+    (early stopping, number of trees) on ``x_va``/``y_va``; ``params`` carries the normalisation.
+
+    x_* : shape (n, *params.input_shape); y_* : shape (n,), int. Classes are balanced by weights.
+    """
+    if spec.trainer == "trees":
+        return _train_trees(spec, params=params, options=options, n_classes=n_classes, x_tr=x_tr, y_tr=y_tr,
+                            x_va=x_va, y_va=y_va, seed=seed)
+    device = setup_device(seed=seed, mixed_precision=mixed_precision)
+    import keras
+
+    bs = int(batch_size or (spec.gpu_batch_size if device.gpu else spec.batch_size))
+    lr = float(learning_rate or spec.learning_rate)
+
+    def build():
+        return spec.build(n_classes, features=params, **options)
+
+    net = build()
+    for layer in net.layers:  # per-feature scaling inside the model, fitted on the training chunks
+        if isinstance(layer, keras.layers.Normalization):
+            layer.adapt(standardise(x_tr, params))
+    xv = standardise(x_va, params)
+    yv = np.eye(n_classes, dtype=np.float32)[y_va]
+    cut = frozen_cut(net, spec.frozen_until) if spec.frozen_until and not augment.kinds else None
+    parts = frozen_split(net, cut) if cut else None
+    if parts is not None:
+        backbone, head = parts
+        t_emb = time.perf_counter()
+        x_fit = predict_blocks(backbone, x_tr, params, batch_size=bs)
+        xv_fit = predict_blocks(backbone, x_va, params, batch_size=bs)
+        log.info("frozen backbone (up to %s): outputs of %d chunks computed once (%.1f s); training the rest",
+                 cut, x_fit.shape[0] + xv_fit.shape[0], time.perf_counter() - t_emb)
+        trained, fit_params = head, dataclasses.replace(params, mean=None, std=None)
+    else:
+        cut = None
+        trained, x_fit, xv_fit, fit_params = net, x_tr, xv, params
+    trained.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    batches = _batches_class()(x_fit, y_tr, class_weights(y_tr, n_classes), params=fit_params,
+                               batch_size=bs, augment=augment, seed=seed, num_classes=n_classes)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 3),
+                                          min_lr=1e-5),
+        _EpochLog.make(epochs),
+    ]
+    t_fit = time.perf_counter()
+    hist = trained.fit(batches, validation_data=(xv_fit, yv), epochs=epochs, callbacks=callbacks, verbose=0)
+    fit_s = time.perf_counter() - t_fit
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    best_epoch = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else len(history["loss"])
+    if device.mixed_precision:
+        net = float32_network(net, build)
+    return Trained(net, history, best_epoch, device, bs, lr, fit_s, cut, params)
+
+
+def _train_trees(spec: ArchSpec, *, params: FeatureParams, options: dict[str, Any], n_classes: int,
+                 x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, seed: int) -> Trained:
+    """Gradient-boosted trees: boost up to ``max_iter`` rounds, pick the round with the lowest
+    validation log-loss (our validation tracks, so no chunk of a training track decides it), refit
+    with that many rounds (deterministic: same seed, same data)."""
+    from tagger.trees import TreeEnsemble
+
+    if len(params.input_shape) != 1:
+        raise ParameterError(f"{spec.name}: trees need one feature vector per chunk, not {params.input_shape}")
+    xt = standardise(x_tr, params)
+    xv = standardise(x_va, params)
+    w = class_weights(y_tr, n_classes)
+    t_fit = time.perf_counter()
+    clf = spec.build(n_classes, features=params, seed=seed, **options)
+    clf.fit(xt, y_tr, sample_weight=w)
+    eps = 1e-7
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    for x, y, key in ((xt, y_tr, ""), (xv, y_va, "val_")):
+        for p in clf.staged_predict_proba(x):
+            p = _full_proba(p, clf.classes_, n_classes)
+            history[f"{key}loss"].append(float(-np.mean(np.log(np.clip(p[np.arange(y.size), y], eps, 1.0)))))
+            history[f"{key}accuracy"].append(float(np.mean(p.argmax(axis=1) == y)))
+    best = int(np.argmin(history["val_loss"])) + 1
+    if best < clf.n_iter_:
+        clf.set_params(max_iter=best)
+        clf.fit(xt, y_tr, sample_weight=w)
+    fit_s = time.perf_counter() - t_fit
+    if list(clf.classes_) != list(range(n_classes)):
+        raise ParameterError(f"{spec.name}: every class needs training chunks (got classes {list(clf.classes_)})")
+    log.info("%s: %d boosting rounds chosen on validation loss %.4f (%.1f s)", spec.name, best,
+             history["val_loss"][best - 1], fit_s)
+    device = Device(False, ("CPU",), False)
+    return Trained(TreeEnsemble.from_sklearn(clf), history, best, device, len(xt), 0.0, fit_s, None, params)
+
+
+def _full_proba(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    if p.shape[1] == n_classes:
+        return p
+    out = np.zeros((p.shape[0], n_classes))
+    out[:, np.asarray(classes, np.int64)] = p
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 # fit
 # ---------------------------------------------------------------------------------------
 
@@ -441,57 +595,28 @@ def fit(
     if spec.normalise:
         mean, std = fit_normalisation(x_tr)
         params = dataclasses.replace(params, mean=round(mean, 6), std=round(std, 6))
+    for variant in audio_variants(aug.kinds):
+        # audio-domain augmentation: the training tracks' variants, computed once and cached
+        vcache, vsha, _ = features_for(work, spec, split["train"], ray_address=ray_address, workers=workers,
+                                       variant=variant)
+        kept = [t for t in split["train"] if t in vsha]
+        xa, own = load_chunks(vcache, [vsha[t] for t in kept])
+        x_tr = np.concatenate([x_tr, xa])
+        y_tr = np.concatenate([y_tr, np.array([index[label_of[kept[i]]] for i in own], dtype=np.int64)])
+        log.info("augmentation %s: %d more training chunks", variant, xa.shape[0])
     log.info("%s: %d train tracks (%d chunks), %d validation tracks (%d chunks)%s",
              spec.name, len(split["train"]), x_tr.shape[0], len(split["valid"]), x_va.shape[0],
              f", mean {params.mean:.3f} std {params.std:.3f}" if spec.normalise else "")
 
-    device = setup_device(seed=seed, mixed_precision=mixed_precision)
-    import keras
-
-    bs = int(batch_size or (spec.gpu_batch_size if device.gpu else spec.batch_size))
-    lr = float(learning_rate or spec.learning_rate)
-
-    def build():
-        return spec.build(len(labels), features=params, **options)
-
-    net = build()
-    xv = standardise(x_va, params)
-    yv = np.eye(len(labels), dtype=np.float32)[y_va]
-    cut = frozen_cut(net, spec.frozen_until) if spec.frozen_until and not aug.kinds else None
-    parts = frozen_split(net, cut) if cut else None
-    if parts is not None:
-        backbone, head = parts
-        t_emb = time.perf_counter()
-        x_fit = predict_blocks(backbone, x_tr, params, batch_size=bs)
-        xv_fit = predict_blocks(backbone, x_va, params, batch_size=bs)
-        log.info("frozen backbone (up to %s): outputs of %d chunks computed once (%.1f s); training the rest",
-                 cut, x_fit.shape[0] + xv_fit.shape[0], time.perf_counter() - t_emb)
-        trained, fit_params = head, dataclasses.replace(params, mean=None, std=None)
-    else:
-        trained, x_fit, xv_fit, fit_params = net, x_tr, xv, params
-    trained.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
-    batches = _batches_class()(x_fit, y_tr, class_weights(y_tr, len(labels)), params=fit_params,
-                               batch_size=bs, augment=aug, seed=seed, num_classes=len(labels))
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 3),
-                                          min_lr=1e-5),
-        _EpochLog.make(epochs),
-    ]
-    t_fit = time.perf_counter()
-    hist = trained.fit(batches, validation_data=(xv_fit, yv), epochs=epochs, callbacks=callbacks, verbose=0)
-    fit_s = time.perf_counter() - t_fit
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    best_epoch = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else len(history["loss"])
-    if device.mixed_precision:
-        net = float32_network(net, build)
+    trained = train_arrays(spec, params=params, options=options, n_classes=len(labels), x_tr=x_tr, y_tr=y_tr,
+                           x_va=x_va, y_va=y_va, epochs=epochs, seed=seed, batch_size=batch_size,
+                           learning_rate=learning_rate, patience=patience, augment=aug,
+                           mixed_precision=mixed_precision)
+    history, device, bs, lr, fit_s = trained.history, trained.device, trained.batch_size, trained.lr, trained.fit_s
+    best_epoch = trained.best_epoch
 
     # track-level validation accuracy of the restored (best) weights
-    pv = net.predict(xv, batch_size=bs, verbose=0)
+    pv = trained.predict(x_va)
     track_pred = np.array([int(np.argmax(pv[own_va == i].mean(axis=0))) for i in range(len(split["valid"]))])
     track_true = np.array([index[label_of[t]] for t in split["valid"]])
     validation = {
@@ -502,6 +627,7 @@ def fit(
     }
     log.info("validation: track accuracy %.3f (%d tracks), chunk accuracy %.3f",
              validation["track_accuracy"], validation["tracks"], validation["chunk_accuracy"])
+    cut = trained.cut
 
     prep_split = work.data["split"]
     if fold is not None:
@@ -527,7 +653,7 @@ def fit(
     meta_fields = {
         "name": f"{work.data['name']}-{spec.name}",
         "architecture": spec.name,
-        "backend": "keras",
+        "backend": spec.trainer,
         "labels": list(labels),
         "output_activation": "softmax",
         "aggregation": "mean",
@@ -540,10 +666,11 @@ def fit(
     }
     from tagger.modelmeta import save_bundle
 
-    files = save_bundle(ReproducibleSave(net), out, meta_fields=meta_fields, name=MODEL_NAME)
+    saved = ReproducibleSave(trained.model) if spec.trainer == "keras" else trained.model
+    files = save_bundle(saved, out, meta_fields=meta_fields, name=MODEL_NAME)
     record = {
         "format": 1,
-        "frozen_backbone_until": cut if parts is not None else None,
+        "frozen_backbone_until": cut,
         "arch": spec.name,
         "work": str(work.dir),
         "fold": fold,
