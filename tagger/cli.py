@@ -148,7 +148,7 @@ _RENAME = {"report": "reports"}
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--dry-run", "-n", is_flag=True, default=None, help="Compute everything, write nothing.")
 @click.option("--report", multiple=True, metavar="FILE", help="Write a report: .json, .csv or .html (repeatable).")
-@click.option("--model", metavar="PATH", help="A model (NAME.keras with NAME.json beside it, or its folder). Default: the shipped model.")
+@click.option("--model", metavar="PATH", help="A model (NAME.keras or NAME.npz with NAME.json beside it, or its folder). Default: the shipped model.")
 @click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), default=None,
               help="Shipped model to use: gtzan (10 GTZAN genres, default) or msd (broader MSD genre tags).")
 @click.option("--top-k", type=click.IntRange(1, 10), default=None, help="Write up to K genres [default: 1].")
@@ -337,7 +337,7 @@ def info_cmd(ctx, model, vocabulary, use_ray, ray_address, as_json) -> None:
             out["compute"] = {
                 "address": handle.address, "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
                 "cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0),
-                "inference": rb.plan_inference(res).__dict__,
+                "inference": rb.plan_inference(res, backend=meta.backend).__dict__,
             }
         finally:
             handle.shutdown()

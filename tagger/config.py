@@ -52,7 +52,7 @@ REPORT_SUFFIXES = (".json", ".csv", ".html")
 
 #: One line of help per option: the example config, ``tagger config`` and errors use it.
 HELP: dict[str, str] = {
-    "model": "model to use: NAME.keras (with NAME.json beside it) or its folder",
+    "model": "model to use: NAME.keras or NAME.npz (with NAME.json beside it) or its folder",
     "vocabulary": "shipped model when no model is given: gtzan (10 genres) or msd",
     "top_k": "write up to this many genres per file",
     "min_confidence": "write a genre only when its score is at least this (0 to 1)",

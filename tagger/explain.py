@@ -606,7 +606,7 @@ Exit codes: 0 explained; 1 the file cannot be analysed (the reason is printed) o
               help="Where to write the picture [default: FILE's name + .explain.png in the current folder; "
                    "none with --json unless given].")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers (per-chunk probabilities, scores, decision) as JSON.")
-@click.option("--model", metavar="PATH", default=None, help="A model (NAME.keras with NAME.json beside it, or its folder).")
+@click.option("--model", metavar="PATH", default=None, help="A model (NAME.keras or NAME.npz with NAME.json beside it, or its folder).")
 @click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), default=None, help="Shipped model to use.")
 @click.option("--top-k", type=click.IntRange(1, 10), default=None, help="Write up to K genres [default: 1].")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, help="Threshold [default: 0.4].")

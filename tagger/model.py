@@ -397,6 +397,10 @@ class GenreModel:
     ) -> "GenreModel":
         files = model if isinstance(model, ModelFiles) else locate(model, vocabulary=vocabulary)
         meta = load_meta(files)
+        if meta.backend == "trees":  # numpy only: no TensorFlow
+            from tagger.trees import TreeModel
+
+            return TreeModel.load(files, meta, batch_size=batch_size)
         import_tensorflow()
         import keras
 

@@ -3,18 +3,22 @@
 A model is two files side by side::
 
     NAME.keras   the network (stock Keras layers only; loads without custom code)
+      or
+    NAME.npz     gradient-boosted trees as plain numpy arrays (backend "trees", tagger.trees)
     NAME.json    this metadata
+
+The weights file's suffix follows the ``backend`` field (``BACKENDS``, ``SUFFIXES``).
 
 ``NAME.json`` holds (schema 1)::
 
     {
       "schema": 1,
-      "model_id": "<first 16 hex digits of sha256 of NAME.keras>",
+      "model_id": "<first 16 hex digits of sha256 of NAME.keras or NAME.npz>",
       "name": "gtzan-musicnn-transfer",
       "architecture": "musicnn-transfer",
-      "backend": "keras",
+      "backend": "keras" | "trees",                   # weights NAME.keras | NAME.npz
       "labels": ["blues", "classical", ...],          # output order
-      "output_activation": "softmax" | "sigmoid",
+      "output_activation": "softmax" | "sigmoid",      # trees: softmax
       "aggregation": "mean",                          # chunk probabilities -> track scores
       "features": {... tagger.features.FeatureParams ...},
       "input_shape": [187, 96],                        # one chunk, must match features
@@ -27,7 +31,7 @@ A model is two files side by side::
 
 The model id is a content hash of the weights file, so the state database and the provenance
 tag written beside each genre always name exactly the weights that produced it. Loading checks
-every field, the hash, and (once Keras has loaded the network) the input and output shapes, and
+every field, the hash, and (once the network is loaded) the input and output shapes, and
 refuses an inconsistent model with one clear :class:`~tagger.errors.ModelError`.
 
 This module never imports TensorFlow: a no-op re-run reads the metadata and the model id only.
@@ -50,7 +54,9 @@ from tagger.features import FeatureParams
 
 SCHEMA = 1
 ACTIVATIONS = ("softmax", "sigmoid")
-BACKENDS = ("keras",)
+BACKENDS = ("keras", "trees")
+#: the weights file of each backend: NAME + suffix
+SUFFIXES = {"keras": ".keras", "trees": ".npz"}
 AGGREGATIONS = ("mean",)
 REQUIRED = ("schema", "model_id", "architecture", "labels", "output_activation", "features", "input_shape")
 
@@ -113,6 +119,9 @@ class ModelMeta:
         backend = data.get("backend", "keras")
         if backend not in BACKENDS:
             raise ModelError(f"{source}: backend {backend!r} is not supported ({', '.join(BACKENDS)})")
+        if backend == "trees" and data["output_activation"] != "softmax":
+            raise ModelError(f"{source}: a trees model's outputs are class probabilities: output_activation "
+                             "must be softmax")
         aggregation = data.get("aggregation", "mean")
         if aggregation not in AGGREGATIONS:
             raise ModelError(f"{source}: aggregation {aggregation!r} is not supported")
@@ -149,7 +158,7 @@ class ModelMeta:
 
 @dataclass(frozen=True)
 class ModelFiles:
-    weights: Path  # NAME.keras
+    weights: Path  # NAME.keras or NAME.npz
     meta: Path  # NAME.json
 
 
@@ -166,34 +175,65 @@ def shipped_dir() -> Path:
     return Path(str(resources.files("tagger") / "models"))
 
 
+WHAT_A_MODEL_IS = "a model is a .keras or .npz file with a .json beside it (or their folder)"
+
+
 def locate(model: str | Path | None = None, *, vocabulary: str | None = None) -> ModelFiles:
     """Find a model's two files.
 
-    ``model`` may be ``NAME.keras``, ``NAME.json``, or a directory holding exactly one
-    ``*.keras`` (an export directory). ``None`` means the shipped model for ``vocabulary``.
+    ``model`` may be ``NAME.keras``, ``NAME.npz``, ``NAME.json`` (the weights beside it: the one
+    of NAME.keras / NAME.npz that exists, the json's backend where both do), or a directory
+    holding exactly one model (an export directory). ``None`` means the shipped model for
+    ``vocabulary``.
     """
     if model is None:
         vocab = vocabulary or DEFAULT_VOCABULARY
         if vocab not in SHIPPED:
             raise ModelError(f"unknown vocabulary {vocab!r}: choose one of {', '.join(SHIPPED)}")
-        base = shipped_dir() / SHIPPED[vocab]
-        files = ModelFiles(base.with_suffix(".keras"), base.with_suffix(".json"))
-        if not files.weights.exists() or not files.meta.exists():
+        meta = (shipped_dir() / SHIPPED[vocab]).with_suffix(".json")
+        weights = _weights_beside(meta)
+        if weights is None or not meta.is_file():
             raise ModelError(f"the shipped {vocab!r} model is missing from {shipped_dir()}: reinstall tagger")
-        return files
+        return ModelFiles(weights, meta)
     p = Path(model).expanduser()
     if p.is_dir():
-        found = sorted(p.glob("*.keras"))
-        if len(found) != 1:
-            raise ModelError(f"{p}: expected exactly one .keras file in the folder, found {len(found)}")
-        p = found[0]
-    if p.suffix not in (".keras", ".json"):
-        raise ModelError(f"{p}: a model is a .keras file with a .json beside it (or their folder)")
-    files = ModelFiles(p.with_suffix(".keras"), p.with_suffix(".json"))
+        found = sorted(f for suffix in SUFFIXES.values() for f in p.glob(f"*{suffix}"))
+        paired = sorted({f.stem for f in found if f.with_suffix(".json").is_file()})
+        if len(paired) == 1:
+            p = p / f"{paired[0]}.json"
+        elif not paired and len(found) == 1:
+            p = found[0]  # its missing .json is reported below
+        else:
+            raise ModelError(f"{p}: expected exactly one model in the folder (NAME.keras or NAME.npz with "
+                             f"NAME.json beside it), found {len(paired)}")
+    if p.suffix == ".json":
+        weights = _weights_beside(p)
+        if weights is None:
+            raise ModelError(f"{p}: no {' or '.join(p.stem + s for s in SUFFIXES.values())} beside it: "
+                             f"{WHAT_A_MODEL_IS}")
+        files = ModelFiles(weights, p)
+    elif p.suffix in SUFFIXES.values():
+        files = ModelFiles(p, p.with_suffix(".json"))
+    else:
+        raise ModelError(f"{p}: {WHAT_A_MODEL_IS}")
     for f in (files.weights, files.meta):
         if not f.is_file():
             raise ModelError(f"{f}: model file not found")
     return files
+
+
+def _weights_beside(meta: Path) -> Path | None:
+    """NAME.keras or NAME.npz beside ``meta`` (NAME.json), whichever exists; where both do, the
+    one of the backend the json names (an unreadable json: NAME.keras, and loading it reports
+    the json). None where neither exists."""
+    found = [meta.with_suffix(s) for s in SUFFIXES.values() if meta.with_suffix(s).is_file()]
+    if len(found) < 2:
+        return found[0] if found else None
+    try:
+        backend = json.loads(meta.read_text(encoding="utf-8")).get("backend", "keras")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        backend = "keras"
+    return meta.with_suffix(SUFFIXES.get(backend, SUFFIXES["keras"]))
 
 
 def load_meta(files: ModelFiles, *, verify_hash: bool = True) -> ModelMeta:
@@ -205,6 +245,9 @@ def load_meta(files: ModelFiles, *, verify_hash: bool = True) -> ModelMeta:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{files.meta}: model metadata is not valid JSON: {exc}") from None
     meta = ModelMeta.from_dict(data, source=str(files.meta))
+    if files.weights.suffix != SUFFIXES[meta.backend]:
+        raise ModelError(f"{files.meta}: a {meta.backend} model's weights are NAME{SUFFIXES[meta.backend]}, "
+                         f"not {files.weights.name}")
     if verify_hash:
         try:
             actual = file_id(files.weights)
@@ -219,7 +262,8 @@ def load_meta(files: ModelFiles, *, verify_hash: bool = True) -> ModelMeta:
 
 
 def check_network(meta: ModelMeta, net: Any, *, source: str) -> None:
-    """Check a loaded Keras network against its metadata (shapes)."""
+    """Check a loaded network (Keras, or a :class:`tagger.trees.TreeEnsemble`) against its
+    metadata: ``net.input_shape`` / ``net.output_shape`` are (None, *shape)."""
     try:
         in_shape = tuple(net.input_shape[1:])
         out_shape = tuple(net.output_shape[1:])
@@ -232,14 +276,18 @@ def check_network(meta: ModelMeta, net: Any, *, source: str) -> None:
 
 
 def save_bundle(net: Any, out: Path, *, meta_fields: dict[str, Any], name: str = "model") -> ModelFiles:
-    """Write ``out/NAME.keras`` and ``out/NAME.json``; compute the model id; validate the pair.
+    """Write ``out/NAME.keras`` (``out/NAME.npz`` for backend "trees") and ``out/NAME.json``;
+    compute the model id; validate the pair. ``net.save(path)`` writes the weights.
 
     ``meta_fields`` holds everything but ``model_id``/``schema``/``input_shape``/``created``,
     which are derived here. Returns the files written.
     """
+    backend = meta_fields.get("backend", "keras")
+    if backend not in SUFFIXES:
+        raise ModelError(f"backend {backend!r} is not supported ({', '.join(BACKENDS)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    files = ModelFiles(out / f"{name}.keras", out / f"{name}.json")
+    files = ModelFiles(out / f"{name}{SUFFIXES[backend]}", out / f"{name}.json")
     net.save(files.weights)
     features = meta_fields["features"]
     if isinstance(features, FeatureParams):
@@ -259,10 +307,19 @@ def save_bundle(net: Any, out: Path, *, meta_fields: dict[str, Any], name: str =
 
 
 def copy_bundle(files: ModelFiles, dest_dir: Path, name: str) -> ModelFiles:
-    """Copy a validated model pair to ``dest_dir/name.{keras,json}`` (export --as-default)."""
+    """Copy a validated model pair to ``dest_dir/name.{keras|npz,json}`` (export --as-default).
+
+    The weights keep their suffix; a ``name`` model of the other backend in ``dest_dir`` is
+    removed (after the copy: meanwhile the json, which names the backend, picks the weights), so
+    ``dest_dir`` holds one ``name`` model afterwards.
+    """
     load_meta(files)
+    dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = ModelFiles(dest_dir / f"{name}.keras", dest_dir / f"{name}.json")
+    dest = ModelFiles(dest_dir / f"{name}{files.weights.suffix}", dest_dir / f"{name}.json")
     shutil.copyfile(files.weights, dest.weights)
     shutil.copyfile(files.meta, dest.meta)
+    for suffix in SUFFIXES.values():
+        if suffix != dest.weights.suffix:
+            (dest_dir / f"{name}{suffix}").unlink(missing_ok=True)
     return dest

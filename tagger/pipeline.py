@@ -226,8 +226,9 @@ class Tagger:
             else:  # warm the local workers while TensorFlow and the model load
                 rb.warm_workers(min(len(todo), int(handle.resources.get("CPU", 1))),
                                 params=self.meta.features.to_dict())
-            plan = rb.plan_inference(handle.resources, batch_size=self.options.batch_size)
-            if plan.where != "actors":  # start-up, reported apart from loading the model
+            plan = rb.plan_inference(handle.resources, batch_size=self.options.batch_size,
+                                     backend=self.meta.backend)
+            if plan.where != "actors" and self.meta.backend == "keras":  # start-up, apart from the model load
                 from tagger.model import import_tensorflow
 
                 t = time.perf_counter()

@@ -37,19 +37,20 @@ class InferencePlan:
 
 
 def plan_inference(resources: dict[str, float], *, batch_size: int | None = None,
-                   max_gpu_actors: int | None = None) -> InferencePlan:
-    """Where the CNN runs, given a resource view such as ``ray.cluster_resources()``.
+                   max_gpu_actors: int | None = None, backend: str = "keras") -> InferencePlan:
+    """Where the model runs, given a resource view such as ``ray.cluster_resources()``.
 
     GPUs in the cluster (whole ones; fractional totals are rounded down): one predictor actor per
     GPU (``num_gpus=1``, so Ray places each on a GPU node and gives it that GPU alone), batch 512
     per actor, mixed precision tried. No GPU: the driver runs the model on its CPU with batch 64
     (measured best on 2 cores; a CPU actor would only add a copy of every batch through the
     object store). ``batch_size`` overrides the batch; ``max_gpu_actors`` caps the actors.
+    A ``backend`` "trees" model (numpy, no GPU use) always runs in the driver.
     """
     if batch_size is not None and batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     gpus = int(float(resources.get("GPU", 0) or 0) + 1e-9)
-    if gpus >= 1:
+    if gpus >= 1 and backend == "keras":
         n = gpus if max_gpu_actors is None else max(1, min(gpus, max_gpu_actors))
         return InferencePlan("actors", n, 1.0, batch_size or GPU_BATCH, True)
     return InferencePlan("driver", 0, 0.0, batch_size or CPU_BATCH, False)
@@ -297,27 +298,31 @@ class Predictor:
     With ``mixed_precision`` the first batch is predicted in float32 and in mixed_float16; float16
     is kept for the rest of the run only if :func:`tagger.model.keep_mixed_precision` accepts it
     (same top-1 label for every chunk), otherwise the predictor stays float32. The first batch's
-    answer is always the float32 one.
+    answer is always the float32 one. A trees model (``meta.backend == "trees"``) runs as it is:
+    no GPU set-up, no bfloat16 or float16.
     """
 
     def __init__(self, model_path: str | None, vocabulary: str | None, *, batch_size: int,
                  mixed_precision: bool = False, min_agreement: float = 1.0, cpu_bfloat16: bool | None = None):
         from tagger.model import GenreModel, configure_devices, cpu_bfloat16_default, forward_flops
+        from tagger.modelmeta import load_meta, locate
 
-        self.devices = configure_devices()  # memory growth on every visible GPU
-        self.model = GenreModel.load(model_path, vocabulary=vocabulary, batch_size=batch_size)
+        files = locate(model_path, vocabulary=vocabulary)
+        keras = load_meta(files, verify_hash=False).backend == "keras"  # GenreModel.load verifies
+        self.devices = configure_devices() if keras else []  # memory growth on every visible GPU
+        self.model = GenreModel.load(files, batch_size=batch_size)
         #: on a CPU with bfloat16 matrix units (AMX): the float32 model, for predict_exact, while
         #: self.model computes in bfloat16 (see tagger.model.close_call for how it is used)
         self.exact: GenreModel | None = None
         if cpu_bfloat16 is None:
-            cpu_bfloat16 = (not self.devices and not mixed_precision
+            cpu_bfloat16 = (keras and not self.devices and not mixed_precision
                             and cpu_bfloat16_default(forward_flops(self.model.net)))
-        if cpu_bfloat16:
+        if cpu_bfloat16 and keras:
             self.exact, self.model = self.model, self.model.with_precision("mixed_bfloat16")
             self.exact.warm_up()
         self.model.warm_up()
         self.min_agreement = min_agreement
-        self._candidate = self.model.with_precision("mixed_float16") if mixed_precision else None
+        self._candidate = self.model.with_precision("mixed_float16") if mixed_precision and keras else None
         self.agreement: float | None = None
 
     @property
