@@ -223,7 +223,7 @@ def test_cpu_actor_path_end_to_end(tmp_path, tiny_model, monkeypatch, mixed):
     real_plan = rb.plan_inference
     forced = []
 
-    def plan(resources, *, batch_size=None, max_gpu_actors=None):
+    def plan(resources, *, batch_size=None, max_gpu_actors=None, backend="keras"):
         forced.append(real_plan(resources, batch_size=batch_size))
         return InferencePlan("actors", 1, 0.0, batch_size or rb.CPU_BATCH, mixed)
 

@@ -109,8 +109,9 @@ def test_parse_augment_and_options():
     assert parse_augment(None, default=("gain",)) == ("gain",)
     assert parse_augment("none") == ()
     assert parse_augment("mask, gain,mask") == ("mask", "gain")
-    with pytest.raises(ParameterError, match="unknown augmentation pitch"):
-        parse_augment("pitch")
+    assert parse_augment("pitch,stretch") == ("pitch", "stretch")  # audio-domain augmentations
+    with pytest.raises(ParameterError, match="unknown augmentation reverb"):
+        parse_augment("pitch,reverb")
     opts = architectures.parse_options(["filters=8,16", "dropout=0.5", "trainable-from=dense", "x=none"])
     assert opts == {"filters": (8, 16), "dropout": 0.5, "trainable_from": "dense", "x": None}
     with pytest.raises(ParameterError):
