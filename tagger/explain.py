@@ -467,8 +467,13 @@ def _draw_scores(ax, expl: Explanation, rows: list[int]) -> None:
     ax.axvline(thr, color="#c77700", linestyle="--", linewidth=1.2)
     for yy, v, i in zip(y, vals, rows):
         mark = "  chosen" if labels[i] in chosen else ""
-        ax.text(min(v, 0.98) + 0.02, yy, f"{v:.2f}{mark}", va="center", fontsize=8.5,
-                fontweight="bold" if mark else "normal", color=colour if mark else "#333333")
+        text = f"{v:.2f}{mark}"
+        if v > 0.55:  # a long bar: the label inside it, so that it is never cut at the right edge
+            ax.text(v - 0.02, yy, text, va="center", ha="right", fontsize=8.5,
+                    fontweight="bold" if mark else "normal", color="white")
+        else:
+            ax.text(v + 0.02, yy, text, va="center", fontsize=8.5,
+                    fontweight="bold" if mark else "normal", color=colour if mark else "#333333")
     ax.set_xlim(0, 1.0)
     ax.set_xticks([0, 0.5, 1.0])
     for t in ax.get_yticklabels():
