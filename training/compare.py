@@ -118,6 +118,7 @@ def compare(work_dir: str | Path, *, out: str | Path, archs: Sequence[str] | Non
         raise DatasetError(f"{work.dir}: prepared without folds; run prepare with --folds K")
     archs = list(dict.fromkeys(archs or architectures.names()))
     specs = [architectures.get(a) for a in archs]  # unknown names fail before any training
+    _setup_tensorflow_first(specs, seed)
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -178,6 +179,15 @@ def compare(work_dir: str | Path, *, out: str | Path, archs: Sequence[str] | Non
     except DatasetError as exc:
         log.warning("no feature correlation picture: %s", exc)
     return record
+
+
+def _setup_tensorflow_first(specs: Sequence[Any], seed: int) -> None:
+    """Configure TensorFlow for training (one inter-op thread, determinism) before anything else
+    starts it: measuring a model's speed loads TensorFlow, and after that the threads are fixed."""
+    if any(s.trainer == "keras" for s in specs):
+        from training.train import setup_device
+
+        setup_device(seed=seed)
 
 
 def table_markdown(record: dict[str, Any]) -> str:
@@ -338,6 +348,7 @@ def leakage(work_dir: str | Path, *, out: str | Path, arch: str = "features-dens
     if not k:
         raise DatasetError(f"{work.dir}: prepared without folds; run prepare with --folds K")
     spec = architectures.get(arch)
+    _setup_tensorflow_first([spec], seed)
     epochs = int(epochs or spec.epochs)
     aug = Augment(kinds=tuple(a for a in spec.augment if a not in AUDIO_AUGMENTATIONS))
     tracks = sorted(work.label_of)
