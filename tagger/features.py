@@ -236,7 +236,13 @@ def handcrafted_size(params: FeatureParams) -> int:
 
 def handcrafted_matrix(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
     """Frame-wise descriptors, shape (n_frames, n_rows): MFCC, chroma, spectral contrast,
-    roll-off, zero-crossing rate, centroid and RMS, stacked."""
+    roll-off, zero-crossing rate, centroid and RMS, stacked.
+
+    No numba-compiled code runs here (chroma assumes A440 tuning instead of librosa's per-call
+    tuning estimate; the zero-crossing rate is :func:`zero_crossing_rate`): numba's on-disk cache
+    is not safe when several fresh worker processes compile the same function at once (measured:
+    segmentation faults on a fresh install), and these features run on many workers at once.
+    """
     import librosa
 
     y = _check_audio(y)
@@ -245,15 +251,30 @@ def handcrafted_matrix(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
     mel = librosa.feature.melspectrogram(S=S**2, sr=sr, n_mels=params.n_mels, fmin=params.fmin, fmax=params.fmax)
     rows = [
         librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=params.n_mfcc),
-        librosa.feature.chroma_stft(S=S**2, sr=sr, n_fft=n_fft, hop_length=hop),
+        librosa.feature.chroma_stft(S=S**2, sr=sr, n_fft=n_fft, hop_length=hop, tuning=0.0),
         librosa.feature.spectral_contrast(S=S, sr=sr, n_fft=n_fft, hop_length=hop),
         librosa.feature.spectral_rolloff(S=S, sr=sr, n_fft=n_fft, hop_length=hop) / (sr / 2),
-        librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop),
+        zero_crossing_rate(y, frame_length=n_fft, hop_length=hop),
         librosa.feature.spectral_centroid(S=S, sr=sr, n_fft=n_fft, hop_length=hop) / (sr / 2),
         librosa.feature.rms(S=S, frame_length=n_fft, hop_length=hop),
     ]
     frames = min(r.shape[1] for r in rows)
     return np.concatenate([r[:, :frames] for r in rows], axis=0).T.astype(np.float32)
+
+
+def zero_crossing_rate(y: np.ndarray, *, frame_length: int, hop_length: int) -> np.ndarray:
+    """librosa.feature.zero_crossing_rate (centred frames, edge padding, |x| <= 1e-10 counted as
+    zero and zero as positive) in plain numpy, in O(n) time and memory.
+
+    Returns shape (1, n_frames): crossings inside each frame over ``frame_length``.
+    """
+    y = np.pad(np.asarray(y, dtype=np.float32), frame_length // 2, mode="edge")
+    n_frames = 1 + (y.shape[0] - frame_length) // hop_length
+    positive = np.where(np.abs(y) <= 1e-10, 0.0, y) >= 0
+    changes = np.concatenate([[0], np.cumsum(positive[1:] != positive[:-1])])
+    starts = np.arange(n_frames) * hop_length
+    count = changes[starts + frame_length - 1] - changes[starts]
+    return (count / frame_length)[None, :]
 
 
 def handcrafted_vector(M: np.ndarray) -> np.ndarray:

@@ -156,3 +156,56 @@ def test_leakage_demo(work, tmp_path):
     assert r["chunk_split"]["test_chunks_whose_track_is_in_training"] > 0.25
     assert r["chunk_split"]["chunks"] == r["track_split"]["chunks"]
     assert (tmp_path / "leak" / "leakage.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_zero_crossing_rate_equals_librosa():
+    import librosa
+
+    from tagger.features import zero_crossing_rate
+
+    rng = np.random.default_rng(0)
+    for n in (100, 5000, 66167):
+        y = rng.standard_normal(n).astype(np.float32)
+        y[::7], y[::11] = 0.0, 1e-12
+        np.testing.assert_array_equal(zero_crossing_rate(y, frame_length=2048, hop_length=512),
+                                      librosa.feature.zero_crossing_rate(y, frame_length=2048, hop_length=512))
+
+
+def test_features_call_no_numba_code(tmp_path):
+    """Workers compute features side by side, and numba's disk cache is not safe for fresh
+    processes compiling at once (a fresh install segfaulted in chroma's tuning estimate), so no
+    feature kind may call numba code: no gufunc call (librosa compiles those at import), and no
+    lazily compiled function appearing in an empty NUMBA_CACHE_DIR once librosa's modules are
+    imported)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, pathlib, sys\n"
+        "import numpy as np, librosa\n"
+        "import librosa.core.audio, librosa.core.pitch, librosa.core.spectrum, librosa.util.utils\n"
+        "import librosa.feature.spectral, librosa.effects, librosa.filters\n"
+        "from numba.np.ufunc import gufunc\n"
+        "from tagger.features import extract\n"
+        "from training.architectures import REGISTRY\n"
+        "cache = pathlib.Path(sys.argv[1])\n"
+        "before = {p.name for p in cache.rglob('*.nb*')}\n"
+        "calls = []\n"
+        "real = gufunc.GUFunc.__call__\n"
+        "def spy(self, *a, **k):\n"
+        "    calls.append(getattr(self, '__name__', repr(self)))\n"
+        "    return real(self, *a, **k)\n"
+        "gufunc.GUFunc.__call__ = spy\n"
+        "y = np.random.default_rng(0).standard_normal(4 * 22050).astype(np.float32) * 0.1\n"
+        "for spec in REGISTRY.values():\n"
+        "    extract(y[: int(4 * spec.features.sample_rate)], params=spec.features)\n"
+        "after = {p.name for p in cache.rglob('*.nb*')}\n"
+        "print(json.dumps({'calls': calls, 'compiled': sorted(after - before)}))\n"
+    )
+    cache = tmp_path / "numba"
+    cache.mkdir()
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    out = subprocess.run([sys.executable, "-c", code, str(cache)], check=True, env=env, timeout=300,
+                         capture_output=True, text=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {"calls": [], "compiled": []}

@@ -97,6 +97,17 @@ def sha256_file(path: str | Path) -> str:
 # the worker's job (a plain function; Ray runs it as a task)
 # ---------------------------------------------------------------------------------------
 
+def warm_numba(*, sample_rate: int, variant: str) -> None:
+    """Run :func:`apply_variant` once in this (the driver) process before workers do.
+
+    librosa's inverse STFT (used by pitch shifting and time stretching) is numba code cached on
+    disk; fresh worker processes compiling and writing that cache at the same moment can corrupt
+    it (measured: segmentation faults on a fresh install). Compiled here first, the workers only
+    read the cache."""
+    noise = np.random.default_rng(0).standard_normal(sample_rate).astype(np.float32) * 0.1
+    apply_variant(noise, sample_rate=sample_rate, variant=variant)
+
+
 def extract_file(path: str, *, params: dict[str, Any], max_seconds: float | None, variant: str | None = None) -> tuple:
     """Decode one file and compute its chunks (of its ``variant``, see :func:`apply_variant`, when
     given). Never raises for a problem with the file.
@@ -292,6 +303,8 @@ def compute_features(
             todo.append((p, sha))
     memo.save()
     if todo:
+        if variant is not None:
+            warm_numba(sample_rate=params.sample_rate, variant=variant)
         _run_tasks(todo, cache, report, ray_address=ray_address, workers=workers)
     report.seconds = time.perf_counter() - t0
     log.info(
