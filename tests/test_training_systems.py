@@ -49,6 +49,11 @@ def test_registry_has_every_seed_system():
     assert architectures.get("features-cnn").features.kind == "descriptors"
     assert architectures.get("features-dense").features.kind == "handcrafted"
     assert architectures.get("raw-cnn1d").features.kind == "waveform"
+    # caches of descriptors made by older feature code are not reused; log-mel caches stay valid
+    from training.cache import cache_key
+
+    assert "-v2" in cache_key(architectures.get("features-gbt").features, max_seconds=None)
+    assert "-v" not in cache_key(architectures.get("mel-cnn").features, max_seconds=None)
 
 
 @pytest.mark.parametrize("arch", SYSTEMS)

@@ -50,8 +50,16 @@ def raw_params(params: FeatureParams) -> FeatureParams:
     return dataclasses.replace(params, mean=None, std=None)
 
 
+#: Bumped when :mod:`tagger.features` changes what a kind of feature computes for the same
+#: parameters, so that caches made by the older code are not reused (the key gets ``-v<N>``).
+#: descriptors/handcrafted 2: chroma without a tuning estimate, numpy zero-crossing rate.
+CODE_VERSION = {"descriptors": 2, "handcrafted": 2}
+
+
 def cache_key(params: FeatureParams, *, max_seconds: float | None, variant: str | None = None) -> str:
     key = raw_params(params).digest()
+    if CODE_VERSION.get(params.kind, 1) > 1:
+        key = f"{key}-v{CODE_VERSION[params.kind]}"
     if max_seconds is not None:
         key = f"{key}-m{float(max_seconds):g}"
     return key if variant is None else f"{key}-{variant}"
