@@ -156,11 +156,17 @@ def test_leakage_demo(work, tmp_path):
     assert "chunk-level random split" in out and "track-level split" in out
     r = json.loads((tmp_path / "leak" / "leakage.json").read_text())
     assert r["track_split"]["tracks"] == 12
-    # a random chunk split puts chunks of one track on both sides (3 chunks per 6-s clip here;
+    # a random chunk split puts chunks of one track on both sides (2 chunks per 6-s clip here;
     # on 30-s GTZAN clips nearly every test chunk has a sibling in training)
     assert r["chunk_split"]["test_chunks_whose_track_is_in_training"] > 0.25
     assert r["chunk_split"]["chunks"] == r["track_split"]["chunks"]
     assert (tmp_path / "leak" / "leakage.png").read_bytes()[:4] == b"\x89PNG"
+    # without overlapping chunks: every other 3-s chunk (hop 1.5 s), the same tracks
+    invoke("leakage", work / "work", "--arch", "features-gbt", "--out", tmp_path / "leak2", "--no-overlap")
+    r2 = json.loads((tmp_path / "leak2" / "leakage.json").read_text())
+    assert r2["overlap"] is False and r2["chunk_hop_seconds"] == pytest.approx(2 * r["chunk_hop_seconds"], abs=0.01)
+    per_clip = r["track_split"]["chunks"] // 12  # every clip has the same length
+    assert r2["track_split"]["tracks"] == 12 and r2["track_split"]["chunks"] == 12 * ((per_clip + 1) // 2)
 
 
 def test_zero_crossing_rate_equals_librosa():

@@ -327,15 +327,17 @@ def compare_cmd(work, archs, out, seed, epochs, patience, fresh, ray_address, wo
 @SEED
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Most epochs (default: the architecture's).")
 @click.option("--patience", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--no-overlap", "no_overlap", is_flag=True,
+              help="Keep only chunks that do not overlap (like data sets of fixed 3-s segments).")
 @_apply(RAY)
-def leakage_cmd(work, arch, out, seed, epochs, patience, ray_address, workers):
+def leakage_cmd(work, arch, out, seed, epochs, patience, no_overlap, ray_address, workers):
     """Show how a chunk-level random split (chunks of one track on both sides) inflates accuracy
     compared with a track-level split, same system, same chunks."""
     from training.compare import leakage
 
     _fast_cpu_kernels()
     r = _run(leakage, work, out=out, arch=arch, seed=seed, epochs=epochs, patience=patience,
-             ray_address=ray_address, workers=workers, command=_command_line())
+             overlap=not no_overlap, ray_address=ray_address, workers=workers, command=_command_line())
     c, t = r["chunk_split"], r["track_split"]
     click.echo(f"{arch}, {r['k']} folds on {r['dataset']} ({r['tracks']} tracks, {r['chunk_seconds']:.1f}-s chunks "
                f"every {r['chunk_hop_seconds']:.1f} s):")

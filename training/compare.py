@@ -334,11 +334,15 @@ def chunk_folds(y: np.ndarray, *, k: int, seed: int) -> np.ndarray:
 
 
 def leakage(work_dir: str | Path, *, out: str | Path, arch: str = "features-dense", seed: int = 0,
-            epochs: int | None = None, patience: int = 8, valid_fraction: float = 0.1,
+            epochs: int | None = None, patience: int = 8, valid_fraction: float = 0.1, overlap: bool = True,
             ray_address: str | None = None, workers: int | None = None, command: str = "") -> dict[str, Any]:
     """Train ``arch`` on each of the work directory's k track-level folds and on k chunk-level
     random folds (same chunks, same options); report chunk accuracy on the held-out side of both
-    and track accuracy of the track-level one. Writes ``out/leakage.json`` and ``out/leakage.png``."""
+    and track accuracy of the track-level one. Writes ``out/leakage.json`` and ``out/leakage.png``.
+
+    ``overlap=False`` keeps only chunks that do not overlap (every other one for a hop of half a
+    chunk), as in data sets of fixed 3-s segments: then no test chunk shares audio with a training
+    chunk, and what is left of the gap is the track (and artist) leaking alone."""
     from training import architectures
     from training.cache import load_chunks
     from training.datasets import DatasetError, load_work
@@ -360,6 +364,11 @@ def leakage(work_dir: str | Path, *, out: str | Path, arch: str = "features-dens
     labels = list(work.labels)
     index = {lab: i for i, lab in enumerate(labels)}
     x, owner = load_chunks(cache, [sha_of[t] for t in tracks])
+    if not overlap:
+        step = int(np.ceil(spec.features.chunk_frames / spec.features.chunk_hop_frames))
+        within = np.arange(owner.size) - np.searchsorted(owner, owner)  # chunk number inside its track
+        keep = within % step == 0
+        x, owner = x[keep], owner[keep]
     y = np.array([index[work.label_of[tracks[i]]] for i in owner], np.int64)
     pos = {t: i for i, t in enumerate(tracks)}
 
@@ -416,7 +425,10 @@ def leakage(work_dir: str | Path, *, out: str | Path, arch: str = "features-dens
     gap = results["chunk_split"]["chunk_accuracy"] - results["track_split"]["chunk_accuracy"]
     record = {
         "arch": spec.name, "dataset": work.data["name"], "k": k, "seed": seed, "tracks": len(tracks),
-        "chunk_seconds": round(spec.features.chunk_seconds, 3), "chunk_hop_seconds": round(spec.features.chunk_hop_seconds, 3),
+        "chunk_seconds": round(spec.features.chunk_seconds, 3),
+        "chunk_hop_seconds": round(spec.features.chunk_hop_seconds * (1 if overlap else int(np.ceil(
+            spec.features.chunk_frames / spec.features.chunk_hop_frames))), 3),
+        "overlap": overlap,
         **results,
         "inflation_points": round(100 * gap, 1),
         "note": ("Chunk intervals treat chunks as independent, which they are not (chunks of one track are "
