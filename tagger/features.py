@@ -311,15 +311,16 @@ def extract(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
     if params.kind == "logmel":
         return chunk_frames(log_mel(y, params=params), params=params)
     if params.kind == "waveform":
-        return _scale(chunk_frames(y[:, None], params=params), params=params)
+        return standardise(chunk_frames(y[:, None], params=params), params=params)
     M = chunk_frames(handcrafted_matrix(y, params=params), params=params)
     if params.kind == "descriptors":
-        return _scale(M, params=params)
-    return _scale(handcrafted_vector(M), params=params)
+        return standardise(M, params=params)
+    return standardise(handcrafted_vector(M), params=params)
 
 
-def _scale(x: np.ndarray, *, params: FeatureParams) -> np.ndarray:
-    """The scalar standardisation of the parameters (none when unset), float32."""
+def standardise(x: np.ndarray, *, params: FeatureParams) -> np.ndarray:
+    """The scalar standardisation of the parameters (none when unset): float32, minus
+    ``params.mean``, over ``params.std``. Training applies it to cached raw chunks."""
     x = np.asarray(x, dtype=np.float32)
     if params.mean is not None:
         x = x - np.float32(params.mean)

@@ -18,15 +18,9 @@ from tagger.model import GenreModel
 from training import architectures
 from training.cli import train
 
-from tests.training_helpers import GENRES, make_tree
+from tests.training_helpers import GENRES, invoke, make_tree
 
 pytestmark = pytest.mark.slow
-
-
-def invoke(*args):
-    res = CliRunner().invoke(train, [str(a) for a in args], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return res.output
 
 
 @pytest.fixture(scope="module")

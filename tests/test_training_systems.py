@@ -20,18 +20,12 @@ from training.cli import train
 from training.compare import chunk_folds, reusable
 from training.datasets import load_work
 
-from tests.training_helpers import make_tree, synth
+from tests.training_helpers import invoke, make_tree, synth
 
 pytestmark = pytest.mark.slow
 
 SYSTEMS = ("raw-cnn1d", "features-cnn", "features-dense", "features-gbt", "mel-cnn", "mel-cnn-small",
            "musicnn-transfer")
-
-
-def invoke(*args):
-    res = CliRunner().invoke(train, [str(a) for a in args], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return res.output
 
 
 @pytest.fixture(scope="module")

@@ -62,3 +62,13 @@ def make_tree(root: Path, *, per_genre: int = 4, seconds: float = 8.0, genres=GE
             sf.write(str(d / f"{g}.{i:05d}.{ext}"), synth(g, i, seconds=seconds), SR, subtype="PCM_16")
     return root
 
+
+def invoke(*args) -> str:
+    """``tagger train ARGS`` through CliRunner; asserts exit 0 and returns the output."""
+    from click.testing import CliRunner
+
+    from training.cli import train
+
+    res = CliRunner().invoke(train, [str(a) for a in args], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return res.output

@@ -34,6 +34,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from training.evaluate import _write_json
+
 log = logging.getLogger(__name__)
 
 COMPARE_FILE = "compare.json"
@@ -467,11 +469,3 @@ def plot_leakage(record: dict[str, Any], path: str | Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-

@@ -156,15 +156,11 @@ def fit_normalisation(x: np.ndarray, *, block: int = 256) -> tuple[float, float]
 
 
 def standardise(x: np.ndarray, params: FeatureParams) -> np.ndarray:
-    """Raw cached chunks -> model input: float32, minus ``params.mean``, over ``params.std``.
+    """Raw cached chunks -> model input: :func:`tagger.features.standardise`, the scaling
+    :func:`tagger.features.extract` applies with the same params."""
+    from tagger.features import standardise as scale
 
-    Identical to what :func:`tagger.features.extract` does with the same params."""
-    x = np.asarray(x, dtype=np.float32)
-    if params.mean is not None:
-        x = x - np.float32(params.mean)
-    if params.std is not None:
-        x = x / np.float32(params.std)
-    return x
+    return scale(x, params=params)
 
 
 @functools.lru_cache(maxsize=1)
