@@ -73,7 +73,7 @@ def reusable(sys_dir: Path, work: Any, *, arch: str, seed: int) -> dict[str, Any
     return m
 
 
-def measure_speed(work: Any, spec: Any, run_dir: Path, *, tracks: Sequence[str], repeats: int = 3) -> dict[str, Any]:
+def measure_speed(work: Any, run_dir: Path, *, tracks: Sequence[str], repeats: int = 3) -> dict[str, Any]:
     """Per-track cost of the system as ``tagger tag`` pays it, on ``tracks`` (a test fold):
 
     - ``features_ms``: :func:`tagger.features.extract` on the decoded audio (decoding, the same
@@ -137,7 +137,7 @@ def compare(work_dir: str | Path, *, out: str | Path, archs: Sequence[str] | Non
                                ray_address=ray_address, workers=workers, command=command)
         else:
             log.info("=== %s: cross-validation found in %s (same folds and seed); not retrained", spec.name, sys_dir)
-        speed = measure_speed(work, spec, sys_dir / "fold-0", tracks=work.split(0)["test"])
+        speed = measure_speed(work, sys_dir / "fold-0", tracks=work.split(0)["test"])
         rows.append({
             "arch": spec.name,
             "description": spec.description,

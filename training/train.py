@@ -516,7 +516,9 @@ def _train_trees(spec: ArchSpec, *, params: FeatureParams, options: dict[str, An
     log.info("%s: %d boosting rounds chosen on validation loss %.4f (%.1f s)", spec.name, best,
              history["val_loss"][best - 1], fit_s)
     device = Device(False, ("CPU",), False)
-    return Trained(TreeEnsemble.from_sklearn(clf), history, best, device, len(xt), 0.0, fit_s, None, params)
+    # batch: every chunk at once; learning rate: the boosting shrinkage
+    return Trained(TreeEnsemble.from_sklearn(clf), history, best, device, len(xt), float(clf.learning_rate), fit_s,
+                   None, params)
 
 
 def _full_proba(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
