@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from training.evaluate import _write_json
+from training.evaluate import _write_json, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -244,11 +244,7 @@ def plot_compare(record: dict[str, Any], path: str | Path) -> Path:
     ax.set_title(f"{record['k']}-fold track-level CV on {record['dataset']} (n={record['tracks']} tracks)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_confusions(record: dict[str, Any], path: str | Path) -> Path:
@@ -276,11 +272,7 @@ def plot_confusions(record: dict[str, Any], path: str | Path) -> Path:
         ax.set_title(f"{r['arch']}: {r['accuracy']:.1%}", fontsize=9)
     fig.supxlabel("predicted genre", fontsize=9)
     fig.supylabel("true genre", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_feature_correlation(work: Any, path: str | Path, *, ray_address: str | None = None,
@@ -312,11 +304,7 @@ def plot_feature_correlation(work: Any, path: str | Path, *, ray_address: str | 
     ax.set_yticks(range(n), labels=names, fontsize=5)
     ax.set_title(f"hand-crafted features: correlations over {x.shape[0]} chunks of {len(sha_of)} tracks "
                  f"({work.data['name']})", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -464,8 +452,4 @@ def plot_leakage(record: dict[str, Any], path: str | Path) -> Path:
     ax.set_title(f"{record['arch']} on {record['dataset']}, {record['k']} folds: a chunk-level split inflates "
                  f"accuracy by {record['inflation_points']:+.1f} points", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -141,6 +141,16 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (PNG by the suffix) and close a matplotlib figure; returns the path."""
+    plt = _pyplot()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str) -> Path:
     """Confusion matrix as a PNG: counts in every cell, true label down, predicted across."""
     plt = _pyplot()
@@ -160,11 +170,7 @@ def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str | Path, *, t
         for j in range(n):
             ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=9,
                     color="white" if cm[i, j] > threshold else "black")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_learning_curves(history: dict[str, list[float]], out_dir: str | Path, *, title: str) -> list[Path]:
@@ -189,11 +195,7 @@ def plot_learning_curves(history: dict[str, list[float]], out_dir: str | Path, *
         ax.set_title(f"{title}: {metric}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        p = Path(out_dir) / f"learning_{metric}.png"
-        fig.savefig(p)
-        plt.close(fig)
-        written.append(p)
+        written.append(save_figure(fig, Path(out_dir) / f"learning_{metric}.png"))
     return written
 
 
