@@ -14,6 +14,7 @@ from tagger.errors import (
     EXIT_FATAL,
     EXIT_OK,
     FatalError,
+    StateError,
     TaggerError,
 )
 
@@ -216,6 +217,9 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
     try:
         lock.acquire()
         with StateDB(state_path) as state:
+            from tagger.undo import resolve_pending
+
+            resolve_pending(state)  # writes a killed run may or may not have made: settled from the files
             run_id = new_run_id()
             progress = _make_progress(options)
             tagger = Tagger(paths, options, argv=sys.argv[1:], progress=progress, state=state, run_id=run_id, stop=stop)
@@ -227,11 +231,21 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
                 status = "interrupted" if report.interrupted else "finished"
             finally:
                 counts = tagger.report.counts
-                state.finish_run(run_id, status=status, counts=counts)
+                try:
+                    state.finish_run(run_id, status=status, counts=counts)
+                except StateError as exc:
+                    if status == "failed":  # an error is on its way out already: do not mask it
+                        log.warning("%s", exc)
+                    else:
+                        tagger.state_problem = tagger.state_problem or exc
             if tagger._explain and any(r.lower().endswith((".html", ".htm")) for r in options.reports):
                 _attach_explanations(tagger, options)
-            for r in options.reports:
+            for r in options.reports:  # before any state problem ends the run: the report is not lost
                 report.write(r)
+            if tagger.state_problem is not None:
+                click.echo(report.summary_line())
+                raise StateError(f"{tagger.state_problem}; every file written has its undo record, files "
+                                 f"not written were left alone (see the report)")
     except TaggerError as exc:
         fail(ctx, exc)
         return EXIT_FATAL

@@ -52,6 +52,12 @@ class TagWriteError(FileError):
     kind = "tag-write"
 
 
+class JournalError(FileError):
+    """The undo journal could not be saved ahead of a write: the file was left alone."""
+
+    kind = "journal"
+
+
 class FatalError(TaggerError):
     """Ends the run with one clear message and an exit code."""
 

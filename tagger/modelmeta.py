@@ -13,7 +13,7 @@ The weights file's suffix follows the ``backend`` field (``BACKENDS``, ``SUFFIXE
 
     {
       "schema": 1,
-      "model_id": "<first 16 hex digits of sha256 of NAME.keras or NAME.npz>",
+      "model_id": "<16 hex digits: model_id_for(weights, metadata)>",
       "name": "gtzan-musicnn-transfer",
       "architecture": "musicnn-transfer",
       "backend": "keras" | "trees",                   # weights NAME.keras | NAME.npz
@@ -29,8 +29,11 @@ The weights file's suffix follows the ``backend`` field (``BACKENDS``, ``SUFFIXE
       "licence": "...", "credits": "..."               # optional
     }
 
-The model id is a content hash of the weights file, so the state database and the provenance
-tag written beside each genre always name exactly the weights that produced it. Loading checks
+The model id is a content hash of the weights file *and* of every metadata field that changes what
+tagger writes (labels and their order, display names, output activation, aggregation, features,
+backend; :data:`DESCRIPTIVE` lists the fields left out), so the state database and the provenance
+tag written beside each genre always name exactly the model that produced it: a json whose labels
+were reordered by hand no longer passes for the model it came from. Loading checks
 every field, the hash, and (once the network is loaded) the input and output shapes, and
 refuses an inconsistent model with one clear :class:`~tagger.errors.ModelError`.
 
@@ -163,11 +166,32 @@ class ModelFiles:
 
 
 def file_id(path: Path) -> str:
-    """Content hash of a weights file: the model id."""
+    """Content hash of a weights file (the first 16 hex digits of its sha256)."""
+    return _file_digest(path)[:16]
+
+
+def _file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+    return h.hexdigest()
+
+
+#: Metadata fields that describe a model without changing what it writes: left out of the id
+#: (so re-describing a model's training or metrics does not make every file look new).
+DESCRIPTIVE = frozenset({"schema", "model_id", "name", "architecture", "training", "metrics", "created",
+                         "licence", "credits"})
+
+
+def model_id_for(weights: Path, meta: "ModelMeta | dict[str, Any]") -> str:
+    """The model id: sha256 over the weights file and the canonical JSON of every metadata field
+    that changes what is written (all but :data:`DESCRIPTIVE`), first 16 hex digits."""
+    data = meta.to_dict() if isinstance(meta, ModelMeta) else dict(meta)
+    written = {k: v for k, v in data.items() if k not in DESCRIPTIVE}
+    h = hashlib.sha256(b"tagger model id 2\0")
+    h.update(bytes.fromhex(_file_digest(weights)))
+    h.update(json.dumps(written, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii"))
     return h.hexdigest()[:16]
 
 
@@ -250,13 +274,14 @@ def load_meta(files: ModelFiles, *, verify_hash: bool = True) -> ModelMeta:
                          f"not {files.weights.name}")
     if verify_hash:
         try:
-            actual = file_id(files.weights)
+            actual = model_id_for(files.weights, meta)
         except OSError as exc:
             raise ModelError(f"{files.weights}: cannot read model weights: {exc.strerror or exc}") from None
         if actual != meta.model_id:
             raise ModelError(
                 f"{files.meta}: model_id {meta.model_id} does not match the weights in "
-                f"{files.weights.name} ({actual}); the two files do not belong together"
+                f"{files.weights.name} and the labels, features and output of the metadata ({actual}): "
+                "the two files do not belong together, or the metadata was edited"
             )
     return meta
 
@@ -295,12 +320,13 @@ def save_bundle(net: Any, out: Path, *, meta_fields: dict[str, Any], name: str =
     data = dict(meta_fields)
     data.update(
         schema=SCHEMA,
-        model_id=file_id(files.weights),
+        model_id="0" * 16,  # replaced below, once the fields are canonical
         features=features,
         input_shape=list(FeatureParams.from_dict(features).input_shape),
         created=data.get("created") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     meta = ModelMeta.from_dict(data, source=str(files.meta))
+    meta = dataclasses.replace(meta, model_id=model_id_for(files.weights, meta))
     check_network(meta, net, source=str(files.weights))
     files.meta.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return files

@@ -21,7 +21,7 @@ import numpy as np
 
 from tagger import discover
 from tagger.aggregate import TAG, UNCERTAIN, decide_for, track_scores
-from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError
+from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError, JournalError, StateError
 from tagger.modelmeta import ModelMeta, load_meta, locate
 from tagger.options import TagOptions
 from tagger.report import Report, Row
@@ -145,8 +145,7 @@ def make_plan(paths, options: TagOptions, meta: ModelMeta, state) -> Plan:
         todo = []
         for f in found:
             r = records.get(f.path)
-            if (r is not None and r.size == f.size and r.mtime_ns == f.mtime_ns
-                    and r.model_id == meta.model_id and r.outcome in ("tagged", "skipped", "uncertain")):
+            if r is not None and r.is_current(size=f.size, mtime_ns=f.mtime_ns, model_id=meta.model_id):
                 unchanged += 1
             else:
                 todo.append(f)
@@ -181,6 +180,7 @@ class Tagger:
         self._since_flush = 0
         self._explain: list[tuple[str, dict[str, Any]]] = []
         self._exact: Callable[[np.ndarray], np.ndarray] | None = None  # float32 re-check (bfloat16 CPU inference)
+        self.state_problem: StateError | None = None  # the state database refused a write during the run
 
     # ------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -203,7 +203,7 @@ class Tagger:
         finally:
             self.progress.close()
             if self.state is not None:
-                self.state.flush()
+                self._flush_state()
         if self.stop:
             self.report.interrupted = self.stop.name
         self.report.finished = time.time()
@@ -446,16 +446,37 @@ class Tagger:
             model_id=self.meta.model_id, genres=tuple(r.genre for r in d.chosen),
             scores=tuple(round(r.score, 4) for r in d.chosen), date=_now_iso(), tool=f"tagger {__version__}",
         )
+        path, state, run_id = res["path"], self.state, self.report.run_id
+        entry: list[int] = []
+
+        def journal_first(change, st: os.stat_result) -> None:
+            # write-ahead: the undo record is on disk before the file is replaced, or nothing is written
+            try:
+                entry.append(state.journal_intent(run_id, path, before=change.before, after=change.after,
+                                                  size_before=st.st_size, mtime_ns_before=st.st_mtime_ns))
+            except StateError as exc:
+                raise JournalError(path, f"left alone: the undo journal cannot be saved ({exc})") from None
+
         t = time.perf_counter()
-        change = tags.write_genres(res["path"], list(d.genres), prov, id3v23=self.options.id3v23,
-                                   dry_run=self.options.dry_run, expect=(res["size"], res["mtime_ns"]))
-        self.stats.write += time.perf_counter() - t
-        if self.options.dry_run or self.state is None:
+        try:
+            change = tags.write_genres(path, list(d.genres), prov, id3v23=self.options.id3v23,
+                                       dry_run=self.options.dry_run, expect=(res["size"], res["mtime_ns"]),
+                                       before_save=None if state is None else journal_first)
+        except BaseException:
+            if entry:  # the write failed and the file is as it was (or a signal: settled next time)
+                _void_quietly(state, entry[0])
+            raise
+        finally:
+            self.stats.write += time.perf_counter() - t
+        if self.options.dry_run or state is None:
             return
-        st = os.stat(res["path"])
+        st = os.stat(path)
         res["size"], res["mtime_ns"] = st.st_size, st.st_mtime_ns
-        self.state.journal_add(self.report.run_id, res["path"], before=change.before, after=change.after,
-                               size_after=st.st_size, mtime_ns_after=st.st_mtime_ns)
+        try:
+            state.journal_done(entry[0], after=change.after, size_after=st.st_size, mtime_ns_after=st.st_mtime_ns)
+        except StateError as exc:  # written, journaled ahead: the next run or undo settles the entry
+            log.warning("%s: written, but the journal entry could not be settled (%s); the next run "
+                        "settles it from the file", path, exc)
 
     def _finish_unanalysed(self, res: dict[str, Any], found: discover.Found, handle) -> None:
         if res.get("error"):
@@ -491,8 +512,29 @@ class Tagger:
         self._since_flush += 1
         now = time.monotonic()
         if self._since_flush >= FLUSH_EVERY_FILES or now - self._last_flush >= FLUSH_EVERY_SECONDS:
-            self.state.flush()
             self._since_flush, self._last_flush = 0, now
+            self._flush_state()
+
+    def _flush_state(self) -> None:
+        """Commit buffered file records. A database that refuses them (full disk) does not end
+        the run: the records stay buffered for the next try, and writes stop for want of a journal."""
+        try:
+            self.state.flush()
+        except StateError as exc:
+            if self.state_problem is None:
+                log.warning("cannot save file records (%s); files are still analysed, and none is written "
+                            "without its undo record", exc)
+            self.state_problem = exc
+
+
+def _void_quietly(state, entry_id: int) -> None:
+    """Drop the journal entry of a write that did not happen; if the database refuses, the
+    entry stays pending and the next run settles it from the file (tagger.undo.resolve_pending)."""
+    try:
+        state.journal_void(entry_id)
+    except StateError as exc:
+        log.warning("cannot drop the journal entry of a write that did not happen (%s): settled by the "
+                    "next run", exc)
 
 
 def _probe_paths(roots: list[str], todo: list[discover.Found]) -> list[str]:

@@ -11,13 +11,20 @@ One SQLite file (default ``platformdirs.user_state_dir("tagger")/state.db``) wit
     One row per run: id, start/finish times, model, argv, options, status and counts. Dry runs are
     recorded (``dry_run`` set) but never record files or journal entries.
 ``journal``
-    One row per tag write: the tag fields before and after, and the file's size and mtime after the
-    write, so ``tagger undo`` can restore exactly what was there and refuse files changed since.
+    One row per tag write, written *ahead* of it: the tag fields before and the intended fields
+    after, and the file's size and mtime before (:meth:`StateDB.journal_intent`, status
+    ``pending``, on disk before the file is replaced); once the write is done, its size and mtime
+    after (:meth:`StateDB.journal_done`, status ``done``), so ``tagger undo`` can restore exactly
+    what was there and refuse files changed since. A ``pending`` entry is one whose write may or
+    may not have happened (the run was killed, or the database could not take the second update):
+    :func:`tagger.undo.resolve_pending` settles it by looking at the file, before the next run
+    and before an undo.
 
 Durability: the database runs in WAL mode with ``synchronous=FULL``. File records are buffered
 and committed in batches by :meth:`StateDB.flush` (losing the last batch to a crash only means
-those files are analysed again); a journal entry is committed by :meth:`StateDB.journal_add`
-before it returns, so it is on disk before the next tag write.
+those files are analysed again); a journal entry is committed by :meth:`StateDB.journal_intent`
+before it returns, so it is on disk before the file is written; when it cannot be, the file is
+not written.
 
 Paths are stored as bytes (``os.fsencode``) so file names that are not valid UTF-8 (common in old
 music libraries) work; they are compared exactly as given, so callers pass absolute paths.
@@ -49,7 +56,7 @@ from tagger.errors import StateError
 log = logging.getLogger(__name__)
 
 #: Schema version, stored in ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``PRAGMA application_id`` of a tagger state database ("TAGR").
 APPLICATION_ID = 0x54414752
 
@@ -94,14 +101,28 @@ CREATE TABLE journal (
     after           TEXT NOT NULL,
     size_after      INTEGER NOT NULL,
     mtime_ns_after  INTEGER NOT NULL,
-    written_at      TEXT NOT NULL
+    written_at      TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'done',
+    size_before     INTEGER,
+    mtime_ns_before INTEGER
 );
+CREATE INDEX journal_pending ON journal (status) WHERE status = 'pending';
 CREATE INDEX journal_by_run ON journal (run_id, id);
 CREATE INDEX journal_by_path ON journal (path, id);
 """
 
 #: Migrations from schema N to N + 1, applied in order inside one transaction.
-_MIGRATIONS: dict[int, str] = {}
+_MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: the write-ahead journal (entries written before the file, settled after).
+    1: """
+ALTER TABLE journal ADD COLUMN status TEXT NOT NULL DEFAULT 'done';
+ALTER TABLE journal ADD COLUMN size_before INTEGER;
+ALTER TABLE journal ADD COLUMN mtime_ns_before INTEGER;
+CREATE INDEX journal_pending ON journal (status) WHERE status = 'pending';
+""",
+}
+#: Statuses of a journal entry: written ahead of the file (``pending``), or settled (``done``).
+JOURNAL_STATUSES = ("pending", "done")
 
 # Bound parameters per ``IN (...)`` query of :meth:`StateDB.records` (SQLite's historic limit is 999).
 _CHUNK = 900
@@ -217,7 +238,12 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class JournalEntry:
-    """One tag write: the fields before and after, and the file's size/mtime after the write."""
+    """One tag write: the fields before and after, and the file's size/mtime after the write.
+
+    A ``pending`` entry was written ahead of its file write and not settled: ``after`` is the
+    intended fields, ``size_after``/``mtime_ns_after`` are -1, and ``size_before`` /
+    ``mtime_ns_before`` say what the file looked like before.
+    """
 
     run_id: str
     path: str
@@ -226,6 +252,10 @@ class JournalEntry:
     size_after: int
     mtime_ns_after: int
     written_at: str  # ISO-8601 UTC
+    id: int = 0
+    status: str = "done"  # one of JOURNAL_STATUSES
+    size_before: int | None = None
+    mtime_ns_before: int | None = None
 
 
 # -- the database --------------------------------------------------------------------------------
@@ -677,10 +707,61 @@ class StateDB:
         return _run_info(rows[0])
 
     # -- journal ---------------------------------------------------------------------------------
+    def journal_intent(
+        self, run_id: str, path: str, *, before: dict, after: dict, size_before: int, mtime_ns_before: int
+    ) -> int:
+        """Journal a tag write *before* it happens (status ``pending``); committed to disk before
+        this returns. Returns the entry's id for :meth:`journal_done` / :meth:`journal_void`.
+
+        Raises StateError when the entry cannot be saved: the caller must then leave the file
+        alone. Raises ValueError for a dry run.
+        """
+        if run_id in self._dry_runs:
+            raise ValueError(f"run {run_id} is a dry run: it must not write tags")
+        with self._transaction("journal a tag write before making it") as conn:
+            cur = conn.execute(
+                "INSERT INTO journal (run_id, path, before, after, size_after, mtime_ns_after, written_at, "
+                "status, size_before, mtime_ns_before) VALUES (?, ?, ?, ?, -1, -1, ?, 'pending', ?, ?)",
+                (run_id, _enc_path(path), dumps(before), dumps(after), utc_now(), int(size_before),
+                 int(mtime_ns_before)),
+            )
+            return int(cur.lastrowid)
+
+    def journal_done(self, entry_id: int, *, after: dict | None = None, size_after: int,
+                     mtime_ns_after: int) -> None:
+        """Settle a pending entry: the write happened; the file's size and mtime after it
+        (``after``: the fields read back, when they are known). Committed before it returns."""
+        with self._transaction("journal the end of a tag write") as conn:
+            row = conn.execute("SELECT run_id FROM journal WHERE id = ? AND status = 'pending'",
+                               (int(entry_id),)).fetchone()
+            if row is None:
+                raise ValueError(f"no pending journal entry {entry_id} in {self.path}")
+            if after is None:
+                conn.execute("UPDATE journal SET status = 'done', size_after = ?, mtime_ns_after = ? WHERE id = ?",
+                             (int(size_after), int(mtime_ns_after), int(entry_id)))
+            else:
+                conn.execute("UPDATE journal SET status = 'done', size_after = ?, mtime_ns_after = ?, after = ? "
+                             "WHERE id = ?", (int(size_after), int(mtime_ns_after), dumps(after), int(entry_id)))
+            conn.execute("UPDATE runs SET files_changed = files_changed + 1 WHERE run_id = ?", (row[0],))
+
+    def journal_void(self, entry_id: int) -> None:
+        """Drop a pending entry whose write did not happen (the file is as it was)."""
+        with self._transaction("drop a journal entry of a write that did not happen") as conn:
+            conn.execute("DELETE FROM journal WHERE id = ? AND status = 'pending'", (int(entry_id),))
+
+    def pending_journal(self) -> list[JournalEntry]:
+        """Entries written ahead of a file write and never settled, oldest first (cheap: indexed)."""
+        with self._lock, self._translate("read the journal"):
+            rows = self._connection().execute(
+                f"SELECT {_JOURNAL_COLS} FROM journal WHERE status = 'pending' ORDER BY id"
+            ).fetchall()
+        return [_journal_entry(r) for r in rows]
+
     def journal_add(
         self, run_id: str, path: str, *, before: dict, after: dict, size_after: int, mtime_ns_after: int
     ) -> None:
-        """Journal one tag write; committed (to disk) before this returns.
+        """Journal one tag write that is already done, settled in one step; committed (to disk)
+        before this returns. Tag writes journal ahead instead (:meth:`journal_intent`).
 
         ``before``/``after`` are the tag fields (``tagger.tags.snapshot_fields``); they are stored
         as JSON, with ``bytes`` values kept exactly. Raises ValueError for a dry run.
@@ -697,10 +778,11 @@ class StateDB:
             conn.execute("UPDATE runs SET files_changed = files_changed + 1 WHERE run_id = ?", (run_id,))
 
     def journal(self, run_id: str) -> list[JournalEntry]:
-        """The journal of one run in write order (oldest first)."""
+        """The settled journal of one run in write order (oldest first); pending entries are
+        left out (:meth:`pending_journal`)."""
         with self._lock, self._translate("read the journal"):
             rows = self._connection().execute(
-                f"SELECT {_JOURNAL_COLS} FROM journal WHERE run_id = ? ORDER BY id", (run_id,)
+                f"SELECT {_JOURNAL_COLS} FROM journal WHERE run_id = ? AND status = 'done' ORDER BY id", (run_id,)
             ).fetchall()
         return [_journal_entry(r) for r in rows]
 
@@ -708,7 +790,7 @@ class StateDB:
         """Journal entries of ``path`` written by other runs after ``run_id`` wrote it (oldest first)."""
         with self._lock, self._translate("read the journal"):
             rows = self._connection().execute(
-                f"SELECT {_JOURNAL_COLS} FROM journal WHERE path = ?1 AND run_id != ?2 AND id > "
+                f"SELECT {_JOURNAL_COLS} FROM journal WHERE path = ?1 AND run_id != ?2 AND status = 'done' AND id > "
                 "(SELECT coalesce(min(id), 0) FROM journal WHERE path = ?1 AND run_id = ?2) ORDER BY id",
                 (_enc_path(path), run_id),
             ).fetchall()
@@ -716,7 +798,8 @@ class StateDB:
 
 
 _RUN_COLS = "run_id, started, finished, model_id, dry_run, status, counts, argv, files_changed, options"
-_JOURNAL_COLS = "run_id, path, before, after, size_after, mtime_ns_after, written_at"
+_JOURNAL_COLS = ("run_id, path, before, after, size_after, mtime_ns_after, written_at, id, status, size_before, "
+                 "mtime_ns_before")
 
 
 def _run_info(row: tuple) -> RunInfo:
@@ -736,7 +819,7 @@ def _run_info(row: tuple) -> RunInfo:
 
 
 def _journal_entry(row: tuple) -> JournalEntry:
-    run_id, path, before, after, size_after, mtime_ns_after, written_at = row
+    run_id, path, before, after, size_after, mtime_ns_after, written_at, id_, status, size_b, mtime_b = row
     return JournalEntry(
         run_id=run_id,
         path=_dec_path(path),
@@ -745,6 +828,10 @@ def _journal_entry(row: tuple) -> JournalEntry:
         size_after=int(size_after),
         mtime_ns_after=int(mtime_ns_after),
         written_at=written_at,
+        id=int(id_),
+        status=status,
+        size_before=None if size_b is None else int(size_b),
+        mtime_ns_before=None if mtime_b is None else int(mtime_b),
     )
 
 

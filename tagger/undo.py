@@ -13,6 +13,14 @@ through the run's entries, latest first:
 * otherwise the fields are restored (``tagger.tags.restore_fields``) -> ``restored``; a
   restore that fails -> ``failed`` with the one-line reason.
 
+Every journal entry is written *ahead* of its file write (``pending``) and settled after it.
+An entry left pending (the run was killed between the two, or the database refused the second
+update) is settled by :func:`resolve_pending` before the next ``tagger tag`` and before every
+undo, by looking at the file: it carries the intended fields -> the write happened (``done``,
+with the file's size and mtime now, so undo restores it); it is as it was -> the write did not
+happen (the entry is dropped); anything else -> changed since by someone else (``done`` with an
+unknown size, so undo reports it changed and leaves it alone).
+
 The undo is itself recorded as a run (status ``undo``, ``options["undo_of"]`` = the undone
 run) with a journal of its own restores, so an undo can be undone in turn (a redo).
 
@@ -34,7 +42,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tagger.errors import FatalError, FileError
+from tagger.errors import FatalError, FileError, JournalError, StateError
 from tagger.state import JournalEntry, StateDB, new_run_id
 
 log = logging.getLogger(__name__)
@@ -65,6 +73,65 @@ def _tags():
     return importlib.import_module("tagger.tags")
 
 
+@dataclass(frozen=True)
+class Settled:
+    """How :func:`resolve_pending` settled one pending journal entry."""
+
+    entry: JournalEntry
+    outcome: str  # written | not written | changed | missing
+    detail: str = ""
+
+
+def resolve_pending(db: StateDB) -> list[Settled]:
+    """Settle every journal entry whose write may or may not have happened, by looking at its
+    file (see the module docstring). Logs one line per entry; returns what was done.
+
+    Cheap when there is nothing pending (one indexed query; tagger.tags is not imported).
+    """
+    pending = db.pending_journal()
+    if not pending:
+        return []
+    tags = _tags()
+    out: list[Settled] = []
+    for e in pending:
+        try:
+            st = os.stat(e.path)
+        except FileNotFoundError:
+            db.journal_void(e.id)
+            out.append(Settled(e, "missing"))
+            log.warning("run %s was stopped while writing %s; the file no longer exists", e.run_id, e.path)
+            continue
+        except OSError as exc:
+            log.warning("run %s was stopped while writing %s; cannot look at it now (%s): settled later",
+                        e.run_id, e.path, exc.strerror or exc)
+            continue
+        try:
+            written = tags.fields_match(e.path, e.after)
+            unwritten = not written and tags.fields_match(e.path, e.before)
+        except FileError as exc:
+            written = unwritten = False
+            detail = exc.reason
+        else:
+            detail = ""
+        if written:
+            db.journal_done(e.id, size_after=st.st_size, mtime_ns_after=st.st_mtime_ns)
+            out.append(Settled(e, "written"))
+            log.warning("run %s was stopped while writing %s: the write had happened (journaled; "
+                        "`tagger undo %s` restores it)", e.run_id, e.path, e.run_id)
+        elif unwritten and (st.st_size, st.st_mtime_ns) == (e.size_before, e.mtime_ns_before):
+            db.journal_void(e.id)
+            out.append(Settled(e, "not written"))
+            log.warning("run %s was stopped before writing %s: the file is as it was", e.run_id, e.path)
+        else:
+            # neither what was there nor what tagger meant to write: someone changed it since.
+            # Kept with an unknown size, so undo says "changed since" and leaves it alone.
+            db.journal_done(e.id, size_after=-1, mtime_ns_after=-1)
+            out.append(Settled(e, "changed", detail))
+            log.warning("run %s was stopped while writing %s, and the file has changed since%s: "
+                        "undo will leave it alone", e.run_id, e.path, f" ({detail})" if detail else "")
+    return out
+
+
 def undo_run(
     db: StateDB,
     run_id: str,
@@ -83,6 +150,7 @@ def undo_run(
     info = db.run(run_id)
     if info is None:
         raise FatalError(f"no run {run_id!r} in the state database {db.path}: `tagger runs` lists them")
+    resolve_pending(db)
     entries = db.journal(info.run_id)
 
     # One group per path, latest write first; the check uses the latest write's "after", the
@@ -163,16 +231,38 @@ def undo_run(
 
 def _restore_one(db: StateDB, undo_id: str, path: str, before: dict, *, retag: bool, model_id: str) -> None:
     tags = _tags()
-    current = tags.snapshot_fields(path)  # journaled as this undo's "before": undo can be undone
-    tags.restore_fields(path, before)
+    entry: list[int] = []
+
+    def journal_first(change, st: os.stat_result) -> None:
+        # the fields now are this undo's "before" (an undo can be undone), on disk before the write
+        try:
+            entry.append(db.journal_intent(undo_id, path, before=change.before, after=change.after,
+                                           size_before=st.st_size, mtime_ns_before=st.st_mtime_ns))
+        except StateError as exc:
+            raise JournalError(path, f"not restored: the undo journal cannot be saved ({exc})") from None
+
+    try:
+        tags.restore_fields(path, before, before_save=journal_first)
+    except BaseException:
+        if entry:
+            _void_quietly(db, entry[0])
+        raise
     st = os.stat(path)
-    db.journal_add(undo_id, path, before=current, after=before, size_after=st.st_size,
-                   mtime_ns_after=st.st_mtime_ns)
+    db.journal_done(entry[0], size_after=st.st_size, mtime_ns_after=st.st_mtime_ns)
     if retag:
         db.forget(path)
     else:
         db.record_file(path, size=st.st_size, mtime_ns=st.st_mtime_ns, model_id=model_id, outcome="undone",
                        run_id=undo_id)
+
+
+def _void_quietly(db: StateDB, entry_id: int) -> None:
+    """Drop the entry of a write that failed (the file is as it was); if even that fails, the
+    entry stays pending and :func:`resolve_pending` settles it later."""
+    try:
+        db.journal_void(entry_id)
+    except StateError as exc:
+        log.warning("cannot drop the journal entry of a failed write (%s): settled by the next run", exc)
 
 
 def _modified_reason(db: StateDB, run_id: str, st: os.stat_result, later_entries: list[JournalEntry]) -> str:

@@ -23,6 +23,20 @@ class Edge:
 
 #: Every case, in the order of the docs table.
 EDGES: list[Edge] = [
+    Edge("the state database's disk is full when a write's undo record is due",
+         "the file is not touched (write-ahead journal); its row is failed, kind `journal`, naming the "
+         "full disk; the report is still written; exit 1",
+         "tests/test_undo_writeahead.py::test_full_disk_under_the_journal_leaves_the_file_alone"),
+    Edge("the driver is killed (SIGKILL) just before or just after the copy replaces the file",
+         "the undo record was on disk first; the next run or undo settles it from the file (written / "
+         "not written, logged) and `tagger undo` restores the genre exactly",
+         "tests/test_undo_writeahead.py::test_sigkill_at_the_replace_is_undoable"),
+    Edge("a model's json edited by hand (labels swapped, display names, activation, features)",
+         "refused: the model id covers the weights and every field that changes what is written",
+         "tests/test_contract.py::test_model_id_covers_what_is_written"),
+    Edge("`tagger undo --keep`, then the same model runs again",
+         "the file is left alone (one currency test for the plan and the state database)",
+         "tests/test_undo_keep.py::test_undo_keep_is_honoured_by_the_next_run"),
 ]
 
 

@@ -75,13 +75,19 @@ def fake_tags_module(*, fail: dict[str, str] | None = None) -> types.ModuleType:
     def snapshot_fields(path):
         return json.loads(Path(path).read_text(encoding="utf-8"))
 
-    def restore_fields(path, before):
+    def restore_fields(path, before, *, before_save=None):
         mod.calls.append((str(path), before))  # type: ignore[attr-defined]
         if str(path) in fail:
             raise TagWriteError(path, fail[str(path)])
+        if before_save is not None:  # the write-ahead journal, as tagger.tags calls it
+            before_save(types.SimpleNamespace(before=snapshot_fields(path), after=before), os.stat(path))
         counter[0] += 1_000_000_007
         write_fields(Path(path), before, mtime_ns=counter[0])
 
+    def fields_match(path, snapshot):
+        return snapshot_fields(path) == snapshot
+
     mod.snapshot_fields = snapshot_fields  # type: ignore[attr-defined]
     mod.restore_fields = restore_fields  # type: ignore[attr-defined]
+    mod.fields_match = fields_match  # type: ignore[attr-defined]
     return mod

@@ -9,7 +9,7 @@ import pytest
 
 from tagger.errors import ModelError, ParameterError
 from tagger.features import FeatureParams, chunk_frames, extract, extract_segments, is_silent, log_mel
-from tagger.modelmeta import ModelMeta, file_id, load_meta, locate
+from tagger.modelmeta import ModelMeta, load_meta, locate, model_id_for
 from tests.conftest import TINY_FEATURES, build_tiny_model, tone
 
 
@@ -88,7 +88,7 @@ def test_feature_params_roundtrip_and_digest():
 def test_bundle_roundtrip_and_id_is_content_hash(tmp_path):
     files = build_tiny_model(tmp_path)
     meta = load_meta(files)
-    assert meta.model_id == file_id(files.weights)
+    assert meta.model_id == model_id_for(files.weights, meta)
     assert meta.features == FeatureParams(**TINY_FEATURES)
     assert locate(tmp_path) == files  # a folder with one .keras works too
     assert locate(files.meta) == files
@@ -113,6 +113,30 @@ def test_inconsistent_metadata_is_refused(tmp_path, change, message):
     _edit(files, **change)
     with pytest.raises(ModelError, match=message):
         load_meta(files)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d.update(labels=[d["labels"][1], d["labels"][0], *d["labels"][2:]]),  # two labels swapped
+    lambda d: d.update(display_names={d["labels"][0]: "Something Else"}),
+    lambda d: d.update(output_activation="sigmoid" if d["output_activation"] == "softmax" else "softmax"),
+    lambda d: d["features"].update(hop_length=d["features"]["hop_length"] * 2),
+], ids=["labels-swapped", "display-names", "activation", "features"])
+def test_model_id_covers_what_is_written(tmp_path, edit):
+    """Issue 15.8: a model whose labels (or anything else that changes the genres written) were
+    edited is refused, instead of writing Blues for Classical under the original's id."""
+    files = build_tiny_model(tmp_path)
+    data = json.loads(files.meta.read_text())
+    edit(data)
+    files.meta.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="does not match the weights"):
+        load_meta(files)
+
+
+def test_model_id_ignores_descriptions(tmp_path):
+    files = build_tiny_model(tmp_path)
+    before = load_meta(files).model_id
+    _edit(files, name="renamed", metrics={"note": "re-evaluated"}, training={"command": "elsewhere"})
+    assert load_meta(files).model_id == before
 
 
 def test_missing_field_and_bad_json(tmp_path):

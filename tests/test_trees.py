@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from tagger.errors import ModelError, ParameterError
 from tagger.features import FeatureParams, handcrafted_size
-from tagger.modelmeta import copy_bundle, file_id, load_meta, locate, save_bundle
+from tagger.modelmeta import copy_bundle, file_id, load_meta, locate, model_id_for, save_bundle
 from tagger.trees import TreeEnsemble, TreeModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,7 +261,7 @@ def test_bundle_round_trip_and_genre_model_load(trees_model):
     for given in (files.weights, files.meta, files.weights.parent):
         assert locate(given) == files
     meta = load_meta(files)
-    assert meta.backend == "trees" and meta.model_id == file_id(files.weights)
+    assert meta.backend == "trees" and meta.model_id == model_id_for(files.weights, meta)
     assert meta.input_shape == (handcrafted_size(FEATURES),)
     model = GenreModel.load(str(files.weights.parent), batch_size=32)
     assert isinstance(model, TreeModel) and model.batch_size == 32

@@ -200,7 +200,7 @@ def test_unknown_run_and_dry_runs(db, fake_tags):
 def test_an_interrupted_undo_is_recorded_as_interrupted(db, monkeypatch, library):
     mod = fake_tags_module()
 
-    def boom(path, before):
+    def boom(path, before, **kw):
         raise KeyboardInterrupt
 
     mod.restore_fields = boom

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +39,7 @@ __all__ = [
     "Provenance",
     "TagInfo",
     "detect_format",
+    "fields_match",
     "format_for",
     "read_tags",
     "restore_fields",
@@ -311,6 +312,7 @@ def write_genres(
     id3v23: bool = False,
     dry_run: bool = False,
     expect: tuple[int, int] | None = None,
+    before_save: Callable[[FieldChange, os.stat_result], None] | None = None,
 ) -> FieldChange:
     """Write the genre field(s) and the provenance field, nothing else.
 
@@ -318,7 +320,9 @@ def write_genres(
     (MP3, WAV, AIFF). ``dry_run``: compute and return the change, never save (the file is read,
     and a file a real run could not write still raises). ``expect``: ``(size, mtime_ns)`` seen when
     the file was analysed; if it differs now, :class:`FileChangedError` (a ``TagWriteError``) is
-    raised and the file is left alone.
+    raised and the file is left alone. ``before_save(change, stat)``: called with the planned
+    change (``after`` = the fields intended) and the file's stat once everything is checked,
+    just before the file is saved (the write-ahead journal); if it raises, nothing is saved.
 
     Saves go to a copy in the same folder that is verified and then atomically replaces the file
     (in place with a byte backup for hard-linked files). Raises
@@ -341,6 +345,8 @@ def write_genres(
     _safe.check_writable(real, st, shown)
     if dry_run:
         return FieldChange(before=before, after=planned)
+    if before_save is not None:
+        before_save(FieldChange(before=before, after=planned), st)
     after = _safe.save_safely(real, st, h, expected=planned, genres=genres, shown=shown)
     log.debug("%s: genres %s written (%s)", shown, list(genres), h.fmt)
     return FieldChange(before=before, after=after)
@@ -350,11 +356,30 @@ def _fields(snap: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in snap.items() if not k.startswith("_")}
 
 
-def restore_fields(path: str | os.PathLike, before: dict[str, Any]) -> None:
+def fields_match(path: str | os.PathLike, snapshot: dict[str, Any]) -> bool:
+    """Whether the file carries exactly the fields of ``snapshot`` now (a ``FieldChange``
+    side), compared as the verification after a write compares them. Raises TagReadError."""
+    path = os.fspath(path)
+    h = _open(path, TagReadError)
+    if snapshot.get("_format") not in (None, h.fmt):
+        return False
+    with guard(path, TagReadError, fmt=h.fmt):
+        now = h.snapshot()
+    cmp = type(h).comparable
+    return _fields(cmp(now)) == _fields(cmp(snapshot))
+
+
+def restore_fields(
+    path: str | os.PathLike,
+    before: dict[str, Any],
+    *,
+    before_save: Callable[[FieldChange, os.stat_result], None] | None = None,
+) -> None:
     """Put the fields of a :class:`FieldChange` ``before`` back exactly (undo).
 
     Values come back identical; a field absent before is removed (and a tag block tagger created
-    is removed again when nothing else is in it). The save is as safe as :func:`write_genres`.
+    is removed again when nothing else is in it). The save is as safe as :func:`write_genres`;
+    ``before_save`` as there (``change.before`` is the fields now, ``change.after`` ``before``).
     Raises :class:`~tagger.errors.TagWriteError`.
     """
     from tagger.tags import _safe
@@ -370,9 +395,12 @@ def restore_fields(path: str | os.PathLike, before: dict[str, Any]) -> None:
         )
     _safe.check_writable(real, st, shown)
     with guard(shown, TagWriteError, fmt=h.fmt):
+        current = h.snapshot()
         h.apply_snapshot(before)
         planned = h.snapshot()
     if _fields(type(h).comparable(planned)) != _fields(type(h).comparable(before)):
         raise TagWriteError(shown, "the snapshot cannot be put back in this file")
+    if before_save is not None:
+        before_save(FieldChange(before=current, after=before), st)
     _safe.save_safely(real, st, h, expected=planned, genres=None, shown=shown)
     log.debug("%s: tag fields restored", shown)
