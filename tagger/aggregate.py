@@ -149,11 +149,12 @@ def decide(
 
 
 def needs_analysis(*, existing: tuple[str, ...], tagger_owned: bool, owner_model_id: str | None,
-                   model_id: str, on_existing: str, always: bool = False) -> str | None:
+                   model_id: str, on_existing: str, always: bool = False, redecide: bool = False) -> str | None:
     """Before decoding: a reason to skip the file without running the model, or None.
 
     Saves decoding files whose genre a person wrote when the policy is ``skip``, and files this
-    very model already tagged. ``always`` (explain, reports that want scores) disables it.
+    very model already tagged (unless ``redecide``: the decision settings changed since).
+    ``always`` (explain, reports that want scores) disables it.
     """
     if always:
         return None
@@ -161,7 +162,7 @@ def needs_analysis(*, existing: tuple[str, ...], tagger_owned: bool, owner_model
     if not existing:
         return None
     if tagger_owned:
-        if owner_model_id == model_id:
+        if owner_model_id == model_id and not redecide:
             return "already tagged by this model"
         return None
     if on_existing == "skip":

@@ -174,6 +174,7 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
             existing=out["existing"], tagger_owned=info.tagger_owned,
             owner_model_id=out["owner_model"], model_id=policy["model_id"],
             on_existing=policy["on_existing"], always=policy.get("analyse_all", False),
+            redecide=policy.get("redecide", False),
         )
         if skip:
             out["skip"] = skip

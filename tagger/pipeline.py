@@ -25,6 +25,7 @@ from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError, JournalError, St
 from tagger.modelmeta import ModelMeta, load_meta, locate
 from tagger.options import TagOptions
 from tagger.report import Report, Row
+from tagger.state import StoredAnalysis, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,51 @@ class Plan:
     unchanged: int
     problems: list[discover.Problem]
     deferred: int = 0  # left for the next run by --max-files
+    #: files of ``todo`` decided from the store of analyses (no decode, no model)
+    stored: dict[str, StoredAnalysis] = field(default_factory=dict)
+    #: files of ``todo`` this model handled under other decision settings: decided again even
+    #: where this model wrote the genre
+    redecide: set[str] = field(default_factory=set)
+    found: list[str] = field(default_factory=list)  # every file the walk found
+
+
+def decision_key(options: TagOptions) -> str:
+    """The decision settings (top-k, threshold, --on-existing, [genres] names) as a short hash.
+
+    A file handled under other settings is decided again (from the store of analyses, where its
+    analysis is there); "nothing to do" means nothing would change."""
+    import hashlib
+    import json
+
+    d = {"top_k": options.top_k, "min_confidence": round(float(options.min_confidence), 6),
+         "on_existing": options.on_existing, "genres": sorted(options.genre_map.items())}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+
+
+def sampling_spec(options: TagOptions) -> str:
+    """How a run chooses the audio it analyses; a stored analysis is used only by a run that
+    would have analysed the same stretches."""
+    if options.analysis_seconds is not None:
+        return f"sample:{options.analysis_seconds:g}"
+    return f"whole<={options.max_analysis_seconds:g}"
+
+
+def usable_analyses(state, todo: list[discover.Found], meta: ModelMeta, spec: str) -> dict[str, StoredAnalysis]:
+    """The stored analyses that fit ``todo``'s files as they are now: same size and mtime, same
+    model and sampling, and sound (a damaged or foreign row is ignored with a warning, and the
+    file analysed again: never written from)."""
+    rows = state.analyses([f.path for f in todo], meta.model_id)
+    out: dict[str, StoredAnalysis] = {}
+    for f in todo:
+        a = rows.get(f.path)
+        if a is None or (a.size, a.mtime_ns) != (f.size, f.mtime_ns) or a.sampling != spec:
+            continue
+        why = a.problem(labels=len(meta.labels), model_id=meta.model_id)
+        if why:
+            log.warning("%s: stored analysis ignored (%s); analysing it again", f.path, why)
+            continue
+        out[f.path] = a
+    return out
 
 
 @dataclass
@@ -111,6 +157,7 @@ class Stats:
     chunks: int = 0
     batches: int = 0
     rechecked: int = 0  # tracks predicted in bfloat16 whose close call float32 re-did
+    stored: int = 0  # files decided from the store of analyses (not decoded, no model)
 
     def add_worker(self, res: dict[str, Any]) -> None:
         self.worker += res.get("seconds", 0.0)
@@ -136,26 +183,32 @@ def model_summary(meta: ModelMeta) -> dict[str, Any]:
 
 
 def make_plan(paths, options: TagOptions, meta: ModelMeta, state) -> Plan:
-    """Discover and drop files the state says are unchanged since this model handled them."""
+    """Discover; drop files the state says are unchanged since this model handled them under
+    these decision settings; find the stored analyses of the rest (``--force``: none)."""
     problems: list[discover.Problem] = []
     found = list(discover.walk(paths, exclude=options.exclude, problems=problems))
     unchanged = 0
+    redecide: set[str] = set()
     if state is not None and not options.force:
+        key = decision_key(options)
         records = state.records(f.path for f in found)
         todo = []
         for f in found:
             r = records.get(f.path)
-            if r is not None and r.is_current(size=f.size, mtime_ns=f.mtime_ns, model_id=meta.model_id):
+            if r is not None and r.is_current(size=f.size, mtime_ns=f.mtime_ns, model_id=meta.model_id, decided=key):
                 unchanged += 1
-            else:
-                todo.append(f)
+                continue
+            todo.append(f)
+            if r is not None and r.model_id == meta.model_id and r.decided != key:
+                redecide.add(f.path)
     else:
         todo = found
     deferred = 0
     if options.max_files is not None and len(todo) > options.max_files:
         deferred = len(todo) - options.max_files
         todo = todo[: options.max_files]
-    return Plan(todo, unchanged, problems, deferred)
+    stored = {} if state is None or options.force else usable_analyses(state, todo, meta, sampling_spec(options))
+    return Plan(todo, unchanged, problems, deferred, stored, redecide, [f.path for f in found])
 
 
 class Tagger:
@@ -181,6 +234,8 @@ class Tagger:
         self._explain: list[tuple[str, dict[str, Any]]] = []
         self._exact: Callable[[np.ndarray], np.ndarray] | None = None  # float32 re-check (bfloat16 CPU inference)
         self.state_problem: StateError | None = None  # the state database refused a write during the run
+        self._decided = decision_key(options)
+        self._sampling = sampling_spec(options)
 
     # ------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -193,25 +248,90 @@ class Tagger:
         self.report.pending = plan.deferred
         if plan.unchanged:
             self.report.notes.append(f"{plan.unchanged} files unchanged since the last run (not re-analysed)")
+        if plan.stored:
+            self.report.notes.append(f"{len(plan.stored)} files decided from stored analyses (not re-analysed)")
+        self.stats.stored = len(plan.stored)
         if not plan.todo:
+            self._prune(plan)
             self.report.finished = time.time()
             self.report.timing = self.stats.to_dict()
             return self.report
         self.progress.start(len(plan.todo))
         try:
-            self._process(plan.todo)
+            fresh = [f for f in plan.todo if f.path not in plan.stored]
+            self._decide_stored([f for f in plan.todo if f.path in plan.stored], plan.stored)
+            if fresh and not self.stop and not self._out_of_time():
+                self._process(fresh, plan.redecide)
+            else:
+                self.report.pending += len(fresh)
         finally:
             self.progress.close()
             if self.state is not None:
                 self._flush_state()
+        if not self.stop:
+            self._prune(plan)
         if self.stop:
             self.report.interrupted = self.stop.name
         self.report.finished = time.time()
         self.report.timing = self.stats.to_dict()
         return self.report
 
+    def _prune(self, plan: Plan) -> None:
+        """After a complete walk: drop the stored analyses of files under the walked folders
+        that no longer exist (moved or deleted files; a moved file is analysed at its new path)."""
+        if self.state is None or self.state_problem is not None:
+            return
+        found = set(plan.found)
+        for root in self.paths:
+            root = os.path.abspath(os.path.expanduser(root))
+            if os.path.isdir(root):
+                try:
+                    gone = self.state.prune_analyses(root, found)
+                except StateError as exc:
+                    log.warning("cannot prune stored analyses: %s", exc)
+                    return
+                if gone:
+                    log.info("%d stored analyses of files that no longer exist under %s dropped", gone, root)
+
+    def _decide_stored(self, files: list[discover.Found], stored: dict[str, StoredAnalysis]) -> None:
+        """Decide and write files from their stored analyses: tags are read here in the driver,
+        nothing is decoded, no model runs (TensorFlow is not even imported)."""
+        from tagger import tags
+
+        for i, f in enumerate(files):
+            if self.stop or self._out_of_time():
+                self.report.pending += len(files) - i
+                return
+            a = stored[f.path]
+            try:
+                info = tags.read_tags(f.path)
+            except FileError as exc:
+                self._fail(f, exc.kind, exc.reason)
+                continue
+            res = {
+                "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "format": info.format,
+                "existing": tuple(info.genres), "tagger_owned": info.tagger_owned,
+                "owner_model": info.provenance.model_id if info.provenance is not None else None,
+                "analysed": a.seconds, "duration": a.duration, "chunks": a.chunks, "node": "",
+                "analysis": "stored", "analysed_at": a.analysed_at,
+            }
+            self._finish_analysed(res, np.asarray(a.scores, dtype=np.float32), f)
+
+    def _store(self, res: dict[str, Any], scores: np.ndarray) -> None:
+        """Keep what the model said about this file's audio in the store of analyses (dry runs too)."""
+        if self.state is None or res.get("size") is None:
+            return
+        res["analysed_at"] = utc_now()
+        self.state.store_analysis(StoredAnalysis(
+            path=res["path"], model_id=self.meta.model_id, size=res["size"], mtime_ns=res["mtime_ns"],
+            scores=tuple(float(s) for s in scores), chunks=int(res["chunks"]), seconds=float(res.get("analysed") or 0.0),
+            duration=res.get("duration"), sampling=self._sampling, analysed_at=res["analysed_at"],
+            run_id=self.report.run_id,
+        ))
+        self._maybe_flush()
+
     # ------------------------------------------------------------------------------------
-    def _process(self, todo: list[discover.Found]) -> None:
+    def _process(self, todo: list[discover.Found], redecide: set[str] | None = None) -> None:
         from tagger import ray_backend as rb
 
         t = time.perf_counter()
@@ -260,7 +380,7 @@ class Tagger:
             t = time.perf_counter()
             try:
                 self._stream(todo, rb.analyse_remote(), predict, plan.flush_chunks, rb.max_in_flight(workers),
-                             handle, slots=max(1, int(res.get("CPU", 1))))
+                             handle, slots=max(1, int(res.get("CPU", 1))), redecide=redecide or set())
             finally:
                 self.stats.stream = time.perf_counter() - t
                 self.report.model["inference"]["predictors"] = _predictor_info(predictors)
@@ -269,7 +389,8 @@ class Tagger:
             handle.shutdown()
             self.stats.startup["ray_shutdown"] = time.perf_counter() - t
 
-    def _stream(self, todo, task, predict, batch_size: int, limit: int, handle, slots: int | None = None) -> None:
+    def _stream(self, todo, task, predict, batch_size: int, limit: int, handle, slots: int | None = None,
+                redecide: set[str] | frozenset[str] = frozenset()) -> None:
         """``slots``: how many analyse tasks the cluster runs at once (the rest of the ``limit``
         in flight wait in Ray's queue, and their --file-timeout clock has not started)."""
         import ray
@@ -280,6 +401,8 @@ class Tagger:
             "analysis_seconds": self.options.analysis_seconds,
             "max_seconds": self.options.max_analysis_seconds, "float16": False,
         }
+        # decision settings changed since this model wrote the file's genre: look again
+        policy_redecide = {**policy, "redecide": True}
         by_path = {f.path: f for f in todo}
         queue = list(reversed(todo))
         in_flight: dict[Any, list] = {}  # ref -> [path, monotonic time its clock started or None]
@@ -290,7 +413,7 @@ class Tagger:
         def submit():
             while queue and len(in_flight) < limit and not self.stop and not self._out_of_time():
                 f = queue.pop()
-                ref = task.remote(f.path, params=params, policy=policy)
+                ref = task.remote(f.path, params=params, policy=policy_redecide if f.path in redecide else policy)
                 in_flight[ref] = [f.path, None]
 
         submit()
@@ -399,6 +522,7 @@ class Tagger:
                 continue
             self.stats.analysed += 1
             self.stats.audio_seconds += r.get("analysed") or 0.0
+            r["chunks"], r["analysis"] = n, "now"
             scores = track_scores(r.pop("_probs"))
             if self._exact is not None and _close_call(scores, top_k=self.options.top_k,
                                                        min_confidence=self.options.min_confidence, chunks=n):
@@ -406,6 +530,7 @@ class Tagger:
                 scores = track_scores(self._exact(np.asarray(r["features"], dtype=np.float32)))
                 self.stats.infer += time.perf_counter() - t
                 self.stats.rechecked += 1
+            self._store(r, scores)
             if self.stop and not self.options.dry_run:
                 # stopping: nothing new is written; the file stays for the next run
                 self.report.pending += 1
@@ -421,7 +546,8 @@ class Tagger:
             existing=list(res["existing"]),
             predicted=[{"genre": r.genre, "label": r.label, "score": round(r.score, 4)} for r in d.ranked[:5]],
             duration=round(res["analysed"], 2) if res.get("analysed") else None,
-            chunks=int(res["features"].shape[0]), node=res.get("node", ""),
+            chunks=int(res["chunks"]), node=res.get("node", ""),
+            analysis=res.get("analysis", ""), analysed_at=res.get("analysed_at", ""),
         )
         if d.action == TAG:
             row.written = list(d.genres)
@@ -508,7 +634,11 @@ class Tagger:
         if self.state is None or self.options.dry_run or res.get("size") is None:
             return
         self.state.record_file(res["path"], size=res["size"], mtime_ns=res["mtime_ns"],
-                               model_id=self.meta.model_id, outcome=outcome, run_id=self.report.run_id)
+                               model_id=self.meta.model_id, outcome=outcome, run_id=self.report.run_id,
+                               decided=self._decided)
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
         self._since_flush += 1
         now = time.monotonic()
         if self._since_flush >= FLUSH_EVERY_FILES or now - self._last_flush >= FLUSH_EVERY_SECONDS:

@@ -35,6 +35,8 @@ class Row:
     node: str = ""
     error_kind: str = ""
     explain: str = ""  # path of an explain picture, if one was made
+    analysis: str = ""  # "now": analysed in this run; "stored": decided from the store of analyses
+    analysed_at: str = ""  # when the analysis decided from was made (ISO-8601 UTC)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,13 +138,13 @@ class Report:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "format", "action", "reason", "existing", "predicted", "written", "duration",
-                    "chunks", "node", "error_kind"])
+                    "chunks", "node", "error_kind", "analysis", "analysed_at"])
         for r in sorted(self.rows, key=lambda r: r.path):
             w.writerow([
                 r.path, r.format, r.action, r.reason, "; ".join(r.existing),
                 "; ".join(f"{p['genre']}={p['score']:.3f}" for p in r.predicted),
                 "; ".join(r.written), "" if r.duration is None else f"{r.duration:.1f}",
-                "" if r.chunks is None else r.chunks, r.node, r.error_kind,
+                "" if r.chunks is None else r.chunks, r.node, r.error_kind, r.analysis, r.analysed_at,
             ])
         return buf.getvalue()
 

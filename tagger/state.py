@@ -1,12 +1,19 @@
 """The state database: which files are done, the runs, and the undo journal.
 
-One SQLite file (default ``platformdirs.user_state_dir("tagger")/state.db``) with three tables:
+One SQLite file (default ``platformdirs.user_state_dir("tagger")/state.db``) with four tables:
 
 ``files``
-    One row per file tagger has handled: ``(path, size, mtime_ns, model_id, outcome, run_id)``.
-    A nightly ``tagger tag`` skips a file whose size and modification time are unchanged since the
-    *same model* handled it with a final outcome (:data:`CURRENT_OUTCOMES`); ``failed`` files are
-    retried, and a different model (a different ``model_id``) re-analyses everything.
+    One row per file tagger has handled: ``(path, size, mtime_ns, model_id, outcome, run_id,
+    decided)``. A nightly ``tagger tag`` skips a file whose size and modification time are
+    unchanged since the *same model* handled it with a final outcome (:data:`CURRENT_OUTCOMES`)
+    under the same decision settings (``decided``, :func:`tagger.pipeline.decision_key`);
+    ``failed`` files are retried, and a different model (a different ``model_id``) looks again.
+``analyses``
+    The store of analyses: per file and model, what the model said (the track score of every
+    label), how much audio it heard and how it was sampled, keyed by the file's size and
+    mtime. A later run decides from it without decoding or running the model, as long as the
+    file is unchanged (tagger's own tag writes and undos carry the entry over: the audio is
+    bit-identical). Dry runs fill it too. See :class:`StoredAnalysis`.
 ``runs``
     One row per run: id, start/finish times, model, argv, options, status and counts. Dry runs are
     recorded (``dry_run`` set) but never record files or journal entries.
@@ -45,6 +52,7 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -79,7 +87,8 @@ CREATE TABLE files (
     model_id  TEXT NOT NULL,
     outcome   TEXT NOT NULL,
     run_id    TEXT NOT NULL,
-    updated   TEXT NOT NULL
+    updated   TEXT NOT NULL,
+    decided   TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE TABLE runs (
     run_id         TEXT PRIMARY KEY,
@@ -112,14 +121,35 @@ CREATE INDEX journal_by_path ON journal (path, id);
 """
 
 #: Migrations from schema N to N + 1, applied in order inside one transaction.
+_ANALYSES = """
+CREATE TABLE analyses (
+    path        BLOB NOT NULL,
+    model_id    TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    mtime_ns    INTEGER NOT NULL,
+    scores      BLOB NOT NULL,
+    chunks      INTEGER NOT NULL,
+    seconds     REAL NOT NULL,
+    duration    REAL,
+    sampling    TEXT NOT NULL,
+    backbone    TEXT,
+    embedding   BLOB,
+    analysed_at TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    PRIMARY KEY (path, model_id)
+) WITHOUT ROWID;
+"""
+
 _MIGRATIONS: dict[int, str] = {
-    # 1 -> 2: the write-ahead journal (entries written before the file, settled after).
+    # 1 -> 2: the write-ahead journal (entries written before the file, settled after), the
+    # decision settings of each file record, and the store of analyses.
     1: """
 ALTER TABLE journal ADD COLUMN status TEXT NOT NULL DEFAULT 'done';
 ALTER TABLE journal ADD COLUMN size_before INTEGER;
 ALTER TABLE journal ADD COLUMN mtime_ns_before INTEGER;
 CREATE INDEX journal_pending ON journal (status) WHERE status = 'pending';
-""",
+ALTER TABLE files ADD COLUMN decided TEXT NOT NULL DEFAULT '';
+""" + _ANALYSES,
 }
 #: Statuses of a journal entry: written ahead of the file (``pending``), or settled (``done``).
 JOURNAL_STATUSES = ("pending", "done")
@@ -203,14 +233,18 @@ class FileRecord:
     model_id: str
     outcome: str  # one of OUTCOMES
     run_id: str
+    decided: str = ""  # the decision settings it was handled with (tagger.pipeline.decision_key)
 
-    def is_current(self, *, size: int, mtime_ns: int, model_id: str) -> bool:
-        """True when the file is unchanged since ``model_id`` handled it with a final outcome."""
+    def is_current(self, *, size: int, mtime_ns: int, model_id: str, decided: str | None = None) -> bool:
+        """True when the file is unchanged since ``model_id`` handled it with a final outcome
+        (and, given ``decided``, under those decision settings; an ``undone`` file kept by
+        ``undo --keep`` stays current whatever the settings: that was the promise)."""
         return (
             self.outcome in CURRENT_OUTCOMES
             and self.size == size
             and self.mtime_ns == mtime_ns
             and self.model_id == model_id
+            and (decided is None or self.outcome == "undone" or self.decided == decided)
         )
 
 
@@ -258,6 +292,51 @@ class JournalEntry:
     mtime_ns_before: int | None = None
 
 
+@dataclass(frozen=True)
+class StoredAnalysis:
+    """What a model made of one file's audio, as the store of analyses keeps it.
+
+    ``scores``: the track score of every label, in the model's label order. ``chunks`` and
+    ``seconds``: how much the model heard; ``duration``: the track's length (None: unknown);
+    ``sampling``: how the stretches were chosen (:func:`tagger.pipeline.sampling_spec`, e.g.
+    ``whole<=900`` or ``sample:60``). ``backbone``/``embedding``: for models with a pretrained
+    backbone, its id and the track's pooled embedding (empty / None otherwise).
+    """
+
+    path: str
+    model_id: str
+    size: int
+    mtime_ns: int
+    scores: tuple[float, ...]
+    chunks: int
+    seconds: float
+    sampling: str
+    duration: float | None = None
+    backbone: str = ""
+    embedding: tuple[float, ...] | None = None
+    analysed_at: str = ""  # ISO-8601 UTC
+    run_id: str = ""
+
+    def problem(self, *, labels: int, model_id: str, embedding_size: int | None = None) -> str | None:
+        """Why this row cannot be used for a model with ``labels`` outputs (None: it can)."""
+        import math
+
+        if self.model_id != model_id:
+            return f"it is for model {self.model_id}, not {model_id}"
+        if len(self.scores) != labels:
+            return f"it holds {len(self.scores)} scores for a model of {labels} labels"
+        if not all(math.isfinite(s) and -1e-6 <= s <= 1 + 1e-6 for s in self.scores):
+            return "its scores are not probabilities (NaN or out of range)"
+        if self.chunks < 1 or not math.isfinite(self.seconds) or self.seconds < 0:
+            return "its chunk count or analysed seconds are invalid"
+        if self.embedding is not None:
+            if not all(math.isfinite(v) for v in self.embedding):
+                return "its embedding holds NaN"
+            if embedding_size is not None and len(self.embedding) != embedding_size:
+                return f"its embedding has {len(self.embedding)} values, not {embedding_size}"
+        return None
+
+
 # -- the database --------------------------------------------------------------------------------
 
 
@@ -282,6 +361,7 @@ class StateDB:
         self.flush_every = int(flush_every)
         self._lock = threading.RLock()
         self._pending: dict[bytes, tuple] = {}
+        self._pending_analyses: dict[tuple[bytes, str], tuple] = {}
         self._dry_runs: set[str] = set()
         self._conn: sqlite3.Connection | None = None
         self._open()
@@ -400,7 +480,7 @@ class StateDB:
                         f"{self.path} is an SQLite database but not a tagger state database: check "
                         f"--state-db (or state-db in the config file), or move the file aside"
                     )
-                for stmt in _statements(_SCHEMA):
+                for stmt in _statements(_SCHEMA + _ANALYSES):
                     conn.execute(stmt)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -418,7 +498,7 @@ class StateDB:
                     conn.execute(f"PRAGMA user_version = {version}")
                     log.info("migrated state database %s to schema %d", self.path, version)
                 # Touch every table so a damaged root page shows up now, not mid-run.
-                for table in ("files", "runs", "journal"):
+                for table in ("files", "runs", "journal", "analyses"):
                     conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
             conn.execute("COMMIT")
         except BaseException:
@@ -557,19 +637,19 @@ class StateDB:
                 sql = sql_cache.get(len(chunk))
                 if sql is None:
                     sql = (
-                        "SELECT path, size, mtime_ns, model_id, outcome, run_id FROM files "
+                        "SELECT path, size, mtime_ns, model_id, outcome, run_id, decided FROM files "
                         f"WHERE path IN ({','.join('?' * len(chunk))})"
                     )
                     sql_cache[len(chunk)] = sql
-                for raw, size, mtime_ns, model_id, outcome, run_id in conn.execute(sql, chunk):
+                for raw, size, mtime_ns, model_id, outcome, run_id, decided in conn.execute(sql, chunk):
                     p = keys[raw]
-                    out[p] = FileRecord(p, size, mtime_ns, model_id, outcome, run_id)
+                    out[p] = FileRecord(p, size, mtime_ns, model_id, outcome, run_id, decided)
             for k, row in self._pending.items():
                 if k in keys:
                     p = keys[k]
                     if row[0] is None:  # buffered deletion
                         continue
-                    out[p] = FileRecord(p, *row[:5])
+                    out[p] = FileRecord(p, *row[:6])
         return out
 
     def is_current(self, path: str, size: int, mtime_ns: int, model_id: str) -> bool:
@@ -579,16 +659,19 @@ class StateDB:
         return rec is not None and rec.is_current(size=size, mtime_ns=mtime_ns, model_id=model_id)
 
     def record_file(
-        self, path: str, *, size: int, mtime_ns: int, model_id: str, outcome: str, run_id: str
+        self, path: str, *, size: int, mtime_ns: int, model_id: str, outcome: str, run_id: str,
+        decided: str = "",
     ) -> None:
-        """Buffer the record of one file (committed by :meth:`flush`). Ignored for dry runs."""
+        """Buffer the record of one file (committed by :meth:`flush`). Ignored for dry runs.
+        ``decided``: the decision settings it was handled with."""
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
         with self._lock:
             if run_id in self._dry_runs:
                 log.debug("dry run %s: not recording %s", run_id, path)
                 return
-            self._pending[_enc_path(path)] = (int(size), int(mtime_ns), str(model_id), outcome, str(run_id))
+            self._pending[_enc_path(path)] = (int(size), int(mtime_ns), str(model_id), outcome, str(run_id),
+                                              str(decided))
             if len(self._pending) >= self.flush_every:
                 self.flush()
 
@@ -600,23 +683,88 @@ class StateDB:
                 self.flush()
 
     def flush(self) -> None:
-        """Commit buffered file records in one transaction."""
+        """Commit buffered file records and analyses in one transaction."""
         with self._lock:
-            if not self._pending:
+            if not self._pending and not self._pending_analyses:
                 return
             now = utc_now()
-            upserts = [(k, *row, now) for k, row in self._pending.items() if row[0] is not None]
+            upserts = [(k, *row[:5], now, row[5]) for k, row in self._pending.items() if row[0] is not None]
             deletes = [(k,) for k, row in self._pending.items() if row[0] is None]
+            analyses = [(k[0], k[1], *row) for k, row in self._pending_analyses.items()]
             with self._transaction("save file records") as conn:
                 if upserts:
                     conn.executemany(
                         "INSERT OR REPLACE INTO files (path, size, mtime_ns, model_id, outcome, run_id, "
-                        "updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "updated, decided) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         upserts,
                     )
                 if deletes:
                     conn.executemany("DELETE FROM files WHERE path = ?", deletes)
+                if analyses:
+                    conn.executemany(
+                        f"INSERT OR REPLACE INTO analyses ({_ANALYSIS_COLS}) VALUES "
+                        f"({', '.join('?' * len(_ANALYSIS_COLS.split(',')))})",
+                        analyses,
+                    )
             self._pending.clear()
+            self._pending_analyses.clear()
+
+    # -- the store of analyses ---------------------------------------------------------------
+    def store_analysis(self, a: StoredAnalysis) -> None:
+        """Buffer one analysis (committed with the file records by :meth:`flush`; also for dry
+        runs: the analysis does not depend on what is written). Replaces the file's earlier
+        analysis by the same model."""
+        with self._lock:
+            self._pending_analyses[(_enc_path(a.path), a.model_id)] = (
+                int(a.size), int(a.mtime_ns), _pack(a.scores), int(a.chunks), float(a.seconds),
+                None if a.duration is None else float(a.duration), a.sampling, a.backbone or None,
+                None if a.embedding is None else _pack(a.embedding), a.analysed_at or utc_now(), a.run_id,
+            )
+            if len(self._pending_analyses) >= self.flush_every:
+                self.flush()
+
+    def analyses(self, paths: Iterable[str], model_id: str) -> dict[str, StoredAnalysis]:
+        """The stored analyses of ``paths`` by ``model_id`` (buffered ones included), as stored:
+        the caller checks that they still fit the file (:meth:`StoredAnalysis.problem`)."""
+        keys = {_enc_path(p): (p if isinstance(p, str) else os.fspath(p)) for p in paths}
+        out: dict[str, StoredAnalysis] = {}
+        if not keys:
+            return out
+        with self._lock, self._translate("read stored analyses"):
+            conn = self._connection()
+            todo = list(keys)
+            for i in range(0, len(todo), _CHUNK):
+                chunk = todo[i : i + _CHUNK]
+                sql = (f"SELECT path, model_id, {_ANALYSIS_COLS.split(',', 2)[2]} FROM analyses "
+                       f"WHERE model_id = ? AND path IN ({','.join('?' * len(chunk))})")
+                for row in conn.execute(sql, [model_id, *chunk]):
+                    out[keys[row[0]]] = _analysis(keys[row[0]], row)
+            for (raw, mid), row in self._pending_analyses.items():
+                if mid == model_id and raw in keys:
+                    out[keys[raw]] = _analysis(keys[raw], (raw, mid, *row))
+        return out
+
+    def prune_analyses(self, root: str, keep: set[str]) -> int:
+        """Drop the stored analyses of files below the folder ``root`` that are not in ``keep``
+        (the files a complete walk of ``root`` found) and no longer exist. Returns how many."""
+        self.flush()
+        prefix = _enc_path(os.path.join(root, ""))
+        keep_raw = {_enc_path(p) for p in keep}
+        with self._lock, self._translate("read stored analyses"):
+            rows = self._connection().execute(
+                "SELECT DISTINCT path FROM analyses WHERE substr(path, 1, ?) = ?", (len(prefix), prefix)
+            ).fetchall()
+        gone = [(raw,) for (raw,) in rows if raw not in keep_raw and not os.path.lexists(os.fsdecode(raw))]
+        if gone:
+            with self._transaction("prune stored analyses") as conn:
+                conn.executemany("DELETE FROM analyses WHERE path = ?", gone)
+        return len(gone)
+
+    def count_analyses(self) -> int:
+        """Number of stored analyses (after flushing the buffer)."""
+        self.flush()
+        with self._lock, self._translate("count stored analyses"):
+            return self._connection().execute("SELECT count(*) FROM analyses").fetchone()[0]
 
     def count_files(self) -> int:
         """Number of file records (after flushing the buffer)."""
@@ -732,10 +880,12 @@ class StateDB:
         """Settle a pending entry: the write happened; the file's size and mtime after it
         (``after``: the fields read back, when they are known). Committed before it returns."""
         with self._transaction("journal the end of a tag write") as conn:
-            row = conn.execute("SELECT run_id FROM journal WHERE id = ? AND status = 'pending'",
-                               (int(entry_id),)).fetchone()
+            row = conn.execute("SELECT run_id, path, size_before, mtime_ns_before FROM journal "
+                               "WHERE id = ? AND status = 'pending'", (int(entry_id),)).fetchone()
             if row is None:
                 raise ValueError(f"no pending journal entry {entry_id} in {self.path}")
+            if size_after >= 0 and row[2] is not None:  # only tags changed: the analyses still hold
+                self._retarget(conn, row[1], (row[2], row[3]), (int(size_after), int(mtime_ns_after)))
             if after is None:
                 conn.execute("UPDATE journal SET status = 'done', size_after = ?, mtime_ns_after = ? WHERE id = ?",
                              (int(size_after), int(mtime_ns_after), int(entry_id)))
@@ -743,6 +893,15 @@ class StateDB:
                 conn.execute("UPDATE journal SET status = 'done', size_after = ?, mtime_ns_after = ?, after = ? "
                              "WHERE id = ?", (int(size_after), int(mtime_ns_after), dumps(after), int(entry_id)))
             conn.execute("UPDATE runs SET files_changed = files_changed + 1 WHERE run_id = ?", (row[0],))
+
+    def _retarget(self, conn: sqlite3.Connection, raw: bytes, old: tuple[int, int], new: tuple[int, int]) -> None:
+        """A tag write (or undo) changed the file's size and mtime, not its audio: its stored
+        analyses (buffered or committed) follow the file."""
+        for key, row in self._pending_analyses.items():
+            if key[0] == raw and (row[0], row[1]) == old:
+                self._pending_analyses[key] = (*new, *row[2:])
+        conn.execute("UPDATE analyses SET size = ?, mtime_ns = ? WHERE path = ? AND size = ? AND mtime_ns = ?",
+                     (*new, raw, *old))
 
     def journal_void(self, entry_id: int) -> None:
         """Drop a pending entry whose write did not happen (the file is as it was)."""
@@ -795,6 +954,45 @@ class StateDB:
                 (_enc_path(path), run_id),
             ).fetchall()
         return [_journal_entry(r) for r in rows]
+
+
+_ANALYSIS_COLS = ("path, model_id, size, mtime_ns, scores, chunks, seconds, duration, sampling, backbone, "
+                  "embedding, analysed_at, run_id")
+
+
+def _pack(values: Iterable[float]) -> bytes:
+    """float32, little-endian (the stored form of scores and embeddings)."""
+    import array
+
+    a = array.array("f", values)
+    if sys.byteorder == "big":
+        a.byteswap()
+    return a.tobytes()
+
+
+def _unpack(raw: bytes | None) -> tuple[float, ...] | None:
+    import array
+
+    if raw is None:
+        return None
+    if len(raw) % 4:
+        return ()  # damaged: StoredAnalysis.problem says so
+    a = array.array("f")
+    a.frombytes(raw)
+    if sys.byteorder == "big":
+        a.byteswap()
+    return tuple(a)
+
+
+def _analysis(path: str, row: tuple) -> StoredAnalysis:
+    (_raw, model_id, size, mtime_ns, scores, chunks, seconds, duration, sampling, backbone, embedding,
+     analysed_at, run_id) = row
+    return StoredAnalysis(
+        path=path, model_id=model_id, size=int(size), mtime_ns=int(mtime_ns), scores=_unpack(scores) or (),
+        chunks=int(chunks), seconds=float(seconds), duration=None if duration is None else float(duration),
+        sampling=str(sampling), backbone=backbone or "", embedding=_unpack(embedding),
+        analysed_at=str(analysed_at), run_id=str(run_id),
+    )
 
 
 _RUN_COLS = "run_id, started, finished, model_id, dry_run, status, counts, argv, files_changed, options"
