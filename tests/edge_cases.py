@@ -25,7 +25,7 @@ class Edge:
 EDGES: list[Edge] = [
     Edge(
         what="ID3 text frames whose bytes do not decode (TIT2 says UTF-8, holds \\xff)",
-        gets="kept byte for byte, in order, through write and undo; a version change that would lose one is refused",
+        gets="kept byte for byte, in order, through write and undo; a version change losing one is refused",
         test="tests/test_tags_edges.py::test_undecodable_id3_text_frames_survive_write_and_undo",
     ),
     Edge(

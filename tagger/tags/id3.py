@@ -308,7 +308,9 @@ class ID3Handler(Handler):
                 except KeyError:
                     self._refuse(f"its {name} frame is unknown to mutagen and would be lost writing {target}")
                 except Exception as exc:  # noqa: BLE001 - junk, encrypted
-                    self._refuse(f"its {name} frame cannot be read ({_why(exc)}) and would be lost writing {target}")
+                    self._refuse(
+                        f"its {name} frame cannot be read ({_why(exc)}) and would be lost writing {target}"
+                    )
                 if frame._upgrade_frame() is None:
                     self._refuse(f"its {name} frame has no ID3v2.4 form and would be lost writing {target}")
             full = self._load_with(self.path)
@@ -402,6 +404,12 @@ class ID3Handler(Handler):
             return None
         return raw
 
+    def _bytes_of(self, frame, config) -> bytes:
+        from mutagen.id3._tags import save_frame
+
+        raw = self._raw_of.get(id(frame), (None, None))[1]
+        return raw if raw is not None else save_frame(frame, config=config)
+
     def save(self, target: str) -> None:
         if self._delete_tag:
             if self.kind == "mp3":
@@ -415,7 +423,6 @@ class ID3Handler(Handler):
             self.file.add_tags()
         tags = self.file.tags
         if not self._converted:
-            from mutagen.id3._tags import save_frame
             from mutagen.id3._util import ID3SaveConfig
 
             config = ID3SaveConfig(self._save_version, V23_SEP)
@@ -423,8 +430,7 @@ class ID3Handler(Handler):
             # are when the tag keeps its version.
             tags.clear()
             tags.unknown_frames = [
-                f if isinstance(f, bytes) else self._raw_of.get(id(f), (None, None))[1] or save_frame(f, config=config)
-                for f in self._frames
+                f if isinstance(f, bytes) else self._bytes_of(f, config) for f in self._frames
             ]
             tags._unknown_v2_version = self._save_version
         kwargs: dict[str, Any] = {"v2_version": self._save_version, "v23_sep": V23_SEP}
