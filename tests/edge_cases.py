@@ -37,6 +37,26 @@ EDGES: list[Edge] = [
     Edge("`tagger undo --keep`, then the same model runs again",
          "the file is left alone (one currency test for the plan and the state database)",
          "tests/test_undo_keep.py::test_undo_keep_is_honoured_by_the_next_run"),
+    Edge(
+        what="ID3 text frames whose bytes do not decode (TIT2 says UTF-8, holds \\xff)",
+        gets="kept byte for byte, in order, through write and undo; a version change losing one is refused",
+        test="tests/test_tags_edges.py::test_undecodable_id3_text_frames_survive_write_and_undo",
+    ),
+    Edge(
+        what="MP3 (or WAV) with an ID3v1 tag",
+        gets="the 128 v1 bytes stay exactly as they were (genre byte too); no v1 field is copied into v2",
+        test="tests/test_tags_edges.py::test_id3v1_tag_is_kept_exactly",
+    ),
+    Edge(
+        what="MP3 with only an ID3v1 tag",
+        gets="its v1 genre counts as a genre; the new v2 tag holds only TCON and provenance; undo removes it",
+        test="tests/test_tags_edges.py::test_v1_only_mp3_gets_no_v1_fields_in_its_new_v2_tag",
+    ),
+    Edge(
+        what="WMA with several genres (Header Extension before Extended Content Description)",
+        gets="all in the Metadata Library, best first: kid3 and exiftool list them in order",
+        test="tests/test_tags_edges.py::test_wma_best_genre_is_first_in_object_order",
+    ),
 ]
 
 

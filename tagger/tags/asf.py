@@ -1,6 +1,18 @@
 """ASF/WMA: several ``WM/Genre`` attributes (Unicode), one per genre; provenance is the Unicode
-attribute ``TAGGER_PROVENANCE``. mutagen places repeated names in the Metadata Library object, where
-the ASF format allows several values for one name.
+attribute ``TAGGER_PROVENANCE``.
+
+Where the values go: mutagen puts the first value of a name in the Extended Content Description
+object and every further one in the Metadata Library object, which sits inside the Header
+Extension object. Files written by FFmpeg (and Windows Media) place the Header Extension *before*
+the Extended Content Description, so readers that walk the objects in order (TagLib/kid3,
+exiftool) would list the runner-up genres first. So one genre is written the plain way (Extended
+Content Description, what every reader reads), and several genres all go into the Metadata
+Library (language 0, stream 0: the whole file), in order: the best genre is then the first
+``WM/Genre`` in object order, whatever the layout of the file. (FFmpeg keeps one value per name,
+the last it meets: it shows the last genre of several.)
+
+Snapshots keep each value's language and stream (0 included), so undo puts every value back into
+the object it came from.
 """
 
 from __future__ import annotations
@@ -29,9 +41,9 @@ def _pack(attr) -> dict[str, Any]:
     else:
         packed = str(value)
     out: dict[str, Any] = {"type": kind, "value": packed}
-    if attr.language:
+    if attr.language is not None:
         out["language"] = int(attr.language)
-    if attr.stream:
+    if attr.stream is not None:
         out["stream"] = int(attr.stream)
     return out
 
@@ -44,9 +56,9 @@ def _unpack(obj: dict[str, Any]):
     if kind in (_BYTES, _GUID):
         value = base64.b64decode(value)
     kwargs = {}
-    if obj.get("language"):
+    if obj.get("language") is not None:
         kwargs["language"] = int(obj["language"])
-    if obj.get("stream"):
+    if obj.get("stream") is not None:
         kwargs["stream"] = int(obj["stream"])
     return ASFValue(value, kind, **kwargs)
 
@@ -103,7 +115,11 @@ class ASFHandler(Handler):
 
         if self.file.tags is None:
             self.file.add_tags()
-        self._replace(GENRE, [ASFUnicodeAttribute(g) for g in genres])
+        if len(genres) == 1:
+            values = [ASFUnicodeAttribute(genres[0])]
+        else:  # all in the Metadata Library, in order (see the module's docstring)
+            values = [ASFUnicodeAttribute(g, language=0, stream=0) for g in genres]
+        self._replace(GENRE, values)
         self._replace(PROVENANCE, [ASFUnicodeAttribute(provenance)])
 
     def apply_snapshot(self, snap: dict[str, Any]) -> None:
@@ -114,3 +130,16 @@ class ASFHandler(Handler):
 
     def save(self, target: str) -> None:
         self.file.save(target)
+
+    @staticmethod
+    def comparable(snap: dict[str, Any]) -> dict[str, Any]:
+        # Language and stream 0 are what mutagen writes for "none" in the Metadata Library: a
+        # value restored from an older snapshot (which left zeros out) reads back with them.
+        out = dict(snap)
+        for name in _FIELDS:
+            if out.get(name):
+                out[name] = [
+                    {k: v for k, v in value.items() if not (k in ("language", "stream") and not v)}
+                    for value in out[name]
+                ]
+        return out
