@@ -12,7 +12,9 @@ import click
 from tagger import __version__
 from tagger.errors import (
     EXIT_FATAL,
+    EXIT_FILES_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     FatalError,
     StateError,
     TaggerError,
@@ -23,11 +25,38 @@ log = logging.getLogger("tagger")
 EXIT_CODES_HELP = """\b
 Exit codes:
   0    all well
-  1    usage or fatal error (bad model, Ray cannot start, corrupt state database)
+  1    fatal error (bad model or config file, Ray cannot start, corrupt state database)
   2    finished, but some files failed (see the report / log)
+  64   usage error: unknown option, bad option value, missing argument (nothing ran)
   75   another tagger run holds the lock (cron may simply retry later)
   130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
 """
+
+
+class UsageExit:
+    """Mixin for Click groups: a usage error of the group or of any command below it (unknown
+    option, bad value, missing argument, ``ctx.fail``) exits :data:`~tagger.errors.EXIT_USAGE`
+    (64, EX_USAGE) instead of Click's 2, which tagger documents as "the run finished, some files
+    failed" and which cron and systemd units treat as success. Click raises these errors while
+    parsing (``make_context``) and inside sub-commands (``invoke``); both pass through here."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
+
+
+class UsageExitGroup(UsageExit, click.Group):
+    """A plain Click group with :class:`UsageExit` (``tagger train`` uses it)."""
 
 
 class Context:
@@ -71,7 +100,7 @@ def fail(ctx: click.Context, exc: BaseException) -> None:
     ctx.exit(getattr(exc, "exit_code", EXIT_FATAL))
 
 
-class LazyGroup(click.Group):
+class LazyGroup(UsageExit, click.Group):
     """Sub-commands from other modules, imported only when used (keeps --help and tag fast)."""
 
     lazy = {
@@ -124,6 +153,9 @@ class LazyGroup(click.Group):
 def main(ctx: click.Context, verbose: int) -> None:
     """tagger: predict music genres with a CNN and write them into your files' tags."""
     ctx.obj = Context(verbose)
+    from tagger import dirs
+
+    dirs.isolate()  # Keras and Matplotlib files under tagger's cache folder, not ~/.keras, ~/.config
     if verbose >= 2:
         os.environ["TAGGER_TF_VERBOSE"] = "1"
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
@@ -141,39 +173,53 @@ file (see `tagger config`); the command line wins.
 
 {EXIT_CODES_HELP}"""
 
+def _h(name: str, default: str = "") -> str:
+    """An option's help: its one text in tagger.config.HELP (shared with the config file), plus
+    the default as Click shows it."""
+    from tagger.config import HELP
+
+    return f"{HELP[name]} {default}".strip()
+
+
+def _check_report_suffix(ctx, param, value):
+    """A report name tagger cannot write is a usage error (64), found before any work."""
+    for r in value:
+        if not r.lower().endswith((".json", ".csv", ".html", ".htm")):
+            raise click.BadParameter(f"{r!r}: a report name must end in .json, .csv or .html")
+    return value
+
+
 # CLI parameter name -> TagOptions field (identical unless listed)
 _RENAME = {"report": "reports"}
 
 
 @main.command("tag", help=TAG_HELP)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--dry-run", "-n", is_flag=True, default=None, help="Compute everything, write nothing.")
-@click.option("--report", multiple=True, metavar="FILE", help="Write a report: .json, .csv or .html (repeatable).")
-@click.option("--model", metavar="PATH", help="A model (NAME.keras or NAME.npz with NAME.json beside it, or its folder). Default: the shipped model.")
-@click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), default=None,
-              help="Shipped model to use: gtzan (10 GTZAN genres, default) or msd (broader MSD genre tags).")
-@click.option("--top-k", type=click.IntRange(1, 10), default=None, help="Write up to K genres [default: 1].")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
-              help="Only genres scoring at least this; otherwise the file is 'uncertain' and left alone [default: 0.4].")
+@click.option("--dry-run", "-n", is_flag=True, default=None, help=_h("dry_run"))
+@click.option("--report", multiple=True, metavar="FILE", callback=_check_report_suffix, help=_h("reports"))
+@click.option("--model", metavar="PATH", help=_h("model", "[default: the shipped model of --vocabulary]"))
+@click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), default=None, help=_h("vocabulary", "[default: gtzan]"))
+@click.option("--top-k", type=click.IntRange(1, 10), default=None, metavar="K", help=_h("top_k", "[default: 1]"))
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, help=_h("min_confidence", "[default: 0.4]"))
 @click.option("--on-existing", type=click.Choice(["skip", "replace", "merge"]), default=None,
-              help="What to do with a genre a person wrote [default: skip].")
-@click.option("--id3v23", is_flag=True, default=None, help="Write ID3v2.3 instead of v2.4 (for old players).")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip paths matching GLOB (repeatable).")
-@click.option("--batch-size", type=click.IntRange(1, 65536), default=None, help="Chunks per inference batch [default: 64 on CPU, 512 on GPU].")
-@click.option("--workers", type=click.IntRange(1, 4096), default=None, help="Decode tasks in parallel [default: the CPUs Ray sees].")
-@click.option("--ray-address", metavar="ADDR", default=None, help="Join this Ray cluster (also RAY_ADDRESS). Default: start a local one.")
-@click.option("--analysis-seconds", type=click.FloatRange(min=1), default=None,
-              help="Analyse about this many seconds per track, sampled across it (seeking), instead of the whole track.")
-@click.option("--state-db", metavar="FILE", default=None, help="State database [default: in the user state directory].")
-@click.option("--force", is_flag=True, default=None, help="Re-analyse files even if unchanged since the last run.")
-@click.option("--max-files", type=click.IntRange(min=1), default=None, help="Handle at most N files this run; the rest next time.")
-@click.option("--time-budget", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
-              help="Stop starting new files after this many seconds; the rest next time.")
+              help=_h("on_existing", "[default: skip]"))
+@click.option("--id3v23", is_flag=True, default=None, help=_h("id3v23"))
+@click.option("--exclude", multiple=True, metavar="GLOB", help=_h("exclude"))
+@click.option("--batch-size", type=click.IntRange(1, 65536), default=None,
+              help=_h("batch_size", "[default: 64 on CPU, 512 per GPU]"))
+@click.option("--workers", type=click.IntRange(1, 4096), default=None, help=_h("workers", "[default: the CPUs Ray sees]"))
+@click.option("--ray-address", metavar="ADDR", default=None, help=_h("ray_address"))
+@click.option("--analysis-seconds", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
+              help=_h("analysis_seconds"))
+@click.option("--state-db", metavar="FILE", default=None, help=_h("state_db", "[default: in the user state directory]"))
+@click.option("--force", is_flag=True, default=None, help=_h("force"))
+@click.option("--max-files", type=click.IntRange(min=1), default=None, metavar="N", help=_h("max_files"))
+@click.option("--time-budget", type=click.FloatRange(min=1), default=None, metavar="SECONDS", help=_h("time_budget"))
 @click.option("--file-timeout", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
-              help="Give up on a file whose analysis takes longer [default: 300].")
-@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress and no summary unless files failed (for cron).")
-@click.option("--log-file", metavar="FILE", default=None, help="Append a log of the run to FILE.")
-@click.option("--explain-uncertain", is_flag=True, default=None, help="Add explain pictures of uncertain files to the HTML report.")
+              help=_h("file_timeout", "[default: 300]"))
+@click.option("--quiet", "-q", is_flag=True, default=None, help=_h("quiet"))
+@click.option("--log-file", metavar="FILE", default=None, help=_h("log_file"))
+@click.option("--explain-uncertain", is_flag=True, default=None, help=_h("explain_uncertain"))
 @click.option("--config", "config_path", metavar="FILE", default=None, help="Config file [default: config.toml in the user config directory].")
 @click.pass_context
 def tag_cmd(ctx: click.Context, paths, config_path, **cli) -> None:
@@ -214,6 +260,7 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
     stop = StopFlag()
     stop.install()
     lock = RunLock(state_path)
+    tagger = None
     try:
         lock.acquire()
         with StateDB(state_path) as state:
@@ -247,12 +294,14 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
                 raise StateError(f"{tagger.state_problem}; every file written has its undo record, files "
                                  f"not written were left alone (see the report)")
     except TaggerError as exc:
+        _write_partial_reports(tagger, options, exc)
         fail(ctx, exc)
         return EXIT_FATAL
     except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with -v
         log.debug("internal error", exc_info=True)
+        _write_partial_reports(tagger, options, exc)
         fail(ctx, FatalError(f"internal error ({type(exc).__name__}: {exc}); run with -v for the traceback"))
         return EXIT_FATAL
     finally:
@@ -265,6 +314,20 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
     if report.interrupted:
         return stop.exit_code
     return report.exit_code
+
+
+def _write_partial_reports(tagger, options, exc: BaseException) -> None:
+    """A run that ends with an error mid-way (the Ray cluster gone, ...) still writes its reports
+    with the files handled so far (state and journal are saved by the pipeline itself)."""
+    if tagger is None or not tagger.report.rows:
+        return
+    why = str(exc) if isinstance(exc, TaggerError) else f"{type(exc).__name__}: {exc}"
+    tagger.report.notes.append(f"the run stopped early: {' '.join(why.split())[:300]}")
+    for r in options.reports:
+        try:
+            tagger.report.write(r)
+        except Exception as err:  # noqa: BLE001 - the error that ended the run is the one to show
+            log.warning("cannot write the report %s: %s", r, err)
 
 
 def _attach_explanations(tagger, options) -> None:
@@ -470,7 +533,7 @@ def undo_cmd(ctx, run_id, state_db, dry_run, keep) -> None:
         click.echo(f"failed: {p}: {why}", err=True)
     click.echo(f"undo {run_id}: {len(res.restored)} {verb}, {len(res.skipped_modified)} modified since, "
                f"{len(res.missing)} missing, {len(res.failed)} failed")
-    ctx.exit(2 if res.failed else EXIT_OK)
+    ctx.exit(EXIT_FILES_FAILED if res.failed else EXIT_OK)
 
 
 @main.command("config")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tagger.errors import FatalError
+from tagger.errors import CommandLineError, FatalError
 from tagger.options import ON_EXISTING, TagOptions, option_names
 
 #: Source label of options given on the command line (see :func:`resolve`).
@@ -48,41 +48,53 @@ FROM_DEFAULT = "default"
 #: Fields holding file-system paths (resolved against the config file's folder).
 PATH_FIELDS = frozenset({"model", "state_db", "log_file", "reports"})
 #: Report formats, by suffix (kept in step with tagger.report).
-REPORT_SUFFIXES = (".json", ".csv", ".html")
+REPORT_SUFFIXES = (".json", ".csv", ".html", ".htm")
 
-#: One line of help per option: the example config, ``tagger config`` and errors use it.
+#: One line of help per option, the single source of every option's text: ``tagger tag --help``
+#: (tagger.cli adds the defaults), the example config, ``tagger config`` and error messages.
 HELP: dict[str, str] = {
-    "model": "model to use: NAME.keras or NAME.npz (with NAME.json beside it) or its folder",
-    "vocabulary": "shipped model when no model is given: gtzan (10 genres) or msd",
-    "top_k": "write up to this many genres per file",
-    "min_confidence": "write a genre only when its score is at least this (0 to 1)",
-    "on_existing": "files that already have a genre set by a person: skip, replace or merge",
-    "id3v23": "write ID3 v2.3 instead of v2.4 to MP3 files (for old players)",
-    "dry_run": "analyse and report, write nothing",
-    "reports": "reports to write each run: paths ending in .json, .csv or .html",
-    "exclude": "glob patterns to leave out, matched against the path below each root and the name",
-    "batch_size": "chunks per model batch",
-    "workers": "decode tasks in parallel",
-    "ray_address": "Ray cluster to join (ray://host:10001 or an address)",
-    "analysis_seconds": "seconds of audio to analyse per track (from the middle)",
-    "max_analysis_seconds": "never analyse more than this many seconds of one track",
-    "state_db": "state database (which files are done, the runs, the undo journal)",
-    "force": "analyse every file again, even those unchanged since the same model saw them",
-    "max_files": "analyse at most this many files per run (the rest wait for the next run)",
-    "time_budget": "stop starting new files after this many seconds (the rest wait for the next run)",
-    "quiet": "print only warnings, errors and the summary line",
-    "log_file": "also write the log to this file",
-    "file_timeout": "give up on one file after this many seconds in a worker",
-    "explain_uncertain": "add chunk-level scores of uncertain files to the reports",
-    "genre_map": "label -> genre written ([genres] table)",
+    "model": "A model: NAME.keras or NAME.npz with NAME.json beside it, or its folder.",
+    "vocabulary": "Shipped model to use when no model is given: gtzan (the 10 GTZAN genres) or msd "
+                  "(the broader MSD genre tags).",
+    "top_k": "Write up to K genres per file.",
+    "min_confidence": "Only genres scoring at least this (0 to 1); if none does, the file is 'uncertain' "
+                      "and left alone.",
+    "on_existing": "What to do with a genre a person wrote: skip, replace or merge.",
+    "id3v23": "Write ID3v2.3 instead of v2.4 to MP3, WAV and AIFF files (for old players); a tag that "
+              "is already v2.3 stays v2.3 either way.",
+    "dry_run": "Compute everything, write nothing.",
+    "reports": "Write a report: a path ending in .json, .csv or .html (repeatable).",
+    "exclude": "Skip paths matching GLOB, relative to each folder given, and file or folder names "
+               "matching it (repeatable).",
+    "batch_size": "Chunks per inference batch.",
+    "workers": "Decode tasks in parallel.",
+    "ray_address": "Join this Ray cluster: HOST:PORT, ray://HOST:10001, or auto (the cluster `ray start` "
+                   "runs on this machine); also RAY_ADDRESS. Without it tagger starts a private local "
+                   "Ray instance and never joins a cluster.",
+    "analysis_seconds": "Analyse about this many seconds per track, sampled across it (seeking), instead "
+                        "of the whole track.",
+    "max_analysis_seconds": "Never analyse more than this many seconds of one track (config file only).",
+    "state_db": "State database: which files are done, the runs, the undo journal.",
+    "force": "Re-analyse files even if unchanged since the last run.",
+    "max_files": "Handle at most N files this run; the rest next time.",
+    "time_budget": "Stop starting new files after this many seconds; the rest next time.",
+    "quiet": "No progress and no summary unless files failed (for cron).",
+    "log_file": "Append a log of the run to FILE.",
+    "file_timeout": "Give up on a file whose analysis takes longer than this many seconds.",
+    "explain_uncertain": "Add explain pictures of uncertain files to the HTML report.",
+    "genre_map": "The [genres] table: label the model predicts = genre written.",
 }
+
+#: What a label not in [genres] becomes (aggregate.display_name), for the example and `tagger config`.
+GENRES_DEFAULT = ("labels not listed are written as the model's metadata or tagger's defaults name "
+                  "them (hiphop -> Hip-Hop, rnb -> R&B), else with a capital first letter (rock -> Rock)")
 
 #: What an unset (None) option means, for ``tagger config``.
 UNSET: dict[str, str] = {
     "model": "the shipped model of the vocabulary",
     "batch_size": "chosen by device (CPU or GPU)",
     "workers": "every CPU of the Ray cluster",
-    "ray_address": "RAY_ADDRESS, else a local Ray instance",
+    "ray_address": "RAY_ADDRESS, else a private local Ray instance (never a running cluster)",
     "analysis_seconds": "the whole track, up to max-analysis-seconds",
     "state_db": "the user state folder",
     "max_files": "no limit",
@@ -201,6 +213,10 @@ def _check(name: str, value: Any) -> Any:
             isinstance(k, str) and k and isinstance(v, str) and v.strip() for k, v in value.items()
         ):
             raise _Bad(f"expected label = \"Genre\" pairs of non-empty strings, got {_show(value)}")
+        for k, v in value.items():
+            why = control_characters(k) or control_characters(v)
+            if why:
+                raise _Bad(f"{_label(k)}: {why}")
         value = dict(value)
     # value constraints
     if name == "on_existing" and value not in ON_EXISTING:
@@ -295,12 +311,41 @@ def _parse(data: dict[str, Any], p: Path) -> dict[str, Any]:
         if not isinstance(genres, dict):
             raise FatalError(f"{p}: 'genres' must be a table ([genres]), got {_show(genres)}")
         for label, genre in genres.items():
+            if control_characters(label):
+                raise FatalError(f"{p}: [genres] {_label(label)}: a label never holds control characters "
+                                 f"({control_characters(label)}); use the model's label, e.g. hiphop")
             if not isinstance(genre, str) or not genre.strip():
-                raise FatalError(f"{p}: [genres] {label}: expected the genre to write as a non-empty "
-                                 f"string, e.g. {toml_key(label) if label else 'hiphop'} = \"Hip-Hop\", "
+                raise FatalError(f"{p}: [genres] {_label(label)}: expected the genre to write as a non-empty "
+                                 f"string, e.g. {_toml_key(label) if label else 'hiphop'} = \"Hip-Hop\", "
                                  f"got {_show(genre)}")
+            why = control_characters(genre)
+            if why:
+                raise FatalError(f"{p}: [genres] {_label(label)}: the genre {genre.strip()!r} {why}: "
+                                 "tags cannot hold it; write the genre on one line, e.g. "
+                                 f"{_toml_key(label) or 'hiphop'} = \"Hip-Hop\"")
         out["genre_map"] = {str(k): v.strip() for k, v in genres.items()}
     return out
+
+
+def control_characters(text: str) -> str:
+    """Why ``text`` cannot be a genre or label: ``"contains a newline (U+000A)"``, or ``""``.
+
+    Control characters (Unicode category Cc: tab, newline, NUL, DEL, ...) cannot be written
+    into a genre tag (tagger.tags refuses them when the file is written, which would end a run
+    after its analysis); they are refused when the config file is read instead."""
+    import unicodedata
+
+    for c in text:
+        if unicodedata.category(c) == "Cc":
+            name = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL"}.get(
+                c, "a control character")
+            return f"contains {name} (U+{ord(c):04X})"
+    return ""
+
+
+def _label(key: str) -> str:
+    """A [genres] key as the config file would spell it (quoted when it is not a bare key)."""
+    return key if _BARE_KEY.match(key) else repr(key)
 
 
 def _resolve_paths(name: str, value: Any, base: Path) -> Any:
@@ -355,8 +400,8 @@ def resolve(
         if name in cli_explicit:
             try:
                 values[name] = check_value(name, cli_values[name])
-            except ValueError as exc:
-                raise FatalError(f"--{toml_key(name)}: {exc}") from None
+            except ValueError as exc:  # a bad command line: exit 64, like Click's own checks
+                raise CommandLineError(f"--{toml_key(name)}: {exc}") from None
             sources[name] = FROM_CLI
         elif name in file_values:
             try:
@@ -432,23 +477,28 @@ def format_effective(options: TagOptions, sources: dict[str, str]) -> str:
         for label, genre in options.genre_map.items():
             lines.append(f"{_toml_key(label)} = {_toml_value(genre)}")
     else:
-        lines.append("# hiphop = \"Hip-Hop\"  # none set: labels are written as the model names them")
+        lines.append(f"# hiphop = \"Hip-Hop\"  # none set: {GENRES_DEFAULT}")
     return "\n".join(lines) + "\n"
 
 
+def _comment(text: str, width: int = 100) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width=width, initial_indent="# ", subsequent_indent="# ",
+                         break_on_hyphens=False, break_long_words=False)
+
+
 def example_config() -> str:
-    """A commented example config file (README, docs, ``tagger config --example``). Valid TOML."""
-    active = {
-        "top_k": 2,
-        "min_confidence": 0.5,
-        "on_existing": "merge",
-        "exclude": ("Podcasts/*", "Audiobooks/*", "*.part"),
-        "reports": ("~/tagger-reports/last.html",),
-    }
-    examples = {
+    """A commented example config file (README, docs, ``tagger config --example``). Valid TOML.
+
+    Every setting is commented out, so the file saved as it is changes nothing: each line shows
+    the default (or, for a setting without one, an example) and uncommenting it sets it. The
+    comment above each line is the option's ``--help`` text (:data:`HELP`)."""
+    examples = {  # settings without a default value, or whose default says nothing
         "model": "~/models/my-genres.keras",
-        "vocabulary": "gtzan",
-        "ray_address": "ray://cluster.local:10001",
+        "reports": ("~/tagger-reports/last.html",),
+        "exclude": ("Podcasts/*", "Audiobooks/*", "*.part"),
+        "ray_address": "auto",
         "state_db": "~/.local/state/tagger/state.db",
         "log_file": "~/tagger.log",
         "batch_size": 256,
@@ -460,8 +510,9 @@ def example_config() -> str:
     defaults = TagOptions()
     lines = [
         "# tagger config file: defaults for `tagger tag`. Options on the command line override it.",
-        "# Keys may be spelled with - or _ (top-k = top_k). Relative paths are relative to this file.",
-        "# `tagger config` prints the settings in effect and where each comes from.",
+        "# Every line is commented out: saved as it is, this file changes nothing. Uncomment and edit",
+        "# a line to set it. Keys may be spelled with - or _ (top-k = top_k). Relative paths are",
+        "# relative to this file. `tagger config` prints the settings in effect and where each comes from.",
         "",
         "[tag]",
     ]
@@ -469,17 +520,20 @@ def example_config() -> str:
         if name == "genre_map":
             continue
         key = toml_key(name)
-        lines.append(f"# {HELP[name]}")
-        if name in active:
-            lines.append(f"{key} = {_toml_value(active[name])}")
+        default = getattr(defaults, name)
+        lines += _comment(HELP[name])
+        if default is None or default == ():
+            unset = UNSET.get(name, "not set")
+            lines.append(f"# {key} = {_toml_value(examples[name])}  # example; default: "
+                         f"{unset if default is None else 'none'}")
         else:
-            value = examples.get(name, getattr(defaults, name))
-            lines.append(f"# {key} = {_toml_value(value)}")
+            lines.append(f"# {key} = {_toml_value(default)}  # default")
     lines += [
         "",
-        "# Genre written for a label the model predicts (labels not listed are written as they are).",
-        "[genres]",
-        'hiphop = "Hip-Hop"',
-        '# rnb = "R&B"',
+        *_comment(f"{HELP['genre_map']} Only the labels listed change; {GENRES_DEFAULT}. Uncomment "
+                  "the table and a line to use it, e.g. for the gtzan vocabulary:"),
+        "# [genres]",
+        '# hiphop = "Hip Hop"',
+        '# rock = "Rock & Roll"',
     ]
     return "\n".join(lines) + "\n"

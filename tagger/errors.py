@@ -11,8 +11,9 @@ from pathlib import Path
 
 # Exit codes (documented in README and ``tagger tag --help``).
 EXIT_OK = 0
-EXIT_FATAL = 1  # usage or fatal error
-EXIT_FILES_FAILED = 2  # finished, but some files failed
+EXIT_FATAL = 1  # fatal error: bad model or config file, Ray cannot start, corrupt state database
+EXIT_FILES_FAILED = 2  # the run finished, but some files failed (cron/systemd treat it as done)
+EXIT_USAGE = 64  # EX_USAGE (sysexits.h): a bad command line (unknown option, bad value); nothing ran
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; cron may retry
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
@@ -62,6 +63,15 @@ class FatalError(TaggerError):
     """Ends the run with one clear message and an exit code."""
 
     exit_code = EXIT_FATAL
+
+
+class CommandLineError(FatalError):
+    """A bad command line that Click's own checks do not catch (a value only tagger can judge).
+
+    Exits :data:`EXIT_USAGE`, like Click's usage errors (see ``tagger.cli.UsageExit``), so a typo in
+    a cron line never reads as "finished, some files failed" (2)."""
+
+    exit_code = EXIT_USAGE
 
 
 class ModelError(FatalError):

@@ -23,6 +23,7 @@ locked across machines as long as the NFS lock service runs.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import fcntl
 import logging
 import os
@@ -76,8 +77,8 @@ class RunLock:
 
     Use as a context manager (``with RunLock(state_path): ...``) or call :meth:`acquire` and
     :meth:`release`. Non-blocking: :meth:`acquire` raises :class:`~tagger.errors.LockedError`
-    at once when another run holds the lock. Problems creating the lock file (a read-only
-    folder) raise :class:`~tagger.errors.StateError`.
+    at once when another run holds the lock. Problems creating or writing the lock file (a
+    read-only folder, a full disk) raise :class:`~tagger.errors.StateError` (exit 1, one line).
 
     The descriptor is not inherited by programs the run starts (``O_CLOEXEC``), so a worker
     process that outlives a killed run cannot keep the lock held.
@@ -122,8 +123,18 @@ class RunLock:
                 )
             started = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             line = f"pid={os.getpid()} started={started} host={socket.gethostname()}\n"
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, line.encode("utf-8"), 0)
+            try:
+                os.ftruncate(fd, 0)
+                written = os.pwrite(fd, line.encode("utf-8"), 0)
+                if written != len(line.encode("utf-8")):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError as exc:  # a full disk (ENOSPC), a quota (EDQUOT), an I/O error
+                full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                raise StateError(
+                    f"cannot write the lock file {self.path}: {exc.strerror or exc}; "
+                    f"{'free some space on that disk, or ' if full else ''}pass --state-db PATH to keep "
+                    f"the state database elsewhere"
+                ) from None
         except BaseException:
             os.close(fd)  # closing drops the flock if we got it
             raise

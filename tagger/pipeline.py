@@ -384,6 +384,9 @@ class Tagger:
             finally:
                 self.stats.stream = time.perf_counter() - t
                 self.report.model["inference"]["predictors"] = _predictor_info(predictors)
+                for name in handle.lost_nodes():
+                    self.report.notes.append(f"Ray node {name} left the cluster during the run: the files it "
+                                             "held were retried on the other nodes, or failed with the reason")
         finally:
             t = time.perf_counter()
             handle.shutdown()
@@ -434,8 +437,10 @@ class Tagger:
                 path, _ = in_flight.pop(ref)
                 try:
                     res = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - worker died twice, task cancelled, ...
-                    res = {"path": path, "error": ("worker", f"analysis worker failed: {_one_line(exc)}"),
+                except Exception as exc:  # noqa: BLE001 - worker died twice, node lost, task cancelled, ...
+                    from tagger.ray_backend import task_failure
+
+                    res = {"path": path, "error": ("worker", task_failure(exc, handle)),
                            "format": None, "existing": (), "node": "", "seconds": 0.0}
                 self.stats.add_worker(res)
                 if res.get("features") is not None:
@@ -503,7 +508,18 @@ class Tagger:
             left -= f.shape[0]
         t = time.perf_counter()
         x = np.concatenate(parts).astype(np.float32, copy=False)
-        probs = predict(x)
+        try:
+            probs = predict(x)
+        except Exception as exc:
+            import ray
+
+            if not isinstance(exc, ray.exceptions.RayError):
+                raise
+            # the predictor actors are lost (their GPU node left the cluster, restarts used up):
+            # the tracks of this batch fail with the reason; what is already written stays
+            for r in ready[:len(parts)]:
+                self._fail(by_path[r["path"]], "worker", f"inference lost: {_one_line(exc)}")
+            return ready[len(parts):]
         self.stats.infer += time.perf_counter() - t
         self.stats.chunks += x.shape[0]
         self.stats.batches += 1

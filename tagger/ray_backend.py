@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tagger.errors import FatalError
@@ -69,6 +69,19 @@ class RayHandle:
     resources: dict[str, float]
     node_id: str  # the driver's node: files decoded elsewhere were read through the shared path
     nodes: int = 1  # alive nodes when connected
+    node_names: dict[str, str] = field(default_factory=dict)  # id -> "1a2b3c4d5e6f (10.0.0.7)" of those nodes
+
+    def lost_nodes(self) -> list[str]:
+        """The nodes alive when connected that have left the cluster since ("id (address)")."""
+        if len(self.node_names) < 2:
+            return []  # one node: if it is gone, so is this driver's Ray
+        try:
+            import ray
+
+            alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
+        except Exception:  # noqa: BLE001 - the cluster itself is unreachable
+            return []
+        return [name for node, name in self.node_names.items() if node not in alive]
 
     def shutdown(self) -> None:
         if self.started_here:
@@ -78,7 +91,14 @@ class RayHandle:
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHandle:
-    """Join ``address`` (or RAY_ADDRESS), or start a local instance; reuse an initialised one.
+    """Join ``address`` (or RAY_ADDRESS), or start a private local instance; reuse an initialised one.
+
+    Without an address (None, empty or ``"local"``, and no RAY_ADDRESS) this always starts a new
+    Ray instance of its own (``ray.init(address="local")``): a bare ``ray.init()`` would join the
+    cluster the latest ``ray start`` left on this machine, and the run would die with that
+    cluster. Joining a cluster only when asked: ``auto`` (that cluster), ``HOST:PORT`` or
+    ``ray://HOST:PORT``. The private instance keeps its files under tagger's cache folder
+    (:mod:`tagger.dirs`).
 
     Joining a cluster: every node must run the same tagger and Python packages (workers import
     tagger), and see the music library under the same path (see docs/scaling.md).
@@ -86,18 +106,30 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHa
     """
     import ray
 
+    from tagger import dirs
+
     if ray.is_initialized():
         ctx = ray.get_runtime_context()
         return RayHandle(False, getattr(ctx, "gcs_address", "") or "", _resources(), ctx.get_node_id(),
-                         _alive_nodes())
+                         _alive_nodes(), _node_names())
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None and address.strip().lower() == "local":
+        address = None
     kwargs: dict[str, Any] = dict(
         include_dashboard=False,
         log_to_driver=False,
         logging_level=logging.DEBUG if logging.getLogger().isEnabledFor(logging.DEBUG) else logging.ERROR,
         configure_logging=True,
     )
-    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}}
+    env_vars = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+    if not address:  # the private instance: its workers keep Keras/Matplotlib files where the driver does
+        env_vars.update(dirs.isolate())
+        temp_dir = dirs.ray_temp_dir()
+        if temp_dir is not None:
+            dirs.prune_ray_sessions(temp_dir)
+            kwargs["_temp_dir"] = temp_dir
+        dirs.private_ray_auth()
+    env = {"env_vars": env_vars}
     ray_log = logging.getLogger("ray")
     saved_level = ray_log.level
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
@@ -108,7 +140,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHa
         if address:
             ray.init(address=address, runtime_env=env, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus, runtime_env=env, **kwargs)
+            # "local": always a new instance, never the cluster `ray start` runs on this machine
+            ray.init(address="local", num_cpus=num_cpus, runtime_env=env, **kwargs)
     except Exception as exc:  # noqa: BLE001 - many kinds, all fatal
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
@@ -116,7 +149,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHa
     finally:
         ray_log.setLevel(saved_level)
     ctx = ray.get_runtime_context()
-    handle = RayHandle(True, address or "local", _resources(), ctx.get_node_id(), _alive_nodes())
+    handle = RayHandle(True, address or "local", _resources(), ctx.get_node_id(), _alive_nodes(), _node_names())
     if address:
         log.info("joined the Ray cluster at %s: %d nodes, %g CPUs, %g GPUs", address, handle.nodes,
                  handle.resources.get("CPU", 0), handle.resources.get("GPU", 0))
@@ -150,6 +183,30 @@ def _alive_nodes() -> int:
         return sum(1 for n in ray.nodes() if n.get("Alive"))
     except Exception:  # noqa: BLE001
         return 1
+
+
+def _node_names() -> dict[str, str]:
+    import ray
+
+    try:
+        return {n["NodeID"]: _node_name(n) for n in ray.nodes() if n.get("Alive")}
+    except Exception:  # noqa: BLE001
+        return {}
+
+
+def task_failure(exc: BaseException, handle: RayHandle | None) -> str:
+    """One line for an analyse task that raised (its worker died twice, its node left, ...).
+
+    Ray retries a task whose worker or node died (``max_retries``); this is what is left when
+    the retry failed too. Names the nodes that left the cluster during the run, if any."""
+    import ray
+
+    text = _one_line(exc)
+    lost = handle.lost_nodes() if handle is not None else []
+    if lost and not isinstance(exc, ray.exceptions.RayTaskError):
+        return (f"analysis lost: Ray node {', '.join(lost)} left the cluster during the run and the "
+                f"retry failed too ({text}); the next run tries the file again")
+    return f"analysis worker failed: {text}"
 
 
 def _resources() -> dict[str, float]:
@@ -210,6 +267,11 @@ class NodeCheck:
             try:
                 res = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - cannot import tagger there, died, ...
+                if not isinstance(exc, ray.exceptions.RayTaskError) and not _is_alive(node.get("NodeID", "")):
+                    # the node (or its worker) went away: not a node that cannot run tagger
+                    notes.append(f"node {_node_name(node)} left the cluster during the start-up check "
+                                 f"({_one_line(exc)}); the run goes on without it")
+                    continue
                 raise FatalError(f"Ray node {_node_name(node)} cannot run tagger ({_one_line(exc)}); "
                                  "install the same tagger and its dependencies on every node") from None
             if res["version"] != tagger.__version__:
@@ -251,6 +313,15 @@ def check_nodes(paths: list[str], *, params: dict[str, Any] | None = None,
                 timeout: float = NODE_CHECK_TIMEOUT) -> list[str]:
     """:func:`start_node_check` and wait for its result."""
     return start_node_check(paths, params=params).result(timeout=timeout)
+
+
+def _is_alive(node_id: str) -> bool:
+    import ray
+
+    try:
+        return any(n["NodeID"] == node_id and n.get("Alive") for n in ray.nodes())
+    except Exception:  # noqa: BLE001 - the cluster itself is gone
+        return False
 
 
 def _node_name(node: dict[str, Any]) -> str:

@@ -92,19 +92,21 @@ class LocalCluster:
     root: Path
     address: str = ""
     nodes: list[Node] = field(default_factory=list)
+    env: dict = field(default_factory=dict)  # extra environment of every node (RAY_* settings)
 
     # -------------------------------------------------------------------------------------
     @classmethod
     def start(cls, *, head_cpus: int = 1, workers: list[dict] | None = None,
-              object_store_bytes: int = 150_000_000) -> "LocalCluster":
+              object_store_bytes: int = 150_000_000, env: dict | None = None) -> "LocalCluster":
         """Start a head node with ``head_cpus`` CPUs and one worker node per entry of ``workers``
-        (``{"cpus": 1, "resources": {"name": 1}}``); wait until every node is alive."""
+        (``{"cpus": 1, "resources": {"name": 1}}``); wait until every node is alive. ``env``:
+        extra environment of the nodes (e.g. ``RAY_health_check_period_ms``)."""
         # A node's `ray start` gives up after ~30 s without an answer from the GCS; on two busy
         # cores (the rest of the suite runs its own Ray beside) that happens now and then, so a
         # failed start is retried once with fresh ports before the test errors.
         for attempt in (1, 2):
             root = Path(tempfile.mkdtemp(prefix="tgr-", dir="/tmp"))  # short: Unix socket paths <= 107
-            c = cls(root)
+            c = cls(root, env=dict(env or {}))
             try:
                 c._start_head(head_cpus, object_store_bytes)
                 for i, w in enumerate(workers or []):
@@ -138,7 +140,7 @@ class LocalCluster:
         cwd.mkdir()
         log = self.root / f"{name}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([*_ray_cli(), "start", "--block", *args], cwd=cwd, env=cluster_env(),
+            proc = subprocess.Popen([*_ray_cli(), "start", "--block", *args], cwd=cwd, env=cluster_env(**self.env),
                                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, preexec_fn=_die_with_parent)
         node = Node(name, cwd, proc, log)
@@ -272,6 +274,23 @@ print(json.dumps([{"id": n["NodeID"], "resources": n["Resources"]} for n in aliv
                     found.add(child)
                     todo.append(child)
         return {p: info[p][3] for p in found}
+
+    def kill_node(self, node: Node) -> int:
+        """SIGKILL every process of one node (its ``ray start`` group, the raylet, its workers),
+        as a machine that loses power would. Returns how many processes were killed."""
+        info = {pid: st for pid in _all_pids() if (st := _stat(pid)) is not None}
+        found = {p for p, (_, _, pgrp, _) in info.items() if pgrp == node.proc.pid} | {node.proc.pid}
+        todo = list(found)
+        while todo:
+            p = todo.pop()
+            for child, (_, ppid, _, _) in info.items():
+                if ppid == p and child not in found:
+                    found.add(child)
+                    todo.append(child)
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return len(found)
 
     def leftover_processes(self) -> list[int]:
         """Processes of this cluster still running after :meth:`stop` (empty when clean)."""

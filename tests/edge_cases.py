@@ -57,6 +57,22 @@ EDGES: list[Edge] = [
         gets="all in the Metadata Library, best first: kid3 and exiftool list them in order",
         test="tests/test_tags_edges.py::test_wma_best_genre_is_first_in_object_order",
     ),
+    Edge(what='a typo on the command line (`--top-k 0`, an unknown option)', gets='exit 64 (EX_USAGE), one `Error:` line; never 2, which cron/systemd treat as done',
+         test='tests/test_exit_codes.py::test_usage_errors_exit_64_for_every_command'),
+    Edge(what='a `ray start` cluster runs on the machine, no `--ray-address`', gets='a private local Ray (`address="local"`); joins only with auto, HOST:PORT or RAY_ADDRESS',
+         test='tests/test_cluster_local.py::test_default_run_does_not_join_the_ray_start_cluster'),
+    Edge(what='a worker node dies mid-run', gets='its tasks retried or failed (`worker`, naming the node); written files stay; report, state saved',
+         test='tests/test_cluster_local.py::test_a_node_killed_mid_run_costs_only_its_files'),
+    Edge(what='a node dies during the start-up check', gets='a report note, not "cannot run tagger"; the run goes on',
+         test='tests/test_cluster.py::test_node_lost_during_the_start_up_check_is_a_note_not_cannot_run_tagger'),
+    Edge(what='the lock file cannot be written (disk full)', gets='exit 1, one line naming the lock file and ENOSPC',
+         test='tests/test_lock.py::test_lock_file_on_a_full_disk_is_one_clear_line_exit_1'),
+    Edge(what='a `[genres]` value with a newline or control character', gets='refused on load, one line naming the key (was: the run died at the first write)',
+         test='tests/test_config_edges.py::test_genres_with_control_characters_are_refused_on_load'),
+    Edge(what='a run with a fresh HOME', gets="only tagger's XDG folders: KERAS_HOME, MPLCONFIGDIR, Ray's session and token kept out of ~",
+         test='tests/test_dirs.py::test_a_run_with_a_fresh_home_leaves_only_tagger_folders'),
+    Edge(what='`tagger config --example` saved as is', gets='sets nothing: every line commented out, each with its `--help` text',
+         test='tests/test_config_edges.py::test_example_config_saved_as_is_changes_nothing'),
 ]
 
 

@@ -249,3 +249,27 @@ def test_file_missing_on_one_node_is_reported_with_a_hint(cluster, tiny_model, a
             break
     else:
         pytest.fail("in 3 runs no file was decoded on the second node")
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_node_lost_during_the_start_up_check_is_a_note_not_cannot_run_tagger():
+    """Issue 15 item 10: a cluster that went away made every run end with 'node ... cannot run
+    tagger ... install the same tagger on every node', the wrong diagnosis. A check task that
+    fails because its worker or node died (not because it raised) on a node no longer alive is
+    now a note; the run goes on with the nodes left."""
+    import ray
+
+    from tagger.ray_backend import NodeCheck
+
+    gone = {"NodeID": "cd" * 28, "NodeManagerAddress": "10.0.0.9"}  # not a node of this Ray
+
+    @ray.remote(num_cpus=0, max_retries=0)
+    def dies():
+        import os
+
+        os._exit(1)  # the worker process disappears, as on a node that is switched off
+
+    [note] = NodeCheck({dies.remote(): gone}).result()
+    assert note.startswith("node cdcdcdcdcdcd (10.0.0.9) left the cluster during the start-up check (")
+    assert note.endswith("the run goes on without it") and "\n" not in note
+    assert "install the same tagger" not in note

@@ -250,13 +250,14 @@ def test_example_config_is_valid_and_complete(tmp_path):
     text = example_config()
     p = _write(tmp_path, text)
     values, _ = load_config(p, explicit=True)
-    assert values["top_k"] == 2 and values["genre_map"] == {"hiphop": "Hip-Hop"}
+    # saved as it is, the example sets nothing (it once set top-k, exclude, ... and a genre)
+    assert values == {}
     for name in option_names():
         if name != "genre_map":
             assert f"{toml_key(name)} = " in text, name
     # Every commented-out example line is itself valid when uncommented.
     uncommented = "\n".join(
-        line[2:] if re.match(r"# [a-z0-9-]+ = ", line) else line for line in text.splitlines()
+        line[2:] if re.match(r"# ([a-z0-9-]+ = |\[genres\]$)", line) else line for line in text.splitlines()
     )
     values, _ = load_config(_write(tmp_path, uncommented, "all.toml"), explicit=True)
     assert set(values) == set(option_names())

@@ -1,4 +1,5 @@
-"""Unattended use: lock (75), SIGTERM mid-run (143, nothing half-written), undo, config, bounded runs."""
+"""Unattended use: lock (75), SIGTERM / SIGINT mid-run (143 / 130, nothing half-written), undo, config,
+bounded runs. The other exit codes: tests/test_exit_codes.py."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def test_concurrent_run_exits_75_naming_the_holder(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
-def test_sigterm_mid_run_loses_nothing(tmp_path, tiny_model):
+@pytest.mark.parametrize("sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_signal_mid_run_loses_nothing(tmp_path, tiny_model, sig, code, name):
     lib = tmp_path / "lib"
     paths = make_lib(lib, n=40)
     audio = {p: audio_of(p) for p in paths}
@@ -65,12 +67,12 @@ def test_sigterm_mid_run_loses_nothing(tmp_path, tiny_model):
     # wait (event-driven, not by time) until the first file has been tagged, then SIGTERM
     for line in proc.stderr:
         if "tagged:" in line:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             break
     proc.stderr.read()
     out = proc.stdout.read()
-    assert proc.wait(timeout=120) == 143, out
-    assert "interrupted by SIGTERM" in out
+    assert proc.wait(timeout=120) == code, out
+    assert f"interrupted by {name}" in out
 
     from tagger.state import StateDB
 

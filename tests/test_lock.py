@@ -147,3 +147,31 @@ def test_unwritable_folder_is_a_state_error():
         with unprivileged(), pytest.raises(StateError) as exc:
             RunLock(d / "state.db").acquire()
     assert "cannot open the lock file" in str(exc.value)
+
+
+def test_lock_file_on_a_full_disk_is_one_clear_line_exit_1(tmp_path, monkeypatch):
+    """ENOSPC while writing the holder line (the lock file is created, the disk is full): once
+    'internal error (OSError ...)'. Now one line naming the file and what to do; the lock is
+    not left held, and no run starts."""
+    import errno
+
+    from click.testing import CliRunner
+
+    from tagger import lock as lock_mod
+    from tagger.cli import main
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(lock_mod.os, "pwrite", full)
+    (tmp_path / "empty").mkdir()
+    state = tmp_path / "state.db"
+    r = CliRunner().invoke(main, ["tag", str(tmp_path / "empty"), "--state-db", str(state)])
+    assert r.exit_code == 1, r.output
+    [line] = r.output.splitlines()
+    assert line == (f"tagger: error: cannot write the lock file {state}.lock: No space left on device; "
+                    "free some space on that disk, or pass --state-db PATH to keep the state database elsewhere")
+    assert not state.exists()  # no run started
+    monkeypatch.undo()
+    with RunLock(state):  # not left locked
+        pass

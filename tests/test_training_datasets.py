@@ -75,13 +75,13 @@ def test_prepare_cli_refuses_bad_data_before_computing_anything(tmp_path):
             touch(tmp_path / "lib" / g / f"{i}.wav")
     runner = CliRunner()
     res = runner.invoke(train, ["prepare", str(tmp_path / "lib"), "--out", str(tmp_path / "work")])
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 64, res.output
     assert "class 'c' has 3 track(s): 5-fold cross-validation needs at least 5" in res.output
     assert "--folds" in res.output
     assert not (tmp_path / "work").exists()
     (tmp_path / "lib" / "d").mkdir()
     res = runner.invoke(train, ["prepare", str(tmp_path / "lib"), "--folds", "0"])
-    assert res.exit_code == 2 and "'d' hold no audio file" in res.output
+    assert res.exit_code == 64 and "'d' hold no audio file" in res.output
 
 
 def test_work_split_final_keeps_validation_out(tmp_path):

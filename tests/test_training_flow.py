@@ -85,7 +85,7 @@ def test_evaluate_refuses_a_run_without_test_tracks(work, tmp_path):
     assert rec["split"]["test"] == [] and len(rec["split"]["train"]) == 9
     assert rec["options"]["augment"] == ["gain", "mask", "mixup"] and np.isfinite(rec["history"]["loss"][0])
     res = CliRunner().invoke(train, ["evaluate", str(run)])
-    assert res.exit_code == 2 and "no test tracks" in res.output
+    assert res.exit_code == 64 and "no test tracks" in res.output
 
 
 def test_cv_pools_every_track_and_export_carries_it(work, tmp_path):

@@ -142,7 +142,7 @@ def test_compare_table_charts_and_resume(work, tmp_path):
 
 def test_compare_refuses_unknown_system(work, tmp_path):
     res = CliRunner().invoke(train, ["compare", str(work / "work"), "--arch", "nope", "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "nope" in res.output
+    assert res.exit_code == 64 and "nope" in res.output
 
 
 def test_leakage_demo(work, tmp_path):

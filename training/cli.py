@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from tagger.cli import UsageExitGroup
 from training import architectures
 
 log = logging.getLogger("training")
@@ -62,7 +63,8 @@ def _fast_cpu_kernels() -> None:
 
 
 def _fail(exc: Exception) -> None:
-    """Turn the errors a user can fix into one click line (exit 2 for data/usage, 1 otherwise)."""
+    """Turn the errors a user can fix into one click line (exit 64, EX_USAGE, for data and usage
+    errors, as every usage error of tagger; 1 otherwise)."""
     from tagger.errors import FatalError, ParameterError
 
     from training.datasets import DatasetError
@@ -118,7 +120,7 @@ def _apply(options):
     return deco
 
 
-@click.group("train")
+@click.group("train", cls=UsageExitGroup)
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 def train(quiet: bool) -> None:
     """Train, evaluate and export genre models (GTZAN or your own folder per genre).
