@@ -261,6 +261,7 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
     stop.install()
     lock = RunLock(state_path)
     tagger = None
+    reports_written = False
     try:
         lock.acquire()
         with StateDB(state_path) as state:
@@ -289,12 +290,14 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
                 _attach_explanations(tagger, options)
             for r in options.reports:  # before any state problem ends the run: the report is not lost
                 report.write(r)
+            reports_written = True
             if tagger.state_problem is not None:
                 click.echo(report.summary_line())
                 raise StateError(f"{tagger.state_problem}; every file written has its undo record, files "
                                  f"not written were left alone (see the report)")
     except TaggerError as exc:
-        _write_partial_reports(tagger, options, exc)
+        if not reports_written:
+            _write_partial_reports(tagger, options, exc)
         fail(ctx, exc)
         return EXIT_FATAL
     except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
