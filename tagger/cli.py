@@ -64,6 +64,24 @@ class Context:
         self.verbose = verbose
 
 
+class VisibleFormatter(logging.Formatter):
+    """Log lines as valid UTF-8: a file name that is not valid UTF-8 shows its odd bytes as
+    ``\\xNN`` (:func:`tagger.names.visible`) instead of making the handler fail (a UTF-8 stream
+    refuses the surrogates ``os.fsdecode`` puts there, and logging then drops the line)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from tagger.names import visible
+
+        return visible(super().format(record))
+
+
+def echo(message: str, **kwargs) -> None:
+    """``click.echo`` of a line that may hold file names that are not valid UTF-8."""
+    from tagger.names import visible
+
+    click.echo(visible(message), **kwargs)
+
+
 def setup_logging(*, verbose: int = 0, quiet: bool = False, log_file: str | None = None) -> None:
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -74,13 +92,13 @@ def setup_logging(*, verbose: int = 0, quiet: bool = False, log_file: str | None
         level = logging.ERROR
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(level)
-    console.setFormatter(logging.Formatter("tagger: %(message)s"))
+    console.setFormatter(VisibleFormatter("tagger: %(message)s"))
     console._tagger = True  # type: ignore[attr-defined]
     root.addHandler(console)
     if log_file:
         fh = logging.FileHandler(log_file, encoding="utf-8")
         fh.setLevel(logging.INFO)
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        fh.setFormatter(VisibleFormatter("%(asctime)s %(levelname)s %(message)s"))
         fh._tagger = True  # type: ignore[attr-defined]
         root.addHandler(fh)
     root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
@@ -96,7 +114,7 @@ def fail(ctx: click.Context, exc: BaseException) -> None:
 
         traceback.print_exception(exc)
     msg = str(exc) if isinstance(exc, TaggerError) else f"{type(exc).__name__}: {exc}"
-    click.echo(f"tagger: error: {msg}", err=True)
+    echo(f"tagger: error: {msg}", err=True)
     ctx.exit(getattr(exc, "exit_code", EXIT_FATAL))
 
 
@@ -313,7 +331,7 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
 
     failed = report.counts.get("failed", 0)
     if not options.quiet or failed:
-        click.echo(report.summary_line())
+        echo(report.summary_line())
     if report.interrupted:
         return stop.exit_code
     return report.exit_code
@@ -527,13 +545,13 @@ def undo_cmd(ctx, run_id, state_db, dry_run, keep) -> None:
         lock.release()
     verb = "would restore" if dry_run else "restored"
     for p in res.restored:
-        click.echo(f"{verb}: {p}")
+        echo(f"{verb}: {p}")
     for p, why in res.skipped_modified:
-        click.echo(f"left alone (modified since that run): {p}: {why}", err=True)
+        echo(f"left alone (modified since that run): {p}: {why}", err=True)
     for p in res.missing:
-        click.echo(f"missing (skipped): {p}", err=True)
+        echo(f"missing (skipped): {p}", err=True)
     for p, why in res.failed:
-        click.echo(f"failed: {p}: {why}", err=True)
+        echo(f"failed: {p}: {why}", err=True)
     click.echo(f"undo {run_id}: {len(res.restored)} {verb}, {len(res.skipped_modified)} modified since, "
                f"{len(res.missing)} missing, {len(res.failed)} failed")
     ctx.exit(EXIT_FILES_FAILED if res.failed else EXIT_OK)

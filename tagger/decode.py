@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 #: Extensions libsndfile is tried on first.
 SNDFILE_EXTS = {".wav", ".wave", ".aif", ".aiff", ".aifc", ".flac", ".ogg", ".oga", ".opus", ".mp3"}
 BLOCK_FRAMES = 1 << 16
+#: A frame count libsndfile gives when it does not know the length (its SF_COUNT_MAX, 2**63 - 1,
+#: seen for Ogg files without an end-of-stream page and chained Ogg files; libsndfile issues
+#: #525, #809, #989) is not a length: at or above this it counts as unknown.
+UNKNOWN_FRAMES = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def probe(path: str | Path) -> AudioInfo:
             import soundfile as sf
 
             info = sf.info(str(path))
-            if info.frames > 0 and info.samplerate > 0:
+            if 0 < info.frames < UNKNOWN_FRAMES and info.samplerate > 0:
                 return AudioInfo(info.frames / info.samplerate, info.samplerate, info.channels, info.format.lower())
         except Exception:  # noqa: BLE001 - fall through to FFmpeg
             pass
@@ -150,7 +154,7 @@ def _decode_sndfile(path: Path, offset: float, duration: float | None) -> tuple[
     with sf.SoundFile(str(path)) as f:
         sr = f.samplerate
         start = int(round(max(offset, 0.0) * sr))
-        total = f.frames if f.frames > 0 else None
+        total = f.frames if 0 < f.frames < UNKNOWN_FRAMES else None
         if start:
             if total is not None and start >= total:
                 return np.zeros(0, np.float32), sr

@@ -5,9 +5,11 @@ Pure standard library (no numpy, TensorFlow or Ray) so a no-op re-run stays fast
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +43,22 @@ class Found:
 
 @dataclass
 class Problem:
+    """Something the walk met that gets a report row of its own: ``failed`` (unreadable
+    folders, link loops, ...) or ``skipped`` (named like audio but not a file tagger can
+    read: a FIFO, a socket, a device, a folder)."""
+
     path: str
     reason: str
+    action: str = "failed"
+
+
+def _not_regular(mode: int) -> str:
+    """Why a path named like an audio file, of this ``st_mode``, is not one, in words."""
+    if stat.S_ISDIR(mode):
+        return "a folder named like an audio file, not a file (the files in it are walked as usual)"
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a file")
+    return f"not a regular file ({kind}); left alone"
 
 
 def is_excluded(rel: str, name: str, patterns: Iterable[str]) -> bool:
@@ -83,6 +99,11 @@ def walk(
             continue
         if root_path.is_dir():
             yield from _walk_dir(root_path, root_path, exclude, seen_dirs, seen_files, problems)
+        elif not _is_regular(st.st_mode):  # a FIFO would block the first open() for ever
+            key = (st.st_dev, st.st_ino)
+            if key not in seen_files:
+                seen_files.add(key)
+                problems.append(Problem(str(root_path), _not_regular(st.st_mode), "skipped"))
         elif root_path.suffix.lower() in AUDIO_EXTS:
             key = (st.st_dev, st.st_ino)
             if key not in seen_files:
@@ -123,6 +144,11 @@ def _walk_dir(root, directory, exclude, seen_dirs, seen_files, problems) -> Iter
         except OSError:
             is_dir = False
         if is_dir:
+            if os.path.splitext(name)[1].lower() in AUDIO_EXTS:
+                with contextlib.suppress(OSError):  # unreadable: _walk_dir says so
+                    dst = entry.stat(follow_symlinks=True)
+                    if (dst.st_dev, dst.st_ino) not in seen_dirs:  # once, however often it is reached
+                        problems.append(Problem(str(path), _not_regular(dst.st_mode), "skipped"))
             yield from _walk_dir(root, path, exclude, seen_dirs, seen_files, problems)
             continue
         if os.path.splitext(name)[1].lower() not in AUDIO_EXTS:
@@ -133,9 +159,12 @@ def _walk_dir(root, directory, exclude, seen_dirs, seen_files, problems) -> Iter
             hint = " (dangling link?)" if isinstance(exc, FileNotFoundError) and entry.is_symlink() else ""
             problems.append(Problem(str(path), f"cannot read: {exc.strerror or exc}{hint}"))
             continue
-        if not _is_regular(fst.st_mode):
-            continue
         fkey = (fst.st_dev, fst.st_ino)
+        if not _is_regular(fst.st_mode):
+            if fkey not in seen_files:  # once, however often it is reached
+                seen_files.add(fkey)
+                problems.append(Problem(str(path), _not_regular(fst.st_mode), "skipped"))
+            continue
         if fkey in seen_files:
             continue  # the same file reached twice (a link): tag it once
         seen_files.add(fkey)
@@ -143,8 +172,6 @@ def _walk_dir(root, directory, exclude, seen_dirs, seen_files, problems) -> Iter
 
 
 def _is_regular(mode: int) -> bool:
-    import stat
-
     return stat.S_ISREG(mode)
 
 

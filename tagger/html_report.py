@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from tagger.names import visible, visible_tree
 from tagger.report import ACTIONS, Report, Row
 
 #: An album (folder) is flagged when fewer than this share of its analysed tracks have the
@@ -155,8 +156,9 @@ def build_data(report: Report) -> dict[str, Any]:
 
 
 def _json_for_script(data: Any) -> str:
-    """JSON safe inside <script type="application/json"> ('<' never appears raw)."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    """JSON safe inside <script type="application/json"> ('<' never appears raw); file names
+    that are not valid UTF-8 show their odd bytes as ``\\xNN`` (:func:`tagger.names.visible`)."""
+    text = json.dumps(visible_tree(data), ensure_ascii=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
@@ -165,7 +167,7 @@ def _json_for_script(data: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(visible(text), quote=True)
 
 
 def _bar_actions(report: Report) -> list[str]:
@@ -206,7 +208,7 @@ def genre_chart(report: Report) -> str:
         y = pad + i * row_h
         total = sum(c.values())
         out.append(f'<g class="bar" data-genre="{_e(genre)}" data-count="{total}">'
-                   f'<title>{_e(genre)}: {total} files (' + ", ".join(f"{c[a]} {a}" for a in stack if c[a]) + ")</title>"
+                   f'<title>{_e(genre)}: {_files(total)} (' + ", ".join(f"{c[a]} {a}" for a in stack if c[a]) + ")</title>"
                    f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" class="label">{_e(genre)}</text>')
         x = float(label_w)
         for a in stack:
@@ -252,7 +254,7 @@ def confidence_chart(report: Report) -> str:
         lo = i / CONFIDENCE_BINS
         total = sum(b.values())
         out.append(f'<g class="bin" data-lo="{lo:.2f}" data-count="{total}"><title>score {lo:.2f}–'
-                   f'{lo + 1 / CONFIDENCE_BINS:.2f}: {total} files</title>')
+                   f'{lo + 1 / CONFIDENCE_BINS:.2f}: {_files(total)}</title>')
         y = float(base)
         for a in stack:
             if not b[a]:
@@ -293,7 +295,7 @@ def headline(report: Report) -> str:
         if c.get(a):
             parts.append(f"{c[a]:,} {word}")
     lead = "Dry run — nothing was written. " if report.dry_run else ""
-    return f"{lead}{n:,} files: " + ", ".join(parts) + "."
+    return f"{lead}{n:,} {'file' if n == 1 else 'files'}: " + ", ".join(parts) + "."
 
 
 def _model_card(report: Report) -> str:
@@ -424,10 +426,14 @@ def _explain_gallery(report: Report) -> str:
             f'<div class="gallery">{cards}</div></section>')
 
 
+def _files(n: int) -> str:
+    return f"{n:,} {'file' if n == 1 else 'files'}"
+
+
 def _href(path: str) -> str:
     from urllib.parse import quote
 
-    return quote(path.replace(os.sep, "/"))
+    return quote(path.replace(os.sep, "/"), errors="surrogateescape")  # odd bytes as %NN
 
 
 def render(report: Report) -> str:
@@ -443,9 +449,9 @@ def render(report: Report) -> str:
         meta_bits.append(f"took {report.finished - report.started:.1f} s")
     notes = list(report.notes)
     if report.interrupted:
-        notes.insert(0, f"Interrupted by {report.interrupted}: {report.pending:,} files left for the next run.")
+        notes.insert(0, f"Interrupted by {report.interrupted}: {_files(report.pending)} left for the next run.")
     elif report.pending:
-        notes.insert(0, f"{report.pending:,} files left for the next run.")
+        notes.insert(0, f"{_files(report.pending)} left for the next run.")
     notes_html = ("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>") if notes else ""
     data = _json_for_script(build_data(report))
     mode = "dry" if report.dry_run else "real"
@@ -714,7 +720,7 @@ function draw(){
   table.tBodies[0].innerHTML = out.join("");
   const st = $("status");
   st.dataset.shown = shown.length; st.dataset.total = total;
-  const what = files ? "files" : "albums";
+  const what = (files ? "file" : "album") + (shown.length === 1 ? "" : "s");
   let text = shown.length ? ("Showing " + (start + 1).toLocaleString() + "–" + end.toLocaleString() + " of " + shown.length.toLocaleString() + " " + what) : ("No " + what + " match");
   if (shown.length !== total) text += " (filtered from " + total.toLocaleString() + ")";
   if (!files){ const nf = D.albums.filter(flagged).length; text += "; " + nf.toLocaleString() + " album" + (nf === 1 ? "" : "s") + " with disagreeing tracks (under " + Math.round(D.flag * 100) + "% share the majority genre)"; }

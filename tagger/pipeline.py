@@ -24,7 +24,7 @@ from tagger.aggregate import TAG, UNCERTAIN, decide_for, track_scores
 from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError, JournalError, StateError
 from tagger.modelmeta import ModelMeta, load_meta, locate
 from tagger.options import TagOptions
-from tagger.report import Report, Row
+from tagger.report import Report, Row, plural
 from tagger.state import StoredAnalysis, utc_now
 
 log = logging.getLogger(__name__)
@@ -244,12 +244,16 @@ class Tagger:
         self.stats.startup["discover"] = time.perf_counter() - t
         self.report.unchanged = plan.unchanged
         for p in plan.problems:
-            self.report.add(Row(p.path, discover.format_of(p.path), "failed", p.reason, error_kind="discover"))
+            self.report.add(Row(p.path, discover.format_of(p.path), p.action, p.reason, error_kind="discover"))
+            if p.action == "failed":
+                log.warning("%s: %s", p.path, p.reason)
+            else:
+                log.info("%s: %s (%s)", p.action, p.path, p.reason)
         self.report.pending = plan.deferred
         if plan.unchanged:
-            self.report.notes.append(f"{plan.unchanged} files unchanged since the last run (not re-analysed)")
+            self.report.notes.append(f"{plural(plan.unchanged, 'file')} unchanged since the last run (not re-analysed)")
         if plan.stored:
-            self.report.notes.append(f"{len(plan.stored)} files decided from stored analyses (not re-analysed)")
+            self.report.notes.append(f"{plural(len(plan.stored), 'file')} decided from stored analyses (not re-analysed)")
         self.stats.stored = len(plan.stored)
         if not plan.todo:
             self._prune(plan)

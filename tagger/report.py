@@ -2,21 +2,24 @@
 
 Only this module and cli.py talk to the terminal. Writers: JSON and CSV here; HTML in
 :mod:`tagger.html_report`. Rows follow the table in docs/DESIGN.md.
+
+File names that are not valid UTF-8 (see :mod:`tagger.names`): the JSON report keeps them
+exactly (``\\udcNN`` escapes, which Python's json reads back to the ``os.fsdecode`` string, plus
+``path_bytes``, base64 of the exact bytes); CSV and HTML show them as ``\\xNN``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tagger.errors import EXIT_FILES_FAILED, EXIT_OK
+from tagger.names import exact_bytes_b64, json_text, visible
 
 ACTIONS = ("tagged", "would tag", "skipped", "uncertain", "failed")
 
@@ -39,7 +42,16 @@ class Row:
     analysed_at: str = ""  # when the analysis decided from was made (ISO-8601 UTC)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        exact = exact_bytes_b64(self.path)
+        if exact is not None:  # not valid UTF-8: the exact bytes, for readers without surrogateescape
+            d["path_bytes"] = exact
+        return d
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``"1 file"``, ``"2 files"`` (``words``: the plural, when it is not ``word + "s"``)."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
 @dataclass
@@ -83,8 +95,8 @@ class Report:
         parts = [f"{n} {a}" for a, n in c.items()]
         took = (self.finished or time.time()) - self.started
         if not self.rows and self.unchanged and not self.pending and not self.interrupted:
-            return f"nothing to do: {self.unchanged} files unchanged since the last run ({took:.1f} s)"
-        line = f"{'dry run: ' if self.dry_run else ''}{len(self.rows)} files: " + ", ".join(parts)
+            return f"nothing to do: {plural(self.unchanged, 'file')} unchanged since the last run ({took:.1f} s)"
+        line = f"{'dry run: ' if self.dry_run else ''}{plural(len(self.rows), 'file')}: " + ", ".join(parts)
         if self.unchanged:
             line += f"; {self.unchanged} unchanged since the last run"
         if self.pending:
@@ -122,13 +134,13 @@ class Report:
         path = Path(path)
         ext = path.suffix.lower()
         if ext == ".json":
-            text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n"
+            text = json_text(self.to_dict(), indent=1) + "\n"
         elif ext == ".csv":
-            text = self.to_csv()
+            text = visible(self.to_csv())  # undecodable bytes as \xNN (backslashes are plain text in CSV)
         elif ext in (".html", ".htm"):
             from tagger.html_report import render
 
-            text = render(self)
+            text = visible(render(self))  # render shows names visibly already; this is the safety net
         else:
             raise ValueError(f"{path}: report format must be .json, .csv or .html")
         _atomic_write_text(path, text)
@@ -162,7 +174,15 @@ def check_report_path(path: str | Path) -> None:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent or "."))
+    """Write ``text`` (UTF-8) to a new file beside ``path``, then rename it over ``path``.
+
+    The file gets mode 0666 less the umask, as ``open()`` gives any new file (``mkstemp``'s 0600
+    made a report only its writer could read); the temporary name is never longer than the
+    folder allows, however long ``path``'s name is.
+    """
+    from tagger.tags._safe import TMP_SUFFIX, open_temp_beside
+
+    fd, tmp = open_temp_beside(str(path), TMP_SUFFIX, mode=0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)

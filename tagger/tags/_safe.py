@@ -8,12 +8,12 @@ All failures leave the original byte-identical and raise :class:`~tagger.errors.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import shutil
 import stat
-import tempfile
 from typing import Any
 
 from tagger.errors import TagWriteError
@@ -161,9 +161,59 @@ def save_safely(
     return _save_via_copy(real, st, handler, check, shown)
 
 
-def _temp_beside(real: str, suffix: str) -> str:
+def name_max(folder: str) -> int:
+    """The longest file name (in bytes) the file system of ``folder`` allows (255 where it
+    does not say)."""
+    try:
+        n = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no answer
+        return 255
+    return n if isinstance(n, int) and n >= 32 else 255
+
+
+def temp_name(name: str, suffix: str, *, limit: int = 255, token: str = "") -> str:
+    """The name of a temporary file beside the file called ``name``:
+    ``.<name>.<token><suffix>``, hidden (tagger's walk skips it) and recognisable, and never
+    longer than ``limit`` bytes.
+
+    Where the whole name does not fit, its start is kept (cut at a character boundary) and a
+    hash of the whole name added: ``.<start of name>~<8 hex>.<token><suffix>``. A temporary
+    copy must fit wherever the file fits, or a file with a long name could never be tagged.
+    """
+    raw = os.fsencode(name)
+    room = limit - len(b"." + b"." + os.fsencode(token) + os.fsencode(suffix))
+    if len(raw) > room:
+        digest = hashlib.sha256(raw).hexdigest()[:8]
+        cut = raw[: max(0, room - 1 - len(digest))]
+        for drop in range(min(4, len(cut)) + 1):  # do not split a UTF-8 character
+            try:
+                cut[: len(cut) - drop].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            cut = cut[: len(cut) - drop]
+            break
+        raw = cut + b"~" + digest.encode()
+    return "." + os.fsdecode(raw) + "." + token + suffix
+
+
+def open_temp_beside(real: str, suffix: str, *, mode: int = 0o600) -> tuple[int, str]:
+    """Create a new, empty temporary file in ``real``'s folder (see :func:`temp_name`);
+    returns ``(fd, path)``. ``mode`` is masked by the umask, as for any new file."""
     folder = os.path.dirname(real) or "."
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(real) + ".", suffix=suffix, dir=folder)
+    limit = name_max(folder)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, temp_name(os.path.basename(real), suffix, limit=limit,
+                                             token=os.urandom(4).hex()))
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", os.path.join(folder, "." + suffix))
+
+
+def _temp_beside(real: str, suffix: str) -> str:
+    fd, tmp = open_temp_beside(real, suffix)
     os.close(fd)
     return tmp
 

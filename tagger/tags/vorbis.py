@@ -8,8 +8,11 @@ order of the other comments is kept. Snapshots keep the stored spelling of each 
 
 from __future__ import annotations
 
+import os
+import struct
 from typing import Any
 
+from tagger.errors import TagReadError
 from tagger.tags._base import Handler
 
 GENRE = "GENRE"
@@ -28,6 +31,14 @@ class VorbisHandler(Handler):
         else:
             from mutagen.oggflac import OggFLAC as cls
         f = cls(path)
+        if self.kind != "flac":
+            links = ogg_links(path)
+            if links > 1:
+                # mutagen reads and writes the first stream's comments only; libsndfile decodes the
+                # first stream only, FFmpeg all of them when their codecs agree. A genre written for
+                # part of the file, beside other streams' own tags: not safe, so left alone.
+                raise TagReadError(path, f"chained Ogg stream ({links} logical streams one after another): "
+                                         "not supported; left alone")
         self._had_tags = f.tags is not None
         self._delete_tags = False
         return f
@@ -92,3 +103,40 @@ class VorbisHandler(Handler):
             self.file.delete(target)
         else:
             self.file.save(target)
+
+
+_PAGE = struct.Struct("<4sBBqIIIB")  # capture, version, flags, granule, serial, sequence, crc, segments
+
+
+def ogg_links(path: str) -> int:
+    """How many chained links (logical streams, or groups of multiplexed ones, one after
+    another) an Ogg file holds: 1 for an ordinary file.
+
+    Reads the page headers only (27 bytes and the segment table of each page, skipping the
+    bodies). A link starts with a beginning-of-stream page after pages of data; several such
+    pages at the very start are one link (multiplexed streams, e.g. Skeleton with Vorbis).
+    Stops at the first thing that is not a page (a truncated end, junk): what came before counts.
+    """
+    links, data_seen = 0, True
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos = 0
+        while pos + _PAGE.size <= size:
+            f.seek(pos)
+            head = f.read(_PAGE.size)
+            if len(head) < _PAGE.size:
+                break
+            capture, _version, flags, _granule, _serial, _seq, _crc, nseg = _PAGE.unpack(head)
+            if capture != b"OggS":
+                break
+            table = f.read(nseg)
+            if len(table) < nseg:
+                break
+            if flags & 0x02:  # beginning of a stream
+                if data_seen:
+                    links += 1
+                data_seen = False
+            else:
+                data_seen = True
+            pos += _PAGE.size + nseg + sum(table)
+    return max(links, 1)
