@@ -36,6 +36,7 @@ The caller holds the :class:`tagger.lock.RunLock` of the state database, like ``
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -94,6 +95,7 @@ def resolve_pending(db: StateDB) -> list[Settled]:
     tags = _tags()
     out: list[Settled] = []
     for e in pending:
+        _put_back_interrupted_in_place_write(e)
         try:
             st = os.stat(e.path)
         except FileNotFoundError:
@@ -130,6 +132,38 @@ def resolve_pending(db: StateDB) -> list[Settled]:
             log.warning("run %s was stopped while writing %s, and the file has changed since%s: "
                         "undo will leave it alone", e.run_id, e.path, f" ({detail})" if detail else "")
     return out
+
+
+def _put_back_interrupted_in_place_write(e: JournalEntry) -> None:
+    """A killed run leaves at most one of tagger's temporaries beside a file: a copy that never
+    replaced it (removed: the file itself is whole), or the byte backup of a file written in
+    place (hard links), whose bytes are put back (and the file's modification time before the
+    write), whether or not the write had finished: the file is then exactly as it was."""
+    path = e.path
+    try:
+        from tagger.tags import _safe
+    except ImportError:  # a stand-in for tagger.tags (tests of undo alone)
+        return
+    real = os.path.realpath(path)
+    for tmp in _safe.leftovers(real, _safe.TMP_SUFFIX):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+            log.info("removed %s, a temporary copy a killed run left behind", tmp)
+    for backup in _safe.leftovers(real, _safe.BAK_SUFFIX):
+        try:
+            _safe._copy_back(backup, real)
+            if not _safe._same_bytes(backup, real):
+                raise OSError("the copy differs from the backup")
+        except OSError as exc:
+            log.error("%s: cannot put back the backup %s of an interrupted write (%s); it is kept",
+                      path, backup, exc.strerror or exc)
+            continue
+        os.unlink(backup)
+        if e.mtime_ns_before is not None:
+            with contextlib.suppress(OSError):
+                os.utime(real, ns=(os.stat(real).st_atime_ns, e.mtime_ns_before))
+        log.warning("%s: an in-place write was interrupted; the file's original bytes were put back "
+                    "from %s", path, backup)
 
 
 def undo_run(

@@ -31,6 +31,10 @@ EDGES: list[Edge] = [
          "the undo record was on disk first; the next run or undo settles it from the file (written / "
          "not written, logged) and `tagger undo` restores the genre exactly",
          "tests/test_undo_writeahead.py::test_sigkill_at_the_replace_is_undoable"),
+    Edge("the driver is killed while writing a hard-linked file in place",
+         "the next run puts the byte backup back (original bytes and mtime, links kept), removes "
+         "leftover temporary copies, and settles the journal entry",
+         "tests/test_undo_writeahead.py::test_sigkill_at_the_replace_is_undoable[in-place]"),
     Edge("a model's json edited by hand (labels swapped, display names, activation, features)",
          "refused: the model id covers the weights and every field that changes what is written",
          "tests/test_contract.py::test_model_id_covers_what_is_written"),

@@ -129,6 +129,14 @@ def sf_audio(data: bytes, like: Path) -> np.ndarray:
 KILLER = r"""
 import os, signal, sys
 when = sys.argv[1]
+if when == "in-place":  # a hard-linked file is written in place, beside a byte backup
+    import tagger.tags._safe as safe
+    fsync = safe._fsync_path
+    def _fsync_path(p):
+        fsync(p)
+        if not p.endswith(".tagger-bak"):  # the file itself, just written: killed before the backup goes
+            os.kill(os.getpid(), signal.SIGKILL)
+    safe._fsync_path = _fsync_path
 real = os.replace
 def replace(src, dst, *a, **kw):
     if os.fspath(src).endswith(".tagger-tmp"):
@@ -144,10 +152,13 @@ main(sys.argv[2:])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("when", ["before", "after", "in-place"])
 def test_sigkill_at_the_replace_is_undoable(tmp_path, tiny_model, when):
     lib = tmp_path / "lib"
     (path,) = make_lib(lib, n=1)
+    original = path.read_bytes()
+    if when == "in-place":
+        os.link(path, tmp_path / "hard link.wav")
     mutagen_before = _tag_fields(path)
     audio = audio_of(path)
     state = tmp_path / "state.db"
@@ -160,19 +171,25 @@ def test_sigkill_at_the_replace_is_undoable(tmp_path, tiny_model, when):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # Ray's processes of the killed driver
     assert proc.returncode == -signal.SIGKILL, (out, err)
-    assert not list(lib.rglob("*.tagger-tmp*")) or when == "before"
+    leftover = {"before": ".tagger-tmp", "after": None, "in-place": ".tagger-bak"}[when]
+    assert [p.name.endswith(leftover) for p in lib.rglob(".*.tagger-*")] == ([True] if leftover else [])
     with StateDB(state) as db:
         (killed,) = db.runs()
         (pending,) = db.pending_journal()  # on disk before the replace
         assert pending.run_id == killed.run_id and pending.path == str(path)
     written = when == "after"
-    assert bool(genres_of(path)) == written
+    assert bool(genres_of(path)) == (when != "before")
 
-    # the next run settles the entry from the file, and says so
+    # the next run settles the entry from the file (an interrupted in-place write is put back
+    # from its backup first), removes what the killed run left, and says so
     r = CliRunner().invoke(main, ["-v", *args])
     assert r.exit_code == 0, r.output
     said = "the write had happened" if written else "the file is as it was"
     assert said in r.output
+    assert not list(lib.rglob(".*.tagger-*"))
+    if when == "in-place":
+        assert "original bytes were put back" in r.output
+        assert (tmp_path / "hard link.wav").stat().st_ino == path.stat().st_ino  # still one file
     with StateDB(state) as db:
         assert db.pending_journal() == []
         assert len(db.journal(killed.run_id)) == int(written)
@@ -182,4 +199,5 @@ def test_sigkill_at_the_replace_is_undoable(tmp_path, tiny_model, when):
     assert f"{int(written)} restored" in r.output
     if written:
         assert genres_of(path) == [] and _tag_fields(path) == mutagen_before
+        assert path.read_bytes() == original
     assert np.array_equal(audio_of(path), audio)

@@ -196,6 +196,20 @@ def temp_name(name: str, suffix: str, *, limit: int = 255, token: str = "") -> s
     return "." + os.fsdecode(raw) + "." + token + suffix
 
 
+def leftovers(real: str, suffix: str) -> list[str]:
+    """Temporary files (:func:`temp_name` with ``suffix``) a killed run left beside ``real``."""
+    import re
+
+    folder = os.path.dirname(real) or "."
+    probe = temp_name(os.path.basename(real), suffix, limit=name_max(folder), token="\0" * 8)
+    pattern = re.compile(re.escape(probe).replace(re.escape("\0" * 8), "[0-9a-f]{8}") + r"\Z", re.S)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(os.path.join(folder, n) for n in names if pattern.match(n))
+
+
 def open_temp_beside(real: str, suffix: str, *, mode: int = 0o600) -> tuple[int, str]:
     """Create a new, empty temporary file in ``real``'s folder (see :func:`temp_name`);
     returns ``(fd, path)``. ``mode`` is masked by the umask, as for any new file."""
