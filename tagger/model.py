@@ -196,7 +196,7 @@ _FOLDABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense")
 _POOLS = ("MaxPooling1D", "MaxPooling2D", "MaxPooling3D")
 
 
-def inference_graph(net: Any) -> tuple[Any, list[str]]:
+def inference_graph(net: Any, extra: list[Any] | None = None) -> tuple[Any, list[str]]:
     """A forward pass equal to ``net(x, training=False)`` that does less work, or None.
 
     Rewrites of a Keras functional network for inference (the stored network is not changed;
@@ -217,7 +217,8 @@ def inference_graph(net: Any) -> tuple[Any, list[str]]:
 
     Returns ``(fn, notes)``: ``fn(x)`` runs the rewritten graph, ``notes`` names each rewrite;
     ``fn`` is None when nothing applies or the network is not a single-input, single-output
-    functional graph. Shared layers are left alone.
+    functional graph. Shared layers are left alone. ``extra``: inner tensors of ``net`` (an
+    embedding) that ``fn`` returns too, as ``(output, *extra)``; a rewrite never swallows them.
     """
     import keras
     import tensorflow as tf
@@ -240,7 +241,8 @@ def inference_graph(net: Any) -> tuple[Any, list[str]]:
             consumers.setdefault(id(t), []).append(node)
         for t in node.outputs:
             producer[id(t)] = node
-    final = {id(t) for t in outputs}
+    extra = list(extra or [])
+    final = {id(t) for t in outputs} | {id(t) for t in extra}
 
     def single(node: Any | None) -> bool:
         return node is not None and uses[id(node.operation)] == 1
@@ -346,13 +348,55 @@ def inference_graph(net: Any) -> tuple[Any, list[str]]:
                 out = op(*args, **kwargs)
             for t, v in zip(node.outputs, out if isinstance(out, (list, tuple)) else [out]):
                 values[id(t)] = v
+        if extra:
+            return (values[id(outputs[0])], *(values[id(t)] for t in extra))
         return values[id(outputs[0])]
 
     return fn, notes
 
 
+#: The layer whose output is a model's track embedding: the pretrained backbone's pooled
+#: 200-unit output in musicnn-based models (the shipped ones, and musicnn-transfer exports).
+EMBEDDING_LAYER = "penultimate"
+
+
+def embedding_tensor(net: Any) -> Any | None:
+    """The output of ``net``'s :data:`EMBEDDING_LAYER` when it has one (a vector per chunk)."""
+    try:
+        layer = net.get_layer(EMBEDDING_LAYER)
+        out = layer.output
+    except (ValueError, AttributeError):
+        return None
+    return out if len(out.shape) == 2 and out.shape[-1] else None
+
+
+def backbone_id(net: Any, meta: ModelMeta) -> str:
+    """What identifies the embeddings a network computes: a hash of its features and of every
+    weight from the input up to :data:`EMBEDDING_LAYER` (16 hex digits). Two models with the same
+    backbone (a new head on the shipped one) share it; their stored embeddings are interchangeable."""
+    import hashlib
+
+    import keras
+
+    emb = embedding_tensor(net)
+    if emb is None:
+        return ""
+    sub = keras.Model(net.inputs[0], emb)
+    h = hashlib.sha256(b"tagger backbone 1\0" + meta.features.digest().encode())
+    for w in sub.weights:
+        a = np.ascontiguousarray(keras.ops.convert_to_numpy(w), dtype=np.float32)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
 class GenreModel:
-    """Load once, predict many. ``predict`` takes (n, *input_shape) chunks, any n."""
+    """Load once, predict many. ``predict`` takes (n, *input_shape) chunks, any n.
+
+    A network with an :data:`EMBEDDING_LAYER` computes, in the same forward pass, each chunk's
+    embedding as well: ``predict_full`` returns the scores followed by the embedding
+    (``embedding_size`` more columns), ``predict`` the scores only.
+    """
 
     def __init__(self, meta: ModelMeta, net: Any, *, batch_size: int = DEFAULT_CPU_BATCH, jit: bool = False,
                  precision: str = "float32", optimize: bool = True):
@@ -363,9 +407,21 @@ class GenreModel:
         self.batch_size = int(batch_size)
         self.jit = bool(jit)
         spec = tf.TensorSpec((None, *meta.input_shape), tf.float32)
+        emb = embedding_tensor(net)
+        self.embedding_size = 0 if emb is None else int(emb.shape[-1])
+        self._backbone: str | None = None
+        if emb is not None:
+            import keras
 
-        def _call(x):
-            return tf.cast(net(x, training=False), tf.float32)
+            both = keras.Model(net.inputs[0], [net.outputs[0], emb])
+
+            def _call(x):
+                out, e = both(x, training=False)
+                return tf.concat([tf.cast(out, tf.float32), tf.cast(e, tf.float32)], axis=1)
+        else:
+
+            def _call(x):
+                return tf.cast(net(x, training=False), tf.float32)
 
         self._fn = tf.function(_call, input_signature=[spec], jit_compile=jit, reduce_retracing=True)
         self._plain = self._fn
@@ -374,15 +430,21 @@ class GenreModel:
         self._checked = True
         if optimize:
             try:
-                fast, notes = inference_graph(net)
+                fast, notes = inference_graph(net, extra=None if emb is None else [emb])
             except Exception as exc:  # noqa: BLE001 - an unusual graph: run it as it is
                 log.debug("inference graph rewrite skipped: %s", exc)
                 fast, notes = None, []
-            if fast is not None:
+            if fast is not None and emb is not None:
+
+                def _fast(x):
+                    out, e = fast(x)
+                    return tf.concat([tf.cast(out, tf.float32), tf.cast(e, tf.float32)], axis=1)
+            elif fast is not None:
 
                 def _fast(x):
                     return tf.cast(fast(x), tf.float32)
 
+            if fast is not None:
                 self._fn = tf.function(_fast, input_signature=[spec], jit_compile=jit, reduce_retracing=True)
                 self.rewrites, self._checked = notes, False
 
@@ -459,8 +521,20 @@ class GenreModel:
         else:
             log.debug("inference graph: %s (max difference %.2g)", "; ".join(self.rewrites), diff)
 
+    @property
+    def backbone_id(self) -> str:
+        """:func:`backbone_id` of this network ("" without an embedding), computed once."""
+        if self._backbone is None:
+            self._backbone = backbone_id(self.net, self.meta)
+        return self._backbone
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities, shape (n, n_labels), float32.
+        """Probabilities, shape (n, n_labels), float32 (see :meth:`predict_full`)."""
+        return self.predict_full(x)[:, : len(self.meta.labels)]
+
+    def predict_full(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities and, where the network has one, each chunk's embedding after them:
+        shape (n, n_labels + embedding_size), float32.
 
         The batch dimension of the compiled function is dynamic, so it is traced once; under
         XLA (``jit``) shapes are static, so the last partial batch is padded to ``batch_size``.
@@ -474,7 +548,7 @@ class GenreModel:
         if not self._checked:
             self._check_rewrites()
         n = x.shape[0]
-        out = np.empty((n, len(self.meta.labels)), dtype=np.float32)
+        out = np.empty((n, len(self.meta.labels) + self.embedding_size), dtype=np.float32)
         bs = self.batch_size
         for start, m in batch_slices(n, bs, pow2_tail=not self.jit):
             part = x[start : start + m]

@@ -236,6 +236,7 @@ class Tagger:
         self.state_problem: StateError | None = None  # the state database refused a write during the run
         self._decided = decision_key(options)
         self._sampling = sampling_spec(options)
+        self._backbone = ""  # the predictor's backbone id, where its model computes embeddings
 
     # ------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -330,7 +331,8 @@ class Tagger:
             path=res["path"], model_id=self.meta.model_id, size=res["size"], mtime_ns=res["mtime_ns"],
             scores=tuple(float(s) for s in scores), chunks=int(res["chunks"]), seconds=float(res.get("analysed") or 0.0),
             duration=res.get("duration"), sampling=self._sampling, analysed_at=res["analysed_at"],
-            run_id=self.report.run_id,
+            run_id=self.report.run_id, backbone=self._backbone if res.get("embedding") is not None else "",
+            embedding=None if res.get("embedding") is None else tuple(float(v) for v in res["embedding"]),
         ))
         self._maybe_flush()
 
@@ -365,10 +367,12 @@ class Tagger:
             else:
                 predictors = [rb.Predictor(self.options.model, self.options.vocabulary,
                                            batch_size=plan.batch_size, mixed_precision=plan.mixed_precision)]
-                predict = predictors[0].predict
+                predict = predictors[0].predict_full
                 if predictors[0].approximate:  # bfloat16 on the CPU: close calls are re-done in float32
                     self._exact = predictors[0].predict_exact
             self.stats.startup["model"] = time.perf_counter() - t
+            emb = (_predictor_info(predictors[:1]) or [{}])[0].get("embedding") or {}
+            self._backbone = str(emb.get("backbone") or "") if emb.get("size") else ""
             if node_check is not None:
                 t = time.perf_counter()
                 self.report.notes.extend(node_check.result())
@@ -543,7 +547,11 @@ class Tagger:
             self.stats.analysed += 1
             self.stats.audio_seconds += r.get("analysed") or 0.0
             r["chunks"], r["analysis"] = n, "now"
-            scores = track_scores(r.pop("_probs"))
+            full = r.pop("_probs")
+            labels = len(self.meta.labels)
+            scores = track_scores(full[:, :labels])
+            # the backbone's pooled track embedding (mean over chunks), for heads trained later
+            r["embedding"] = full[:, labels:].mean(axis=0) if full.shape[1] > labels else None
             if self._exact is not None and _close_call(scores, top_k=self.options.top_k,
                                                        min_confidence=self.options.min_confidence, chunks=n):
                 t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
@@ -719,7 +727,7 @@ def _actor_predict(actors) -> Callable[[np.ndarray], np.ndarray]:
 
     def predict(x: np.ndarray) -> np.ndarray:
         parts = np.array_split(x, len(actors))
-        refs = [a.predict.remote(p) for a, p in zip(actors, parts) if len(p)]
+        refs = [a.predict_full.remote(p) for a, p in zip(actors, parts) if len(p)]
         return np.concatenate(ray.get(refs))
 
     return predict

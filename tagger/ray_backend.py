@@ -382,6 +382,7 @@ class Predictor:
         keras = load_meta(files, verify_hash=False).backend == "keras"  # GenreModel.load verifies
         self.devices = configure_devices() if keras else []  # memory growth on every visible GPU
         self.model = GenreModel.load(files, batch_size=batch_size)
+        self.labels = len(self.model.meta.labels)
         #: on a CPU with bfloat16 matrix units (AMX): the float32 model, for predict_exact, while
         #: self.model computes in bfloat16 (see tagger.model.close_call for how it is used)
         self.exact: GenreModel | None = None
@@ -407,15 +408,21 @@ class Predictor:
 
     def predict(self, x):
         """x: (n, *input_shape) float32 chunks -> (n, n_labels) float32 scores."""
+        return self.predict_full(x)[:, : self.labels]
+
+    def predict_full(self, x):
+        """x: (n, *input_shape) float32 chunks -> (n, n_labels + embedding_size) float32: the
+        scores, then each chunk's embedding where the model has one (GenreModel.predict_full)."""
         if self._candidate is None:
-            return self.model.predict(x)
+            return self.model.predict_full(x)
         from tagger.model import keep_mixed_precision, top1_agreement
 
+        labels = self.labels
         candidate, self._candidate = self._candidate, None
-        reference = self.model.predict(x)
-        trial = candidate.predict(x)
-        self.agreement = top1_agreement(reference, trial)
-        if keep_mixed_precision(reference, trial, min_agreement=self.min_agreement):
+        reference = self.model.predict_full(x)
+        trial = candidate.predict_full(x)
+        self.agreement = top1_agreement(reference[:, :labels], trial[:, :labels])
+        if keep_mixed_precision(reference[:, :labels], trial[:, :labels], min_agreement=self.min_agreement):
             self.model = candidate
             log.info("mixed precision kept: top-1 agreement %.4f on %d chunks", self.agreement, len(x))
         else:
@@ -430,6 +437,7 @@ class Predictor:
             "precision": "undecided" if self._candidate is not None else self.model.precision,
             "agreement": self.agreement, "rewrites": list(self.model.rewrites),
             "exact_fallback": "float32" if self.exact is not None else None,
+            "embedding": {"backbone": self.model.backbone_id, "size": self.model.embedding_size},
         }
 
     def ready(self) -> list[str]:

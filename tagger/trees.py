@@ -372,6 +372,14 @@ class TreeModel:
         """Nothing to compile; one prediction checks the model runs."""
         self.predict(np.zeros((1, *self.meta.input_shape), np.float32))
 
+    #: trees have no embedding (GenreModel's interface)
+    embedding_size = 0
+    backbone_id = ""
+
+    def predict_full(self, x: np.ndarray) -> np.ndarray:
+        """As :meth:`predict` (trees have no embedding)."""
+        return self.predict(x)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities: x (n, *meta.input_shape) float32 -> (n, n_labels) float32."""
         x = np.asarray(x, dtype=np.float32)

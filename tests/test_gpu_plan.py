@@ -146,6 +146,9 @@ class _Scripted:
         self.calls += 1
         return self.fn(x)
 
+    predict_full = predict  # the tiny model has no embedding: its full output is its scores
+    embedding_size, backbone_id = 0, ""
+
 
 def _predictor(tiny_model, monkeypatch, candidate_fn):
     from tagger.model import GenreModel
