@@ -80,6 +80,8 @@ def test_signal_mid_run_loses_nothing(tmp_path, tiny_model, sig, code, name):
         records = db.records(str(p) for p in paths)
         run = db.runs()[0]
         journal = {e.path for e in db.journal(run.run_id)}
+        # the store survives the interruption: every file analysed before it is kept
+        stored = set(db.analyses([str(p) for p in paths], json.loads(tiny_model.meta.read_text())["model_id"]))
     assert run.status == "interrupted"
     tagged = [p for p in paths if str(p) in records]
     assert 0 < len(tagged) < len(paths), "the signal should land mid-run"
@@ -94,8 +96,12 @@ def test_signal_mid_run_loses_nothing(tmp_path, tiny_model, sig, code, name):
             st = p.stat()
             assert (rec.size, rec.mtime_ns) == (st.st_size, st.st_mtime_ns)  # state matches the file
             assert genres_of(p) and str(p) in journal
-    # the next run carries on where this one stopped
-    r = CliRunner().invoke(main, tag_args(lib, tiny_model, tmp_path))
+    assert {str(p) for p in tagged} <= stored
+    # the next run carries on where this one stopped (what was analysed is not analysed again)
+    report = tmp_path / "next.json"
+    r = CliRunner().invoke(main, tag_args(lib, tiny_model, tmp_path, "--report", str(report)))
+    rows = {row["path"]: row for row in json.loads(report.read_text())["files"]}
+    assert all(rows[p]["analysis"] == "stored" for p in stored if p in rows)
     assert r.exit_code == 0
     assert f"{len(paths) - len(tagged)} tagged" in r.output and f"{len(tagged)} unchanged" in r.output
 
