@@ -289,8 +289,10 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
             run_id = new_run_id()
             progress = _make_progress(options)
             tagger = Tagger(paths, options, argv=sys.argv[1:], progress=progress, state=state, run_id=run_id, stop=stop)
+            # the folders (and files) this run covers, as `tagger runs` shows them
+            covered = list(dict.fromkeys(os.path.abspath(os.path.expanduser(p)) for p in paths))
             state.begin_run(run_id, model_id=tagger.meta.model_id, argv=sys.argv[1:], dry_run=options.dry_run,
-                            options=tagger.report.options)
+                            options={**tagger.report.options, "paths": covered})
             status = "failed"
             try:
                 report = tagger.run()
@@ -485,45 +487,226 @@ def _versions() -> dict[str, str]:
     return out
 
 
-@main.command("runs")
-@click.option("--state-db", metavar="FILE", default=None)
-@click.option("--limit", type=int, default=30, show_default=True)
+#: Width `tagger runs` keeps its lines within (the folder list is shortened to fit).
+RUNS_WIDTH = 120
+#: Order of the counts in `tagger runs` (others follow, alphabetically).
+_COUNT_ORDER = ("tagged", "would tag", "skipped", "uncertain", "failed", "restored", "already_restored",
+                "modified", "missing")
+
+
+def _shown(path: str) -> str:
+    """A path for the terminal: bytes that are not UTF-8 as ``\\xNN`` escapes (never a crash)."""
+    from tagger.names import visible
+
+    return visible(path)
+
+
+def run_folders(run) -> list[str] | None:
+    """The PATHS a ``tagger tag`` run covered: recorded (``options["paths"]``, absolute) or, for
+    runs recorded before that, parsed from its argv (as typed: relative ones stay relative).
+    None when unknown (an undo run, or an argv that is not a `tagger tag` command line)."""
+    if run.undo_of:
+        return None
+    if run.paths is not None:
+        return run.paths
+    argv = [a for a in run.argv if isinstance(a, str)]
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):  # the group's own options (-v)
+        i += 1
+    if i >= len(argv) or argv[i] != "tag":
+        return None
+    try:
+        with tag_cmd.make_context("tag", argv[i + 1:], resilient_parsing=True) as ctx:
+            found = list(ctx.params.get("paths") or ())
+    except (click.ClickException, click.exceptions.Exit, ValueError, TypeError):
+        return None
+    return found or None
+
+
+def _fit_list(items: list[str], width: int) -> str:
+    """``a, b, c`` within ``width`` characters: as many as fit, then ``… +N more``; one item too
+    long on its own keeps its end (the folder's own name), cut at the start with ``…``."""
+    full = ", ".join(items)
+    if len(full) <= width:
+        return full
+    for k in range(len(items) - 1, 0, -1):
+        text = ", ".join(items[:k]) + f" … +{len(items) - k} more"
+        if len(text) <= width:
+            return text
+    more = f" … +{len(items) - 1} more" if len(items) > 1 else ""
+    room = max(width - len(more) - 1, 8)
+    tail = items[0][-room:]
+    cut = tail.find("/", 1)
+    if 0 < cut < len(tail) - 1:
+        tail = tail[cut:]  # start at a folder boundary: …/lib/album0, not …3/lib/album0
+    return "…" + tail + more
+
+
+def _fit_folders(folders: list[str], width: int) -> str:
+    """Folders within ``width``: all of them; else, when they share a parent, that parent once
+    (``/music/{Jazz, Rock}``, shell brace style); else as many as fit (:func:`_fit_list`)."""
+    full = ", ".join(folders)
+    if len(full) <= width or len(folders) < 2:
+        return _fit_list(folders, width)
+    try:
+        common = os.path.commonpath(folders)
+    except ValueError:  # relative and absolute mixed
+        common = ""
+    rel = [os.path.relpath(f, common) for f in folders] if common not in ("", os.sep) else []
+    if rel and all(r != os.curdir and not r.startswith(os.pardir) for r in rel):
+        head = os.path.join(common, "{")
+        inner = _fit_list(rel, width - len(head) - 1) if width - len(head) - 1 >= len(rel[0]) else ""
+        if inner and not inner.startswith("…"):  # at least one whole name in the braces
+            return head + inner + "}"
+    return _fit_list(folders, width)
+
+
+def _covered(run, width: int) -> str:
+    """What a run covered, for one line: its folders, or for an undo the run it undid."""
+    if run.undo_of:
+        return f"undid {run.undo_of}"
+    folders = run_folders(run)
+    if not folders:
+        return "?"
+    return _fit_folders([_shown(f) for f in folders], width)
+
+
+def _counts_text(counts: dict) -> str:
+    keys = [k for k in _COUNT_ORDER if k in counts] + sorted(k for k in counts if k not in _COUNT_ORDER)
+    text = ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in keys if counts[k])
+    return text or "nothing"
+
+
+def _mode(run) -> str:
+    return "dry run" if run.dry_run else "real"
+
+
+def _started(run, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """The start in local time, to the minute (the run id says it in UTC, to the second)."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(str(run.started).replace("Z", "+00:00")).astimezone().strftime(fmt)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(run.started)[:16].replace("T", " ")
+
+
+def run_json(run) -> dict:
+    """One run for `tagger runs --json`: every field of RunInfo, then undo_of and folders."""
+    import dataclasses
+
+    out = {f.name: getattr(run, f.name) for f in dataclasses.fields(run)}
+    out["undo_of"] = run.undo_of
+    out["folders"] = run_folders(run)
+    return out
+
+
+def _json_default(obj):
+    if isinstance(obj, (bytes, bytearray)):
+        return os.fsdecode(bytes(obj))
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    return str(obj)
+
+
+RUNS_HELP = """List recent runs (newest first) with their ids, for `tagger undo`.
+
+\b
+One line per run:
+  run id         give it (or a unique start of it) to `tagger undo`
+  started        month-day hour:minute, local time (the run id: the start in UTC)
+  status         finished, interrupted, failed, running; undo for `tagger undo`
+  mode           real, or dry run (wrote nothing)
+  changed        files whose tags the run wrote (what undo can restore)
+  counts         what happened to the files
+  covered        the folders the run covered; for an undo, the run it undid
+
+Long folder lists are shortened (siblings as /music/{Jazz, Rock}, then … +N more); --json
+has them all. Names that are not valid UTF-8 show their odd bytes as \\xNN; in --json they are
+strings with \\udcNN escapes (Python's os.fsdecode: os.fsencode gives the bytes back).
+"""
+
+
+@main.command("runs", help=RUNS_HELP)
+@click.option("--state-db", metavar="FILE", default=None,
+              help="State database [default: in the user state directory].")
+@click.option("--limit", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Show at most N runs (0: all).")
+@click.option("--json", "as_json", is_flag=True,
+              help="A JSON list of the runs, newest first: every recorded field and the folders.")
 @click.pass_context
-def runs_cmd(ctx, state_db, limit) -> None:
-    """List recent runs (newest first) with their ids, for `tagger undo`."""
+def runs_cmd(ctx, state_db, limit, as_json) -> None:
+    import json
+
     from tagger.state import StateDB, default_state_path
 
     path = Path(state_db).expanduser() if state_db else default_state_path()
     if not path.exists():
-        click.echo(f"no runs yet (no state database at {path})")
+        if as_json:
+            click.echo("[]")
+        else:
+            click.echo(f"no runs yet (no state database at {path})")
         return
     try:
         with StateDB(path) as db:
-            runs = db.runs(limit=limit)
+            runs = db.runs(limit=limit or None)
     except TaggerError as exc:
         fail(ctx, exc)
+        return
+    if as_json:
+        click.echo(json.dumps([run_json(r) for r in runs], indent=2, default=_json_default))
         return
     if not runs:
         click.echo("no runs yet")
         return
-    click.echo(f"{'run id':<22} {'started':<20} {'status':<11} {'dry':<4} {'changed':>7}  counts")
-    for r in runs:
-        counts = ", ".join(f"{n} {k}" for k, n in r.counts.items() if n)
-        click.echo(f"{r.run_id:<22} {r.started[:19]:<20} {r.status:<11} {'yes' if r.dry_run else '':<4} "
-                   f"{r.files_changed:>7}  {counts}")
+    # fixed columns, the counts (aligned while short), then what the run covered in the rest
+    counts = [_counts_text(r.counts) for r in runs]
+    cw = min(max(len("counts"), *map(len, counts)), 28)
+    click.echo(f"{'run id':<20} {'started':<11} {'status':<11} {'mode':<7} {'changed':>7}  "
+               f"{'counts':<{cw}}  covered")
+    for r, c in zip(runs, counts):
+        line = (f"{r.run_id:<20} {_started(r, '%m-%d %H:%M'):<11} {r.status:<11} {_mode(r):<7} "
+                f"{r.files_changed:>7}  {c:<{cw}}  ")
+        click.echo(line + _covered(r, max(RUNS_WIDTH - len(line), 16)))
+
+
+def _complete_run_ids(ctx: click.Context, param, incomplete: str):
+    """Shell completion of RUN_ID: the runs of the state database (the --state-db given
+    earlier on the line, or the default), newest first, each with a short help. Never raises,
+    never creates or changes a state database: a missing or broken one completes nothing."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        from tagger import state as st
+
+        given = ctx.params.get("state_db")
+        path = Path(given).expanduser() if given else st.default_state_path()
+        items = []
+        for r in st.peek_runs(path, limit=500):
+            if not r.run_id.startswith(incomplete):
+                continue
+            what = f"undid {r.undo_of}" if r.undo_of else _covered(r, 44)
+            items.append(CompletionItem(r.run_id, help=f"{_started(r)} {_mode(r)}, {what}"))
+        return items
+    except Exception:  # noqa: BLE001 - completion must never fail in the user's shell
+        return []
 
 
 @main.command("undo")
-@click.argument("run_id")
-@click.option("--state-db", metavar="FILE", default=None)
+@click.argument("run_id", shell_complete=_complete_run_ids)
+@click.option("--state-db", metavar="FILE", default=None,
+              help="State database [default: in the user state directory].")
 @click.option("--dry-run", "-n", is_flag=True, help="Show what would be restored.")
 @click.option("--keep", is_flag=True,
               help="Do not re-analyse restored files on the next run (default: they are analysed again).")
 @click.pass_context
 def undo_cmd(ctx, run_id, state_db, dry_run, keep) -> None:
-    """Restore the tag fields a run changed, exactly as they were.
+    """Restore the tag fields run RUN_ID changed, exactly as they were.
 
-    Files modified since that run are reported and left alone.
+    RUN_ID comes from `tagger runs` (a unique start of it is enough; shell completion offers
+    them, see the README). Files modified since that run are reported and left alone; files an
+    earlier undo already put back are reported as already restored. Undoing an undo puts the
+    run's tags back.
     """
     from tagger.lock import RunLock
     from tagger.state import StateDB, default_state_path
@@ -546,14 +729,20 @@ def undo_cmd(ctx, run_id, state_db, dry_run, keep) -> None:
     verb = "would restore" if dry_run else "restored"
     for p in res.restored:
         echo(f"{verb}: {p}")
+    for p, who in res.already_restored:
+        echo(f"already restored: {p} (by {who})")
     for p, why in res.skipped_modified:
         echo(f"left alone (modified since that run): {p}: {why}", err=True)
     for p in res.missing:
         echo(f"missing (skipped): {p}", err=True)
     for p, why in res.failed:
         echo(f"failed: {p}: {why}", err=True)
-    click.echo(f"undo {run_id}: {len(res.restored)} {verb}, {len(res.skipped_modified)} modified since, "
-               f"{len(res.missing)} missing, {len(res.failed)} failed")
+    already = f"{len(res.already_restored)} already restored"
+    if res.already_restored:
+        already += f" (by {', '.join(dict.fromkeys(who for _, who in res.already_restored))})"
+    click.echo(f"undo {res.run_id or run_id}: {len(res.restored)} {verb}, {already}, "
+               f"{len(res.skipped_modified)} modified since, {len(res.missing)} missing, "
+               f"{len(res.failed)} failed")
     ctx.exit(EXIT_FILES_FAILED if res.failed else EXIT_OK)
 
 

@@ -16,7 +16,9 @@ One SQLite file (default ``platformdirs.user_state_dir("tagger")/state.db``) wit
     bit-identical). Dry runs fill it too. See :class:`StoredAnalysis`.
 ``runs``
     One row per run: id, start/finish times, model, argv, options, status and counts. Dry runs are
-    recorded (``dry_run`` set) but never record files or journal entries.
+    recorded (``dry_run`` set) but never record files or journal entries. ``options["paths"]``
+    holds the absolute PATHS a ``tagger tag`` run covered, ``options["undo_of"]`` the run an
+    undo undid (:class:`RunInfo`).
 ``journal``
     One row per tag write, written *ahead* of it: the tag fields before and the intended fields
     after, and the file's size and mtime before (:meth:`StateDB.journal_intent`, status
@@ -268,6 +270,15 @@ class RunInfo:
         """For an undo run, the id of the run it undid."""
         value = self.options.get("undo_of")
         return str(value) if value else None
+
+    @property
+    def paths(self) -> list[str] | None:
+        """The PATHS given to ``tagger tag``, absolute (``options["paths"]``); None when
+        the run did not record them (runs of tagger 0.2.0 and before, undo runs)."""
+        value = self.options.get("paths")
+        if isinstance(value, list) and all(isinstance(p, str) for p in value):
+            return value
+        return None
 
 
 @dataclass(frozen=True)
@@ -821,8 +832,9 @@ class StateDB:
                 raise ValueError(f"no run {run_id} in {self.path}")
 
     def runs(self, limit: int | None = 50) -> list[RunInfo]:
-        """The latest runs, newest first (``limit=None``: all)."""
-        sql = f"SELECT {_RUN_COLS} FROM runs ORDER BY started DESC, run_id DESC"
+        """The latest runs, newest first (``limit=None``: all). Runs started in the same second
+        (an undo right after its run) come in the order they were recorded."""
+        sql = f"SELECT {_RUN_COLS} FROM runs ORDER BY {_RUN_ORDER}"
         args: tuple = ()
         if limit is not None:
             sql += " LIMIT ?"
@@ -996,6 +1008,8 @@ def _analysis(path: str, row: tuple) -> StoredAnalysis:
 
 
 _RUN_COLS = "run_id, started, finished, model_id, dry_run, status, counts, argv, files_changed, options"
+# newest first; within one second (the start time's resolution), the later recorded first
+_RUN_ORDER = "started DESC, rowid DESC"
 _JOURNAL_COLS = ("run_id, path, before, after, size_after, mtime_ns_after, written_at, id, status, size_before, "
                  "mtime_ns_before")
 
@@ -1035,3 +1049,26 @@ def _journal_entry(row: tuple) -> JournalEntry:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def peek_runs(path: str | os.PathLike, *, limit: int = 200, timeout: float = 0.5) -> list[RunInfo]:
+    """The latest runs of the state database at ``path``, newest first, read without
+    :class:`StateDB`: the file is opened read-only (never created, migrated or locked for
+    writing), for shell completion. Returns ``[]`` when there is no such file or it is not a
+    tagger state database; raises ``sqlite3.Error`` / ``OSError`` / ``ValueError`` when it cannot
+    be read (the caller, completion, swallows them).
+    """
+    from urllib.parse import quote
+
+    p = Path(path)
+    if not p.is_file():
+        return []
+    uri = "file:" + quote(os.fsencode(p.absolute())) + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout)
+    try:
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            return []
+        rows = conn.execute(f"SELECT {_RUN_COLS} FROM runs ORDER BY {_RUN_ORDER} LIMIT ?", (int(limit),))
+        return [_run_info(row) for row in rows.fetchall()]
+    finally:
+        conn.close()

@@ -10,6 +10,9 @@ through the run's entries, latest first:
   left alone (undo never overwrites changes it did not make; undo the later run first when the
   reason names one). The one exception: the last change was tagger's own and put back exactly
   the fields this run wrote (the later run was undone first) -> restored;
+* the file is exactly as a later undo left it, and that undo put back the fields this undo
+  would (typically: this run was undone already) -> ``already_restored`` with the undo run that
+  did it; neither restored again nor counted as modified;
 * otherwise the fields are restored (``tagger.tags.restore_fields``) -> ``restored``; a
   restore that fails -> ``failed`` with the one-line reason.
 
@@ -57,6 +60,9 @@ class UndoResult:
     skipped_modified: list[tuple[str, str]]  # (path, reason): changed since the run, left alone
     missing: list[str]  # no longer exists
     failed: list[tuple[str, str]]  # (path, one-line reason)
+    #: (path, who): the file already holds the fields undo would put back, and ``who``
+    #: ("undo run ID", or "run ID" for another kind of run) is the run that put them there
+    already_restored: list[tuple[str, str]] = field(default_factory=list)
     run_id: str = ""  # the run undone
     undo_id: str = ""  # the run recording this undo
     dry_run: bool = False
@@ -200,11 +206,12 @@ def undo_run(
     modified: list[tuple[str, str]] = []
     missing: list[str] = []
     failed: list[tuple[str, str]] = []
+    already: list[tuple[str, str]] = []
     status = "interrupted"
 
     def counts() -> dict[str, int]:
-        return {"restored": len(restored), "modified": len(modified), "missing": len(missing),
-                "failed": len(failed)}
+        return {"restored": len(restored), "already_restored": len(already), "modified": len(modified),
+                "missing": len(missing), "failed": len(failed)}
 
     try:
         if info.dry_run:
@@ -227,6 +234,11 @@ def undo_run(
                 # wrote (a later run was undone first): restoring is as safe as without it.
                 if not (last is not None and last.after == latest.after
                         and (st.st_size, st.st_mtime_ns) == (last.size_after, last.mtime_ns_after)):
+                    who = _restored_by(db, info.run_id, earliest.before, st, later)
+                    if who is not None:
+                        already.append((path, who))
+                        log.info("%s: already restored by %s", path, who)
+                        continue
                     reason = _modified_reason(db, info.run_id, st, later)
                     modified.append((path, reason))
                     log.info("%s: %s", path, reason)
@@ -256,11 +268,12 @@ def undo_run(
             log.warning("cannot record the end of undo run %s: %s", undo_id, exc)
 
     log.info(
-        "undo of run %s%s: %d restored, %d changed since (left alone), %d missing, %d failed",
-        info.run_id, " (dry run)" if dry_run else "", len(restored), len(modified), len(missing), len(failed),
+        "undo of run %s%s: %d restored, %d already restored, %d changed since (left alone), %d missing, "
+        "%d failed", info.run_id, " (dry run)" if dry_run else "", len(restored), len(already), len(modified),
+        len(missing), len(failed),
     )
-    return UndoResult(restored, modified, missing, failed, run_id=info.run_id, undo_id=undo_id,
-                      dry_run=dry_run, counts=counts())
+    return UndoResult(restored, modified, missing, failed, already_restored=already, run_id=info.run_id,
+                      undo_id=undo_id, dry_run=dry_run, counts=counts())
 
 
 def _restore_one(db: StateDB, undo_id: str, path: str, before: dict, *, retag: bool, model_id: str) -> None:
@@ -299,12 +312,35 @@ def _void_quietly(db: StateDB, entry_id: int) -> None:
         log.warning("cannot drop the journal entry of a failed write (%s): settled by the next run", exc)
 
 
-def _modified_reason(db: StateDB, run_id: str, st: os.stat_result, later_entries: list[JournalEntry]) -> str:
-    """Why a file is left alone: a later run that changed it, or a change outside tagger."""
+def _last_writer(st: os.stat_result, later_entries: list[JournalEntry]) -> JournalEntry | None:
+    """The later journal entry that left the file as it is now (same size and mtime), if any."""
     for later in reversed(later_entries):
         if (later.size_after, later.mtime_ns_after) == (st.st_size, st.st_mtime_ns):
-            other = db.run(later.run_id)
-            if other is not None and other.undo_of == run_id:
-                return f"already restored by undo run {later.run_id}"
-            return f"changed since by run {later.run_id}: undo that run first"
+            return later
+    return None
+
+
+def _restored_by(db: StateDB, run_id: str, before: dict, st: os.stat_result,
+                 later_entries: list[JournalEntry]) -> str | None:
+    """Who already put back what undoing ``run_id`` would (``"undo run ID"`` or ``"run ID"``), or
+    None. The file must be exactly as a later tagger write left it (size and mtime), and that
+    write must be an undo of ``run_id`` or have written the very fields undo would restore
+    (``before``; e.g. the undo of a later run that had re-tagged the file after this run was
+    undone). Such a file is not "modified since": undoing again has nothing left to do.
+    """
+    writer = _last_writer(st, later_entries)
+    if writer is None:
+        return None
+    other = db.run(writer.run_id)
+    is_undo = other is not None and other.undo_of is not None
+    if (other is not None and other.undo_of == run_id) or writer.after == before:
+        return f"{'undo run' if is_undo else 'run'} {writer.run_id}"
+    return None
+
+
+def _modified_reason(db: StateDB, run_id: str, st: os.stat_result, later_entries: list[JournalEntry]) -> str:
+    """Why a file is left alone: a later run that changed it, or a change outside tagger."""
+    writer = _last_writer(st, later_entries)
+    if writer is not None:
+        return f"changed since by run {writer.run_id}: undo that run first"
     return f"changed since run {run_id} wrote it (size or modification time differ): left alone"

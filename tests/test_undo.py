@@ -92,7 +92,7 @@ def test_restored_modified_and_missing(db, fake_tags, library):
     # the undo is a run of its own, with a journal that can itself be undone
     info = db.run(res.undo_id)
     assert info.status == "undo" and info.undo_of == rid and not info.dry_run
-    assert info.counts == {"restored": 2, "modified": 1, "missing": 1, "failed": 0}
+    assert info.counts == {"restored": 2, "already_restored": 0, "modified": 1, "missing": 1, "failed": 0}
     assert info.argv == ["tagger", "undo", rid[:11]]
     assert info.files_changed == 2
     journal = db.journal(res.undo_id)
@@ -114,10 +114,10 @@ def test_undoing_twice_says_it_is_already_done(db, fake_tags, library):
     rid = tag_run(db, library[:2])
     first = undo_run(db, rid)
     again = undo_run(db, rid)
-    assert again.restored == []
-    assert {p for p, _ in again.skipped_modified} == set(map(str, library[:2]))
-    for _, reason in again.skipped_modified:
-        assert reason == f"already restored by undo run {first.undo_id}"
+    assert again.restored == [] and again.skipped_modified == []  # already restored is not "modified"
+    by = f"undo run {first.undo_id}"
+    assert sorted(again.already_restored) == sorted((str(f), by) for f in library[:2])
+    assert again.counts["already_restored"] == 2 and again.counts["modified"] == 0
 
 
 def test_a_later_run_must_be_undone_first(db, fake_tags, library):
