@@ -197,7 +197,7 @@ class TrackOutcome:
 class AlbumDecision:
     name: str
     tracks: int  # tracks of the album (analysed or not)
-    analysed: int  # tracks whose scores made the album's
+    analysed: int  # tracks whose scores made the album's (scored ones until the album is decided)
     scores: np.ndarray | None
     decision: Decision | None  # the album's own (no existing genres); None: not decided as an album
     per_track: str = ""  # why the album's tracks were decided per track ("" when they were not)
@@ -247,7 +247,14 @@ def decide_album(members: Sequence[Member], labels, *, name: str = "", compilati
         return out
     if len(members) == 1:
         return per_track("")  # an album of one track: the track's own decision
-    out.scores = album_scores([m.scores for m in scored], [m.seconds for m in scored])
+    # under --on-existing skip a person's track is evidence by its genre only (the worker skips
+    # it unanalysed; where the store has its scores anyway, they do not count either: the same
+    # album decision whichever way the track was seen)
+    voters = [m for m in scored if not (on_existing == "skip" and m.person_genres)]
+    if not voters:
+        return per_track("")
+    out.analysed = len(voters)
+    out.scores = album_scores([m.scores for m in voters], [m.seconds for m in voters])
     out.decision = decide(out.scores, labels, top_k=top_k, min_confidence=min_confidence, names=names,
                           user_map=user_map)
     if out.decision.action != TAG:
