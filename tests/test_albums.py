@@ -257,3 +257,30 @@ def test_album_tags_are_read_in_every_format_and_never_written(kind, fixture_dir
     again = tags.read_tags(p)
     assert again.genres == ("Jazz",) and again.album_tags() == info.album_tags()
     assert before != tags.snapshot_fields(p)
+
+
+# -- the HTML report's album view ----------------------------------------------------------------
+
+
+def test_html_album_view_groups_by_album_and_shows_decision_and_dissenters():
+    from tagger import html_report as hr
+    from tagger.report import Report, Row
+
+    report = Report(dry_run=True)
+    for i, (own, kept) in enumerate([("Rock", False), ("Jazz", False), ("Classical", True)]):
+        disc = "CD1" if i < 2 else "CD2"
+        report.add(Row(f"/m/Band/LP/{disc}/{i}.flac", "flac", "tagged", "x",
+                       predicted=[{"genre": own, "label": own.lower(), "score": 0.95 if kept else 0.6}],
+                       written=[own if kept else "Rock"], album="Band — LP", genre_from="track" if kept else "album",
+                       album_genres=["Rock"], dissent=kept))
+    report.add(Row("/m/Singles/a.flac", "flac", "tagged", "x", predicted=[{"genre": "Pop", "label": "pop", "score": 0.7}],
+                   written=["Pop"], genre_from="track"))
+    got = {a.name or a.folder: a for a in hr.albums(report.rows)}
+    lp = got["Band — LP"]
+    assert lp.folder == "/m/Band/LP" and lp.tracks == 3 and lp.decided == ("Rock",) and lp.dissenters == ("2.flac",)
+    assert got["/m/Singles"].decided == () and got["/m/Singles"].name == ""
+    data = hr.build_data(report)
+    row = next(a for a in data["albums"] if a[7] == "Band — LP")
+    assert [data["genres"][g] for g in row[8]] == ["Rock"] and row[9] == ["2.flac"]
+    page = hr.render(report)
+    assert "kept their own genre" in page and "album decision" in page
