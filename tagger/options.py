@@ -39,7 +39,7 @@ class TagOptions:
     explain_uncertain: bool = False
     genre_map: dict[str, str] = field(default_factory=dict)  # label -> genre written ([genres] table)
     albums: bool = True  # decide each album's tracks together (tagger.albums); False: per track
-    album_dissent: float = 0.9  # a track keeps its own genre when it scores this on its own (tagger.albums)
+    album_dissent: float = 0.8  # a track keeps its own genre when it scores this on its own (tagger.albums)
 
     def __post_init__(self) -> None:
         if self.on_existing not in ON_EXISTING:

@@ -244,7 +244,7 @@ def test_album_settings_are_part_of_the_decision_key(tmp_path, tiny_model, monke
 
     o = TagOptions()
     assert decision_key(o) != decision_key(o.replace(albums=False))
-    assert decision_key(o) != decision_key(o.replace(album_dissent=0.8))
+    assert decision_key(o) != decision_key(o.replace(album_dissent=0.7))
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -261,3 +261,28 @@ def test_analysed_album_is_decided_together(tmp_path, tiny_model):
     # the second run decides from the store, per track this time
     rows2, _ = tag(lib, tiny_model, tmp_path, "--dry-run", "--min-confidence", "0", "--no-albums")
     assert {rows2[str(p)]["analysis"] for p in album} == {"stored"}
+
+
+def test_explain_says_when_the_album_overruled_the_track(tmp_path, tiny_model):
+    lib = tmp_path / "lib"
+    me = track(lib / "LP" / "00.flac", album="LP", albumartist="X", seed=0)
+    mates = [track(lib / "LP" / f"0{i}.flac", album="LP", albumartist="X", seed=i) for i in range(1, 5)]
+    base = ["explain", str(me), "--model", str(tiny_model.weights), "--json", "--min-confidence", "0",
+            "--state-db", str(tmp_path / "state.db")]
+    r = CliRunner().invoke(main, base + ["--no-albums"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    alone = json.loads(r.output)
+    assert alone["album"] is None
+    own = alone["decision"]["chosen"][0]["label"]
+    other = next(lab for lab in LABELS if lab != own)
+    store(tmp_path / "state.db", tiny_model, {p: scores(**{other: 0.7}) for p in mates})
+    r = CliRunner().invoke(main, base, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    assert got["album"]["album"] == "X — LP" and got["album"]["overruled"] is True
+    assert got["album"]["tracks"] == 5 and got["album"]["analysed"] == 5
+    assert got["decision"]["chosen"][0]["label"] == other and got["album"]["genre_from"] == "album"
+    # the text form says it in words
+    r = CliRunner().invoke(main, [a for a in base if a != "--json"] + ["--out", str(tmp_path / "x.png")],
+                           catch_exceptions=False)
+    assert "the album overruled the track" in r.output, r.output
