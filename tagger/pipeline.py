@@ -299,6 +299,7 @@ class Tagger:
             else:
                 self.report.pending += len(fresh)
             if self._albums:
+                self.stop.install()  # Ray's shutdown may have put back the default SIGTERM handler
                 self._decide_albums(plan)
         finally:
             self.progress.close()

@@ -205,10 +205,10 @@ class TagInfo:
     provenance: Provenance | None
     #: the album grouping tags (read only; tagger never writes them): album, artist,
     #: albumartist ("" when absent) and compilation (bool)
-    album: str = ""
-    artist: str = ""
-    albumartist: str = ""
-    compilation: bool = False
+    album: str = field(default="", compare=False)
+    artist: str = field(default="", compare=False)
+    albumartist: str = field(default="", compare=False)
+    compilation: bool = field(default=False, compare=False)
 
     def album_tags(self) -> dict[str, Any]:
         return {"album": self.album, "artist": self.artist, "albumartist": self.albumartist,
