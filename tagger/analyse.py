@@ -135,7 +135,8 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
     ``policy`` keys: model_id, on_existing, analyse_all (bool), analysis_seconds, max_seconds,
     float16 (bool), keep_audio (bool: also return the decoded ``audio`` stretches and their
     ``segments``, for ``tagger explain``).
-    Returns a dict with keys: path, size, mtime_ns, format, existing, provenance, skip, features
+    Returns a dict with keys: path, size, mtime_ns, format, existing, provenance, album_tags
+    (album, artist, albumartist, compilation: for album decisions), skip, features
     (np.ndarray or None), duration, segments, error (None or (kind, reason)), node, seconds,
     timing (seconds spent reading tags, decoding, computing features: the benchmark's stages).
     """
@@ -169,6 +170,7 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
             out["provenance"] = info.provenance.to_string()
             out["owner_model"] = info.provenance.model_id
         out["tagger_owned"] = info.tagger_owned
+        out["album_tags"] = info.album_tags()
         timing["tags"] = time.perf_counter() - t0
         skip = needs_analysis(
             existing=out["existing"], tagger_owned=info.tagger_owned,

@@ -221,6 +221,9 @@ _RENAME = {"report": "reports"}
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, help=_h("min_confidence", "[default: 0.4]"))
 @click.option("--on-existing", type=click.Choice(["skip", "replace", "merge"]), default=None,
               help=_h("on_existing", "[default: skip]"))
+@click.option("--albums/--no-albums", default=None, help=_h("albums", "[default: --albums]"))
+@click.option("--album-dissent", type=click.FloatRange(0, 1), default=None, metavar="SCORE",
+              help=_h("album_dissent", "[default: 0.8]"))
 @click.option("--id3v23", is_flag=True, default=None, help=_h("id3v23"))
 @click.option("--exclude", multiple=True, metavar="GLOB", help=_h("exclude"))
 @click.option("--batch-size", type=click.IntRange(1, 65536), default=None,

@@ -82,6 +82,11 @@ HELP: dict[str, str] = {
     "log_file": "Append a log of the run to FILE.",
     "file_timeout": "Give up on a file whose analysis takes longer than this many seconds.",
     "explain_uncertain": "Add explain pictures of uncertain files to the HTML report.",
+    "albums": "Decide the tracks of an album together: every track gets the album's genres, except "
+              "one that strongly disagrees (--album-dissent); --no-albums decides each track alone. "
+              "Compilations and loose singles are always decided per track.",
+    "album_dissent": "A track of an album keeps its own genre when the model gives it at least this "
+                     "score on its own (0 to 1; 1: never).",
     "genre_map": "The [genres] table: label the model predicts = genre written.",
 }
 
@@ -223,7 +228,7 @@ def _check(name: str, value: Any) -> Any:
         raise _Bad(f"expected one of {', '.join(repr(c) for c in ON_EXISTING)}, got {value!r}")
     if name == "top_k" and value < 1:
         raise _Bad(f"expected an integer of at least 1, got {value}")
-    if name == "min_confidence" and not 0.0 <= value <= 1.0:
+    if name in ("min_confidence", "album_dissent") and not 0.0 <= value <= 1.0:
         raise _Bad(f"expected a number from 0 to 1, got {value:g}")
     if name in _POSITIVE and not value > 0:
         raise _Bad(f"expected a number greater than 0, got {value:g}")

@@ -68,6 +68,9 @@ class Explanation:
     #: ``tagger tag`` leaves this file alone without even decoding it (its policy on existing
     #: genres); explain analyses it anyway to show what the model hears.
     before_analysis: bool = False
+    #: the album decision behind ``decision`` (``album_context``), None when not decided as part
+    #: of an album (per-track mode, a loose single, no state database)
+    album: dict[str, Any] | None = None
 
     @property
     def action(self) -> str:
@@ -129,6 +132,7 @@ class Explanation:
                 "top_k": o.top_k,
                 "on_existing": o.on_existing,
             },
+            "album": self.album,
         }
 
 
@@ -187,6 +191,71 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
         segments=segments, audio=audio, features=features, spans=spans, probs=probs, scores=scores, decision=d,
         before_analysis=bool(early),
     )
+
+
+def album_context(expl: Explanation, *, state_db: str | os.PathLike | None) -> None:
+    """Decide the explained track's album as ``tagger tag --albums`` would: the other tracks of
+    its album folder (tagger.albums.scope_of) read from their tags, their scores from the store
+    of analyses in ``state_db`` (tracks without a usable stored analysis do not count), this
+    track's scores as just computed. Sets ``expl.album`` and, where the album decides this
+    track, ``expl.decision``. Reads only (a missing database is not created)."""
+    from tagger import albums as al
+    from tagger import discover, tags
+    from tagger.pipeline import sampling_spec, usable_analyses
+
+    o, meta = expl.options, expl.meta
+    if not o.albums:
+        return
+    scope = al.scope_of(expl.path)
+    found = [f for f in discover.walk([scope], exclude=o.exclude) if al.scope_of(f.path) == scope]
+    info: dict[str, Any] = {}
+    for f in found:
+        if f.path == expl.path:
+            continue
+        try:
+            info[f.path] = tags.read_tags(f.path)
+        except FileError:
+            continue
+    stored: dict[str, Any] = {}
+    if state_db is not None and os.path.exists(state_db) and info:
+        from tagger.errors import StateError
+        from tagger.state import StateDB
+
+        try:
+            with StateDB(state_db) as state:
+                stored = usable_analyses(state, [f for f in found if f.path in info], meta, sampling_spec(o))
+        except StateError as exc:  # the album is a hint here: explain the track without its album's scores
+            log.warning("album of %s: stored analyses unavailable (%s)", expl.path, exc)
+    me = tags.read_tags(expl.path)
+    tracks = [al.TrackTags.of(expl.path, me.album_tags())] + [al.TrackTags.of(p, i.album_tags()) for p, i in info.items()]
+    albums, _alone = al.group(tracks)
+    album = next((a for a in albums if expl.path in a.paths), None)
+    if album is None:
+        expl.album = {"album": "", "note": "not part of an album (a loose single): decided per track"}
+        return
+    members = []
+    for p in album.paths:
+        if p == expl.path:
+            members.append(al.Member(p, np.asarray(expl.scores), expl.analysed, tuple(expl.existing), expl.tagger_owned,
+                                     me.provenance.model_id if me.provenance is not None else None))
+            continue
+        a, i = stored.get(p), info[p]
+        members.append(al.Member(p, None if a is None else np.asarray(a.scores), 0.0 if a is None else a.seconds,
+                                 tuple(i.genres), i.tagger_owned, i.provenance.model_id if i.provenance else None))
+    ad = al.decide_album(members, meta.labels, name=album.name, compilation=album.compilation, top_k=o.top_k,
+                         min_confidence=o.min_confidence, on_existing=o.on_existing, model_id=meta.model_id,
+                         names=meta.display_names, user_map=o.genre_map, dissent=o.album_dissent)
+    outcome = ad.outcomes.get(expl.path)
+    expl.album = {
+        "album": album.name, "tracks": ad.tracks, "analysed": ad.analysed, "album_genres": list(ad.genres),
+        "genre_from": outcome.genre_from if outcome else "", "dissent": bool(outcome and outcome.dissent),
+        "overruled": bool(outcome and al.overruled(outcome)), "note": outcome.note if outcome else ad.per_track,
+    }
+    if outcome is not None and not expl.before_analysis:
+        import dataclasses
+
+        d = outcome.decision  # what `tagger tag` writes and reports, reason included
+        expl.decision = dataclasses.replace(d, reason=d.reason + (f"; {outcome.note}" if outcome.note else ""))
 
 
 def _file_error(path: str, kind: str, reason: str) -> FileError:
@@ -619,6 +688,12 @@ Exit codes: 0 explained; 1 the file cannot be analysed (the reason is printed) o
               help="What `tag` does with a genre a person wrote [default: skip].")
 @click.option("--analysis-seconds", type=click.FloatRange(min=1), default=None,
               help="Analyse about this many seconds, sampled across the track (as `tag` does).")
+@click.option("--albums/--no-albums", default=None,
+              help="Decide the track with its album, as `tag` does [default: --albums].")
+@click.option("--album-dissent", type=click.FloatRange(0, 1), default=None, metavar="SCORE",
+              help="As for `tag` [default: 0.8].")
+@click.option("--state-db", metavar="FILE", default=None,
+              help="The state database whose stored analyses give the album's other tracks [default: as `tag`].")
 @click.option("--config", "config_path", metavar="FILE", default=None, help="Config file (as for `tagger tag`).")
 @click.pass_context
 def explain_cmd(ctx: click.Context, file: str, out: str | None, as_json: bool, config_path: str | None, **cli) -> None:
@@ -641,6 +716,9 @@ def explain_cmd(ctx: click.Context, file: str, out: str | None, as_json: bool, c
         fail(ctx, FatalError(f"{file}: is a folder; explain takes one file (use `tagger tag --dry-run --report` for folders)"))
     try:
         expl = explain_file(file, options=options)
+        from tagger.state import default_state_path
+
+        album_context(expl, state_db=options.state_db or default_state_path())
         picture = None
         if out or not as_json:
             picture = render_png(expl, out or f"{_safe_name(Path(file).stem)}.explain.png")
@@ -661,4 +739,13 @@ def explain_cmd(ctx: click.Context, file: str, out: str | None, as_json: bool, c
     click.echo(f"{expl.path}: {expl.action}{' ' + '; '.join(d.genres) if d.genres else ''} ({d.reason})")
     n = expl.probs.shape[0]
     click.echo(f"  model {expl.meta.model_id}; top scores: {best}; {n} chunk{'s' * (n != 1)}")
+    a = expl.album
+    if a and a.get("album"):
+        how = ("the album overruled the track" if a["overruled"] else
+               "kept its own genre against the album" if a["dissent"] else "")
+        genres = "; ".join(a["album_genres"]) or "decided per track"
+        click.echo(f"  album {a['album']} ({a['tracks']} tracks, {a['analysed']} with stored analyses counted): "
+                   f"{genres}{'; ' + how if how else ''}{' (' + a['note'] + ')' if a['note'] else ''}")
+    elif a:
+        click.echo(f"  {a['note']}")
     click.echo(f"  picture: {picture}")

@@ -6,7 +6,9 @@ uncertain, failed) that filters the table; the failures with their reasons; two 
 here as SVG (the top predicted genre per file, stacked by action; the distribution of top
 scores with the threshold); the model (id, labels, evaluation figures from its metadata); a
 Files view (sortable, filterable by text and action, paginated) and an Albums view (one row per
-folder: majority genre, how many tracks agree, disagreeing albums flagged); pictures from
+album (tagger.albums; tracks decided alone: per folder): the album's decision and the tracks that
+kept their own genre against it, the majority of its tracks' own top genres, how many agree,
+disagreeing albums flagged); pictures from
 ``--explain-uncertain``.
 
 The summary is rendered here and reads without JavaScript. The rows travel as compact JSON
@@ -77,6 +79,9 @@ class Album:
     agree: int  # analysed tracks whose top genre is the majority
     genres: tuple[tuple[str, int], ...]  # top genre -> tracks, most first
     existing: str  # the most common existing genre ("" when none)
+    name: str = ""  # the album's name where its tracks were decided as an album ("" for a folder)
+    decided: tuple[str, ...] = ()  # the album's genres (album mode), () when decided per track
+    dissenters: tuple[str, ...] = ()  # file names of the tracks that kept their own genre
 
     @property
     def agreement(self) -> float | None:
@@ -93,12 +98,20 @@ def top_genre(row: Row) -> str | None:
 
 
 def albums(rows: list[Row]) -> list[Album]:
-    """One :class:`Album` per folder, flagged (disagreeing) albums first, then by folder."""
-    by_folder: dict[str, list[Row]] = {}
+    """One :class:`Album` per album (the rows' ``album``) and, for rows of no album, per folder;
+    flagged (disagreeing) albums first, then by folder."""
+    groups: dict[tuple[str, str], list[Row]] = {}
     for r in rows:
-        by_folder.setdefault(os.path.dirname(r.path), []).append(r)
+        key = ("album", r.album) if r.album else ("folder", os.path.dirname(r.path))
+        groups.setdefault(key, []).append(r)
     out = []
-    for folder, rs in by_folder.items():
+    for (kind, key), rs in groups.items():
+        if kind == "album":
+            dirs = sorted({os.path.dirname(r.path) for r in rs})
+            folder = dirs[0] if len(dirs) == 1 else os.path.commonpath(dirs)
+        else:
+            folder = key
+        decided = next((tuple(r.album_genres) for r in rs if r.album_genres), ())
         tops = Counter(g for g in (top_genre(r) for r in rs) if g)
         ranked = sorted(tops.items(), key=lambda kv: (-kv[1], kv[0]))
         existing = Counter(r.existing[0] for r in rs if r.existing)
@@ -107,8 +120,10 @@ def albums(rows: list[Row]) -> list[Album]:
             folder=folder, tracks=len(rs), analysed=sum(tops.values()),
             majority=ranked[0][0] if ranked else "", agree=ranked[0][1] if ranked else 0,
             genres=tuple(ranked), existing=ex[0][0] if ex else "",
+            name=key if kind == "album" else "", decided=decided,
+            dissenters=tuple(sorted(os.path.basename(r.path) for r in rs if r.dissent)),
         ))
-    out.sort(key=lambda a: (not a.flagged, a.folder))
+    out.sort(key=lambda a: (not a.flagged, a.folder, a.name))
     return out
 
 
@@ -123,7 +138,8 @@ def build_data(report: Report) -> dict[str, Any]:
     explain, format]`` where folder/action/reason index their tables, existing and written
     are lists of genre indices and predicted is flat ``[genre, floor(score*1000), ...]`` best first.
     ``albums``: ``[folder, tracks, analysed, majority genre (-1: none), agree, [[genre,
-    n], ...], existing genre (-1: none)]``.
+    n], ...], existing genre (-1: none), album name, [album genre, ...], [dissenting file
+    name, ...]]``.
     """
     folders, reasons, genres = _Interner(), _Interner(), _Interner()
     rows = []
@@ -140,7 +156,8 @@ def build_data(report: Report) -> dict[str, Any]:
         ])
     album_rows = [
         [folders(a.folder), a.tracks, a.analysed, genres(a.majority) if a.majority else -1, a.agree,
-         [[genres(g), n] for g, n in a.genres], genres(a.existing) if a.existing else -1]
+         [[genres(g), n] for g, n in a.genres], genres(a.existing) if a.existing else -1,
+         a.name, [genres(g) for g in a.decided], list(a.dissenters)]
         for a in albums(report.rows)
     ]
     return {
@@ -479,7 +496,7 @@ def render(report: Report) -> str:
 <section id="model" class="card"><h2>Model</h2>{_model_card(report)}</section>
 <section id="files" class="card">
 <div class="tabs" role="tablist"><button type="button" id="tab-files" class="tab on" data-view="files">Files</button>
-<button type="button" id="tab-albums" class="tab" data-view="albums">Albums (folders)</button></div>
+<button type="button" id="tab-albums" class="tab" data-view="albums">Albums</button></div>
 <div class="controls">
 <input id="q" type="search" placeholder="Filter: path, genre or reason…" autocomplete="off" aria-label="filter text">
 <span id="action-filter">{"".join(f'<label class="af" style="--c:{COLOURS.get(a, "#555")}"><input type="checkbox" data-action="{_e(a)}" checked> {_e(a)}</label>' for a in report.counts)}</span>
@@ -491,7 +508,7 @@ def render(report: Report) -> str:
 <th data-sort="path">File</th><th data-sort="existing">Existing</th><th data-sort="score">Predicted (score)</th>
 <th data-sort="action">Action</th><th data-sort="reason">Reason</th></tr></thead><tbody></tbody></table>
 <table id="albums-table" class="rows" hidden><thead><tr>
-<th data-sort="folder">Folder</th><th data-sort="tracks">Tracks</th><th data-sort="majority">Majority genre</th>
+<th data-sort="folder">Album / folder</th><th data-sort="tracks">Tracks</th><th data-sort="majority">Album decision · majority</th>
 <th data-sort="agreement">Agreement</th><th>Top genre of its tracks</th><th data-sort="existing">Existing</th>
 </tr></thead><tbody></tbody></table></div>
 <div class="pager"><button type="button" id="first">«</button><button type="button" id="prev">‹ previous</button>
@@ -703,7 +720,11 @@ function albumRow(i){
   const colour = pct === null ? "#ccc" : fl ? "#e09100" : "#2e7d32";
   const tops = a[5].slice(0, 4).map((x) => '<span class="chip">' + esc(G[x[0]]) + ' ' + x[1] + '</span>').join("") + (a[5].length > 4 ? ' …' : '');
   return '<tr class="' + (fl ? "flagged" : "") + '" data-i="' + i + '"><td><a href="#files" class="folder" data-folder="' + esc(F[a[0]]) + '">' + esc(F[a[0]]) +
-    '</a></td><td>' + a[1] + (a[2] !== a[1] ? ' <span class="reason">(' + a[2] + ' analysed)</span>' : '') + '</td><td>' + (a[3] >= 0 ? '<b>' + esc(G[a[3]]) + '</b>' : '—') +
+    '</a>' + (a[7] ? '<div class="reason">album: ' + esc(a[7]) + '</div>' : '') + '</td><td>' + a[1] + (a[2] !== a[1] ? ' <span class="reason">(' + a[2] + ' analysed)</span>' : '') + '</td><td>' +
+    (a[8] && a[8].length ? '<b>' + esc(a[8].map((g) => G[g]).join("; ")) + '</b> <span class="reason">(album decision)</span>' +
+      (a[9].length ? '<div class="reason">kept their own genre: ' + esc(a[9].join(", ")) + '</div>' : '') +
+      (a[3] >= 0 ? '<div class="reason">majority of its tracks: ' + esc(G[a[3]]) + '</div>' : '')
+     : (a[3] >= 0 ? '<b>' + esc(G[a[3]]) + '</b>' : '—')) +
     '</td><td>' + (pct === null ? '—' : '<div class="agree"><span class="s"><i style="width:' + pct + '%;background:' + colour + '"></i></span>' + pct + '%' +
     (fl ? ' <span class="flag">disagree</span>' : '') + '</div>') + '</td><td>' + tops + '</td><td>' + (a[6] >= 0 ? esc(G[a[6]]) : '') + '</td></tr>';
 }

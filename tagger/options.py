@@ -38,6 +38,8 @@ class TagOptions:
     file_timeout: float = 300.0  # seconds per file in a worker
     explain_uncertain: bool = False
     genre_map: dict[str, str] = field(default_factory=dict)  # label -> genre written ([genres] table)
+    albums: bool = True  # decide each album's tracks together (tagger.albums); False: per track
+    album_dissent: float = 0.8  # a track keeps its own genre when it scores this on its own (tagger.albums)
 
     def __post_init__(self) -> None:
         if self.on_existing not in ON_EXISTING:
@@ -46,6 +48,8 @@ class TagOptions:
             raise ValueError("top_k must be at least 1")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError("min_confidence must be between 0 and 1")
+        if not 0.0 <= self.album_dissent <= 1.0:
+            raise ValueError("album_dissent must be between 0 and 1")
 
     def replace(self, **changes) -> "TagOptions":
         return dataclasses.replace(self, **changes)

@@ -91,6 +91,7 @@ class Plan:
     #: where this model wrote the genre
     redecide: set[str] = field(default_factory=set)
     found: list[str] = field(default_factory=list)  # every file the walk found
+    left: set[str] = field(default_factory=set)  # files of the walk left for the next run by --max-files
 
 
 def decision_key(options: TagOptions) -> str:
@@ -102,7 +103,8 @@ def decision_key(options: TagOptions) -> str:
     import json
 
     d = {"top_k": options.top_k, "min_confidence": round(float(options.min_confidence), 6),
-         "on_existing": options.on_existing, "genres": sorted(options.genre_map.items())}
+         "on_existing": options.on_existing, "genres": sorted(options.genre_map.items()),
+         "albums": bool(options.albums), "album_dissent": round(float(options.album_dissent), 6)}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode("utf-8")).hexdigest()[:12]
 
 
@@ -203,12 +205,34 @@ def make_plan(paths, options: TagOptions, meta: ModelMeta, state) -> Plan:
                 redecide.add(f.path)
     else:
         todo = found
-    deferred = 0
+    deferred, left = 0, set()
     if options.max_files is not None and len(todo) > options.max_files:
-        deferred = len(todo) - options.max_files
-        todo = todo[: options.max_files]
+        keep = album_cut(todo, options.max_files) if options.albums else todo[: options.max_files]
+        kept = {f.path for f in keep}
+        left = {f.path for f in todo if f.path not in kept}
+        deferred, todo = len(left), keep
     stored = {} if state is None or options.force else usable_analyses(state, todo, meta, sampling_spec(options))
-    return Plan(todo, unchanged, problems, deferred, stored, redecide, [f.path for f in found])
+    return Plan(todo, unchanged, problems, deferred, stored, redecide, [f.path for f in found], left)
+
+
+def album_cut(todo: list[discover.Found], limit: int) -> list[discover.Found]:
+    """--max-files in album mode: whole album folders (:func:`tagger.albums.scope_of`) in walk
+    order, as many as fit in ``limit`` files; the first is taken whole even when it alone holds
+    more (else a big album would never be done). An album is never half-decided."""
+    from tagger.albums import scope_of
+
+    counts: dict[str, int] = {}
+    for f in todo:
+        sc = scope_of(f.path)
+        counts[sc] = counts.get(sc, 0) + 1
+    kept: set[str] = set()
+    total = 0
+    for sc, n in counts.items():
+        if kept and total + n > limit:
+            break
+        kept.add(sc)
+        total += n
+    return [f for f in todo if scope_of(f.path) in kept]
 
 
 class Tagger:
@@ -237,6 +261,11 @@ class Tagger:
         self._decided = decision_key(options)
         self._sampling = sampling_spec(options)
         self._backbone = ""  # the predictor's backbone id, where its model computes embeddings
+        # album mode (tagger.albums): analysed tracks wait here until every track is analysed,
+        # then albums are decided together (_decide_albums); only scores and tags are kept
+        self._albums = bool(options.albums)
+        self._held: dict[str, tuple[dict[str, Any], np.ndarray, discover.Found]] = {}
+        self._evidence: dict[str, tuple[dict[str, Any], Row]] = {}  # skipped with a person's genre
 
     # ------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -269,6 +298,9 @@ class Tagger:
                 self._process(fresh, plan.redecide)
             else:
                 self.report.pending += len(fresh)
+            if self._albums:
+                self.stop.install()  # Ray's shutdown may have put back the default SIGTERM handler
+                self._decide_albums(plan)
         finally:
             self.progress.close()
             if self.state is not None:
@@ -318,9 +350,106 @@ class Tagger:
                 "existing": tuple(info.genres), "tagger_owned": info.tagger_owned,
                 "owner_model": info.provenance.model_id if info.provenance is not None else None,
                 "analysed": a.seconds, "duration": a.duration, "chunks": a.chunks, "node": "",
-                "analysis": "stored", "analysed_at": a.analysed_at,
+                "analysis": "stored", "analysed_at": a.analysed_at, "album_tags": info.album_tags(),
             }
             self._finish_analysed(res, np.asarray(a.scores, dtype=np.float32), f)
+
+    def _decide_albums(self, plan: Plan) -> None:
+        """Album mode, once every file of this run is analysed (or decided from the store):
+        group the held tracks, with the other tracks of their album folders (unchanged ones:
+        their tags read here, their scores from the store), into albums (tagger.albums); decide
+        each album and write its tracks. An album with a file of this run still unfinished
+        (time budget, interruption) is left whole for the next run, which decides it from the
+        store; tracks of other runs are written only where their genre is tagger's own (or
+        none) and their album's decision changed it."""
+        from tagger import albums as al
+        from tagger import tags
+
+        held, evidence = self._held, self._evidence
+        self._held, self._evidence = {}, {}
+        if not held and not evidence:
+            return
+        if self.stop and not self.options.dry_run:
+            self.report.pending += len(held)  # nothing new is written while stopping
+            return
+        with_rows = {r.path for r in self.report.rows}
+        todo = {f.path for f in plan.todo}
+        unfinished = todo - set(held) - with_rows
+        scopes = {al.scope_of(p) for p in list(held) + list(evidence)}
+        open_scopes = {al.scope_of(p) for p in unfinished}
+        # the album folders' other files: unchanged since an earlier run (not this run's todo)
+        others: dict[str, tuple[discover.Found, Any]] = {}
+        for p in plan.found:
+            if p in todo or p in plan.left or al.scope_of(p) not in scopes:
+                continue
+            try:
+                st = os.stat(p)
+                others[p] = (discover.Found(p, st.st_size, st.st_mtime_ns), tags.read_tags(p))
+            except (OSError, FileError) as exc:
+                log.debug("%s: not part of its album this run (%s)", p, exc)
+        stored = {} if self.state is None or not others else usable_analyses(
+            self.state, [f for f, _ in others.values()], self.meta, self._sampling)
+        tracks = [al.TrackTags.of(p, r.get("album_tags")) for p, (r, _, _) in held.items()]
+        tracks += [al.TrackTags.of(p, r.get("album_tags")) for p, (r, _) in evidence.items()]
+        tracks += [al.TrackTags.of(p, info.album_tags()) for p, (_, info) in others.items()]
+        albums, alone = al.group(tracks)
+        o, meta = self.options, self.meta
+        kw = dict(top_k=o.top_k, min_confidence=o.min_confidence, on_existing=o.on_existing,
+                  model_id=meta.model_id, names=meta.display_names, user_map=o.genre_map, dissent=o.album_dissent)
+        for p in alone:  # loose singles: decided per track
+            if p in held:
+                res, scores, found = held[p]
+                ad = al.decide_album([self._member(p, res, scores)], meta.labels, **kw)
+                self._finish_analysed(res, scores, found, album=(ad.outcomes[p], ""))
+        for album in albums:
+            if self.stop and not self.options.dry_run:
+                self.report.pending += sum(1 for p in album.paths if p in held)
+                continue
+            if any(al.scope_of(p) in open_scopes for p in album.paths):
+                self.report.pending += sum(1 for p in album.paths if p in held)
+                continue
+            members = []
+            for p in album.paths:
+                if p in held:
+                    res, scores, _ = held[p]
+                    members.append(self._member(p, res, scores))
+                elif p in evidence:
+                    members.append(self._member(p, evidence[p][0], None))
+                    evidence[p][1].album = album.name
+                else:
+                    found, info = others[p]
+                    a = stored.get(p)
+                    members.append(al.Member(
+                        p, None if a is None else np.asarray(a.scores, dtype=np.float32),
+                        0.0 if a is None else a.seconds, tuple(info.genres), info.tagger_owned,
+                        info.provenance.model_id if info.provenance is not None else None))
+            ad = al.decide_album(members, meta.labels, name=album.name, compilation=album.compilation, **kw)
+            for m in members:
+                outcome = ad.outcomes.get(m.path)
+                if outcome is None:
+                    continue
+                if m.path in held:
+                    res, scores, found = held[m.path]
+                    self._finish_analysed(res, scores, found, album=(outcome, album.name))
+                elif m.path in others and outcome.decision.action == TAG and not m.person_genres:
+                    # another run's track whose album decision moved: only tagger's own genre moves
+                    found, info = others[m.path]
+                    a = stored[m.path]
+                    res = {
+                        "path": m.path, "size": found.size, "mtime_ns": found.mtime_ns, "format": info.format,
+                        "existing": tuple(info.genres), "tagger_owned": info.tagger_owned,
+                        "owner_model": m.owner_model, "analysed": a.seconds, "duration": a.duration,
+                        "chunks": a.chunks, "node": "", "analysis": "stored", "analysed_at": a.analysed_at,
+                    }
+                    self._finish_analysed(res, np.asarray(a.scores, dtype=np.float32), found,
+                                          album=(outcome, album.name))
+
+    @staticmethod
+    def _member(path: str, res: dict[str, Any], scores: np.ndarray | None):
+        from tagger.albums import Member
+
+        return Member(path, scores, float(res.get("analysed") or 0.0), tuple(res.get("existing") or ()),
+                      bool(res.get("tagger_owned")), res.get("owner_model"))
 
     def _store(self, res: dict[str, Any], scores: np.ndarray) -> None:
         """Keep what the model said about this file's audio in the store of analyses (dry runs too)."""
@@ -424,7 +553,9 @@ class Tagger:
         def submit():
             while queue and len(in_flight) < limit and not self.stop and not self._out_of_time():
                 f = queue.pop()
-                ref = task.remote(f.path, params=params, policy=policy_redecide if f.path in redecide else policy)
+                # album mode: tracks tagger wrote are analysed too (their scores make their album's)
+                again = self._albums or f.path in redecide
+                ref = task.remote(f.path, params=params, policy=policy_redecide if again else policy)
                 in_flight[ref] = [f.path, None]
 
         submit()
@@ -566,17 +697,38 @@ class Tagger:
             self._finish_analysed(r, scores, by_path[r["path"]])
         return waiting
 
-    def _finish_analysed(self, res: dict[str, Any], scores: np.ndarray, found: discover.Found) -> None:
+    def _finish_analysed(self, res: dict[str, Any], scores: np.ndarray, found: discover.Found,
+                         album: tuple[Any, str] | None = None) -> None:
+        """Decide (per track, or with ``album`` = (tagger.albums.TrackOutcome, album name) the
+        album's outcome for this track), write, report, record. In album mode without ``album``
+        the track is held until its album is decided (:meth:`_decide_albums`)."""
         o, meta = self.options, self.meta
-        d = decide_for(scores, res=res, meta=meta, options=o)
+        if self._albums and album is None:
+            res.pop("features", None)
+            res.pop("audio", None)
+            self._held[res["path"]] = (res, np.asarray(scores, dtype=np.float32), found)
+            self.progress.advance()
+            return
+        if album is None:
+            d, reason, album_name, genre_from = None, "", "", ""
+            d = decide_for(scores, res=res, meta=meta, options=o)
+            reason = d.reason
+        else:
+            outcome, album_name = album
+            d, genre_from = outcome.decision, outcome.genre_from
+            reason = d.reason + (f"; {outcome.note}" if outcome.note else "")
         row = Row(
-            res["path"], res["format"] or discover.format_of(res["path"]), "", d.reason,
+            res["path"], res["format"] or discover.format_of(res["path"]), "", reason,
             existing=list(res["existing"]),
             predicted=[{"genre": r.genre, "label": r.label, "score": round(r.score, 4)} for r in d.ranked[:5]],
             duration=round(res["analysed"], 2) if res.get("analysed") else None,
             chunks=int(res["chunks"]), node=res.get("node", ""),
             analysis=res.get("analysis", ""), analysed_at=res.get("analysed_at", ""),
+            album=album_name, genre_from=genre_from if d.action == TAG else "",
         )
+        if album is not None:
+            row.album_genres = list(album[0].album_genres)
+            row.dissent = bool(album[0].dissent)
         if d.action == TAG:
             row.written = list(d.genres)
             try:
@@ -591,7 +743,8 @@ class Tagger:
         if row.action == "uncertain" and o.explain_uncertain:
             self._explain.append((res["path"], {"scores": scores}))
         self._record(res, row.action)
-        self.progress.advance()
+        if album is None:
+            self.progress.advance()
 
     def _write(self, res: dict[str, Any], found: discover.Found, d) -> None:
         from tagger import __version__, tags
@@ -648,6 +801,9 @@ class Tagger:
                   existing=list(res["existing"]), node=res.get("node", ""),
                   error_kind="audio" if res.get("error") else "")
         self.report.add(row)
+        if self._albums and not res.get("error") and res.get("existing"):
+            # a person's genre (--on-existing skip): evidence about its album, no scores
+            self._evidence[res["path"]] = (res, row)
         self._record(res, "skipped")
         self.progress.advance()
 

@@ -40,6 +40,10 @@ class Row:
     explain: str = ""  # path of an explain picture, if one was made
     analysis: str = ""  # "now": analysed in this run; "stored": decided from the store of analyses
     analysed_at: str = ""  # when the analysis decided from was made (ISO-8601 UTC)
+    album: str = ""  # the album the track belongs to (tagger.albums), "" for a track decided alone
+    genre_from: str = ""  # where the written genre came from: "album" or "track" ("" when none is written)
+    album_genres: list[str] = field(default_factory=list)  # the album's decision ([] when decided per track)
+    dissent: bool = False  # kept its own genre against its album's (--album-dissent)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -150,13 +154,15 @@ class Report:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "format", "action", "reason", "existing", "predicted", "written", "duration",
-                    "chunks", "node", "error_kind", "analysis", "analysed_at"])
+                    "chunks", "node", "error_kind", "analysis", "analysed_at", "album", "genre_from",
+                    "album_genres", "dissent"])
         for r in sorted(self.rows, key=lambda r: r.path):
             w.writerow([
                 r.path, r.format, r.action, r.reason, "; ".join(r.existing),
                 "; ".join(f"{p['genre']}={p['score']:.3f}" for p in r.predicted),
                 "; ".join(r.written), "" if r.duration is None else f"{r.duration:.1f}",
                 "" if r.chunks is None else r.chunks, r.node, r.error_kind, r.analysis, r.analysed_at,
+                r.album, r.genre_from, "; ".join(r.album_genres), "yes" if r.dissent else "",
             ])
         return buf.getvalue()
 

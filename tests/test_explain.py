@@ -96,7 +96,9 @@ def test_explain_agrees_with_tag_dry_run(tmp_path, fixture_dir, tiny_model, poli
     rows = json.loads(report.read_text())["files"]
     analysed = failed = 0
     for row in rows:
-        res = cli(["explain", row["path"], "--json", "--model", tiny_model.weights, "--config", config, *extra])
+        # the same state database: explain decides the track's album from its stored analyses
+        res = cli(["explain", row["path"], "--json", "--model", tiny_model.weights, "--config", config,
+                   "--state-db", tmp_path / "s.db", *extra])
         if row["action"] == "failed":
             failed += 1
             assert res.exit_code == 1

@@ -203,6 +203,16 @@ class TagInfo:
     format: str  # container found by content (mp3 flac ogg opus m4a wav aiff wma), not the extension
     genres: tuple[str, ...]  # current genre values, several where the file has several
     provenance: Provenance | None
+    #: the album grouping tags (read only; tagger never writes them): album, artist,
+    #: albumartist ("" when absent) and compilation (bool)
+    album: str = field(default="", compare=False)
+    artist: str = field(default="", compare=False)
+    albumartist: str = field(default="", compare=False)
+    compilation: bool = field(default=False, compare=False)
+
+    def album_tags(self) -> dict[str, Any]:
+        return {"album": self.album, "artist": self.artist, "albumartist": self.albumartist,
+                "compilation": self.compilation}
 
     @property
     def tagger_owned(self) -> bool:
@@ -263,7 +273,7 @@ def _open(path: str, error: type[TagReadError | TagWriteError], shown: str | Non
 
 
 def read_tags(path: str | os.PathLike) -> TagInfo:
-    """The file's container, genres and provenance. Read only.
+    """The file's container, genres, provenance and album grouping tags. Read only.
 
     Raises :class:`~tagger.errors.TagReadError` (path, one-line reason) for anything unreadable.
     """
@@ -272,7 +282,14 @@ def read_tags(path: str | os.PathLike) -> TagInfo:
     with guard(path, TagReadError, fmt=h.fmt):
         genres = tuple(h.genres())
         text = h.provenance_text()
-    return TagInfo(format=h.fmt, genres=genres, provenance=Provenance.parse(text) if text else None)
+    try:
+        with guard(path, TagReadError, fmt=h.fmt):
+            a = h.album_fields()
+    except TagReadError:  # the album tags are a hint: unreadable ones never stop the file
+        a = {}
+    return TagInfo(format=h.fmt, genres=genres, provenance=Provenance.parse(text) if text else None,
+                   album=a.get("album") or "", artist=a.get("artist") or "",
+                   albumartist=a.get("albumartist") or "", compilation=bool(a.get("compilation")))
 
 
 def snapshot_fields(path: str | os.PathLike) -> dict[str, Any]:

@@ -332,6 +332,11 @@ class Handler:
     def snapshot(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def album_fields(self) -> dict[str, Any]:
+        """The album grouping tags, read only (never written): ``album``, ``artist``,
+        ``albumartist`` (first values, stripped; "" when absent) and ``compilation`` (bool)."""
+        return {}
+
     def set_fields(
         self, genres: tuple[str, ...], provenance: str, *, id3v23: bool
     ) -> None:  # pragma: no cover
@@ -347,6 +352,31 @@ class Handler:
     def comparable(snap: dict[str, Any]) -> dict[str, Any]:
         """The part of a snapshot that must read back identically after a save."""
         return snap
+
+
+def flag(value: Any) -> bool:
+    """A compilation flag's value (``1``, ``"1"``, ``True``, ``"true"``) as a bool."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else ""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0
+    return str(value).strip().casefold() in ("1", "true", "yes")
+
+
+def first_text(values: Any) -> str:
+    """The first non-empty value of a tag field as one stripped line ("" for none)."""
+    if values is None:
+        return ""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        values = [values]
+    for v in values:
+        text = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+        text = " ".join(text.split())
+        if text:
+            return text
+    return ""
 
 
 def first_line(text: str) -> str:

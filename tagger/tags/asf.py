@@ -78,6 +78,15 @@ class ASFHandler(Handler):
     def genres(self) -> tuple[str, ...]:
         return tuple(str(v) for v in self._values(GENRE) if str(v))
 
+    def album_fields(self) -> dict[str, Any]:
+        from tagger.tags._base import first_text, flag
+
+        def get(name: str) -> str:
+            return first_text(v.value if hasattr(v, "value") else v for v in self._values(name))
+
+        return {"album": get("WM/AlbumTitle"), "artist": get("Author"),
+                "albumartist": get("WM/AlbumArtist"), "compilation": flag(get("WM/IsCompilation"))}
+
     def provenance_text(self) -> str | None:
         values = self._values(PROVENANCE)
         if not values:

@@ -224,6 +224,42 @@ class ID3Handler(Handler):
             return ()
         return tuple(g for g in frame.genres if g)
 
+    def album_fields(self) -> dict[str, Any]:
+        """TALB, TPE1, TPE2, TCMP (v2.2: TAL, TP1, TP2, TCP), parsed from their raw bytes; a
+        frame that does not parse reads as absent."""
+        from mutagen.id3 import Frames, Frames_2_2
+
+        from tagger.tags._base import first_text, flag
+
+        tags = self.file.tags
+        if tags is None:
+            return {}
+        want = {"TALB": "album", "TPE1": "artist", "TPE2": "albumartist", "TCMP": "compilation",
+                "TAL": "album", "TP1": "artist", "TP2": "albumartist", "TCP": "compilation"}
+        out: dict[str, Any] = {}
+        if self._converted:
+            for frame_id, key in want.items():
+                frame = tags.get(frame_id)
+                if frame is not None and key not in out:
+                    out[key] = first_text(frame.text)
+        else:
+            minor = tags.version[1]
+            frames = Frames_2_2 if minor == 2 else Frames
+            for raw in self._frames:
+                if not isinstance(raw, bytes):
+                    continue
+                name = raw[:3].decode("ascii", "replace") if minor == 2 else raw[:4].decode("ascii", "replace")
+                key = want.get(name) or want.get(_frame_name(raw, minor))
+                if key is None or key in out:
+                    continue
+                try:
+                    frame = _parse(raw, tags._header, minor, frames)
+                    out[key] = first_text(frame.text)
+                except Exception:  # noqa: BLE001 - a frame that does not parse: as if absent
+                    continue
+        out["compilation"] = flag(out.get("compilation", ""))
+        return out
+
     def provenance_text(self) -> str | None:
         frame = self._ours(PROVENANCE_HASH)
         if frame is None or not frame.text:

@@ -29,6 +29,15 @@ class MP4Handler(Handler):
             return ()
         return tuple(str(v) for v in tags.get(GENRE, []) if str(v))
 
+    def album_fields(self) -> dict[str, Any]:
+        from tagger.tags._base import first_text, flag
+
+        tags = self.file.tags
+        if tags is None:
+            return {}
+        return {"album": first_text(tags.get("\xa9alb")), "artist": first_text(tags.get("\xa9ART")),
+                "albumartist": first_text(tags.get("aART")), "compilation": flag(tags.get("cpil", False))}
+
     def provenance_text(self) -> str | None:
         tags = self.file.tags
         if tags is None or not tags.get(PROVENANCE):

@@ -52,6 +52,16 @@ class VorbisHandler(Handler):
     def genres(self) -> tuple[str, ...]:
         return tuple(v for _, v in self._pairs(GENRE) if v)
 
+    def album_fields(self) -> dict[str, Any]:
+        from tagger.tags._base import first_text, flag
+
+        def get(name: str) -> str:
+            return first_text(v for _, v in self._pairs(name))
+
+        return {"album": get("ALBUM"), "artist": get("ARTIST"),
+                "albumartist": get("ALBUMARTIST") or get("ALBUM ARTIST"),
+                "compilation": flag(get("COMPILATION"))}
+
     def provenance_text(self) -> str | None:
         pairs = self._pairs(PROVENANCE)
         return pairs[0][1] if pairs else None
