@@ -51,7 +51,8 @@ def layout(i: int) -> str:
     return f"artist{i // 100:04d}/album{(i // 10) % 10}/{i:06d} track.flac"
 
 
-def build_library(root: Path, n: int, seconds: float = 3.2, sr: int = 16000, noise: float = 0.05) -> list[Path]:
+def build_library(root: Path, n: int, seconds: float = 3.2, sr: int = 16000,
+                  noise: float = 0.05) -> list[Path]:
     rng = np.random.default_rng(0)
     t = np.arange(int(seconds * sr)) / sr
     paths = []
@@ -80,8 +81,8 @@ def fill_copies(root: Path, state: Path, real: int, total: int) -> dict[str, flo
         stored = db.analyses(src, model_ids.pop())
         conn = sqlite3.connect(state)
         entries: dict[bytes, list[tuple]] = {}
-        for row in conn.execute("SELECT path, run_id, before, after, written_at, status, size_before, mtime_ns_before "
-                                "FROM journal ORDER BY id"):
+        for row in conn.execute("SELECT path, run_id, before, after, written_at, status, size_before, "
+                                "mtime_ns_before FROM journal ORDER BY id"):
             entries.setdefault(row[0], []).append(row[1:])
         conn.close()
         for i in range(real, total):
@@ -97,18 +98,21 @@ def fill_copies(root: Path, state: Path, real: int, total: int) -> dict[str, flo
                            outcome=r.outcome, run_id=r.run_id, decided=r.decided)
             a = stored.get(s)
             if a is not None:
-                db.store_analysis(dataclasses.replace(a, path=str(dst), size=st.st_size, mtime_ns=st.st_mtime_ns))
+                db.store_analysis(dataclasses.replace(a, path=str(dst), size=st.st_size,
+                                                      mtime_ns=st.st_mtime_ns))
             for run_id, before, after, written_at, status, sb, mb in entries.get(os.fsencode(s), []):
-                journal.append((run_id, os.fsencode(str(dst)), before, after, st.st_size, st.st_mtime_ns, written_at,
-                                status, sb, mb))
+                journal.append((run_id, os.fsencode(str(dst)), before, after, st.st_size, st.st_mtime_ns,
+                                written_at, status, sb, mb))
     conn = sqlite3.connect(state, isolation_level=None)
     conn.execute("BEGIN IMMEDIATE")
-    conn.executemany("INSERT INTO journal (run_id, path, before, after, size_after, mtime_ns_after, written_at, "
-                     "status, size_before, mtime_ns_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", journal)
+    conn.executemany("INSERT INTO journal (run_id, path, before, after, size_after, mtime_ns_after, "
+                     "written_at, status, size_before, mtime_ns_before) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", journal)
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    return {"copies": total - real, "journal_entries_copied": len(journal), "seconds": round(time.perf_counter() - t, 1)}
+    return {"copies": total - real, "journal_entries_copied": len(journal),
+            "seconds": round(time.perf_counter() - t, 1)}
 
 
 def db_size(state: Path, files: int) -> dict[str, object]:
@@ -123,7 +127,8 @@ def db_size(state: Path, files: int) -> dict[str, object]:
     except sqlite3.OperationalError:  # SQLite built without dbstat
         tables = {}
     out["tables_bytes"] = tables
-    out["rows"] = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("files", "analyses", "journal", "runs")}
+    out["rows"] = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                   for t in ("files", "analyses", "journal", "runs")}
     with tempfile.TemporaryDirectory() as tmp:
         full, bare = Path(tmp) / "full.db", Path(tmp) / "bare.db"
         conn.execute("VACUUM INTO ?", (str(full),))
@@ -160,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="generate and tag only this many files; the rest are recorded copies (see above)")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--model", default=None, help="a model for every run (default: the shipped one)")
-    ap.add_argument("--keep", type=Path, default=None, help="build the library here and keep it (reused next time)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="build the library here and keep it (reused next time)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     args = ap.parse_args(argv)
 
@@ -182,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             build_library(lib, real, **small)
             print(f"built {real} files in {time.perf_counter() - t:.1f} s")
             t = time.perf_counter()
-            first = tagger_run.run_tagger(["tag", str(lib), "--state-db", str(state), "--quiet", *model], env=env)
+            first = tagger_run.run_tagger(["tag", str(lib), "--state-db", str(state), "--quiet", *model],
+                                          env=env)
             print(f"first run (tags {real} files): exit {first['exit']} in {time.perf_counter() - t:.1f} s "
                   f"{first['stdout'].strip()}")
             if first["exit"] not in (0, 2):
@@ -204,31 +211,37 @@ def main(argv: list[str] | None = None) -> int:
             r = tagger_run.run_tagger(["tag", str(lib), "--state-db", str(state), *model], env=env)
             runs.append(r)
             heavy = [m for m in tagger_run.HEAVY if r["imported"].get(m)]
+            said = tagger_run.summary_line(r["stdout"]) or r["stderr"].strip()[-300:]
             print(f"no-op run {i + 1}: {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU, exit {r['exit']}, "
-                  f"load {r['load_before']:.2f}; {tagger_run.summary_line(r['stdout']) or r['stderr'].strip()[-300:]}; "
+                  f"load {r['load_before']:.2f}; {said}; "
                   f"imported: {', '.join(heavy) or 'neither Ray nor TensorFlow'}")
         after = fingerprint(paths)
         times = [r["wall_s"] for r in runs]
         result.update({
-            "runs": [{k: r[k] for k in ("wall_s", "cpu_s", "exit", "imported", "ray_processes", "load_before")}
+            "runs": [{k: r[k] for k in ("wall_s", "cpu_s", "exit", "imported", "ray_processes",
+                                        "load_before")}
                      | {"summary": tagger_run.summary_line(r["stdout"])} for r in runs],
             "median_s": statistics.median(times), "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
             "changed_nothing": before == after,
-            "nothing_to_do": all(tagger_run.summary_line(r["stdout"]).startswith("nothing to do") for r in runs),
-            "no_tensorflow_no_ray": all(r["probe_ran"] and not any(r["imported"].get(m) for m in tagger_run.HEAVY)
-                                        and not r["ray_processes"] for r in runs),
+            "nothing_to_do": all(tagger_run.summary_line(r["stdout"]).startswith("nothing to do")
+                                 for r in runs),
+            "no_tensorflow_no_ray": all(r["probe_ran"] and not r["ray_processes"]
+                                        and not any(r["imported"].get(m) for m in tagger_run.HEAVY)
+                                        for r in runs),
         })
         s = result["size"]
         print(f"\nno-op re-run over {len(paths)} tagged files: median {result['median_s']:.2f} s wall "
-              f"(min {min(times):.2f}, max {max(times):.2f}), CPU {result['median_cpu_s']:.2f} s; files unchanged: "
-              f"{result['changed_nothing']}; nothing to do: {result['nothing_to_do']}; neither Ray nor TensorFlow: "
-              f"{result['no_tensorflow_no_ray']}")
+              f"(min {min(times):.2f}, max {max(times):.2f}), CPU {result['median_cpu_s']:.2f} s; "
+              f"files unchanged: {result['changed_nothing']}; nothing to do: {result['nothing_to_do']}; "
+              f"neither Ray nor TensorFlow: {result['no_tensorflow_no_ray']}")
         print(f"state database: {s['bytes'] / 1e6:.1f} MB ({s['bytes_per_file']} bytes per file; compacted "
-              f"{s['compacted_bytes_per_file']}, without stored analyses {s['without_analyses_bytes_per_file']}); "
+              f"{s['compacted_bytes_per_file']}, "
+              f"without stored analyses {s['without_analyses_bytes_per_file']}); "
               f"per table: {s['tables_bytes']}; rows: {s['rows']}")
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
-        return 0 if result["changed_nothing"] and result["nothing_to_do"] and result["no_tensorflow_no_ray"] else 1
+        ok = result["changed_nothing"] and result["nothing_to_do"] and result["no_tensorflow_no_ray"]
+        return 0 if ok else 1
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

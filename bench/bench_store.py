@@ -129,9 +129,11 @@ def step(key: str, lib: Path, state: Path, work: Path, extra: list[str], env: di
         r["report"] = str(rep)
         r["counts"] = data.get("counts", {})
         r["timing"] = data.get("timing", {})
-        r["analysis"] = {k: sum(1 for x in rows if (x.get("analysis") or "") == k) for k in ("now", "stored", "")}
+        r["analysis"] = {k: sum(1 for x in rows if (x.get("analysis") or "") == k)
+                         for k in ("now", "stored", "")}
         r["rows"] = {x["path"]: {"action": x["action"], "written": list(x.get("written") or []),
-                                 "analysis": x.get("analysis") or "", "reason": x.get("reason", "")} for x in rows}
+                                 "analysis": x.get("analysis") or "", "reason": x.get("reason", "")}
+                     for x in rows}
         r["ray_started"] = "ray" in (r["timing"].get("startup") or {}) or r["ray_processes"] > 0
     else:
         r["ray_started"] = r["ray_processes"] > 0
@@ -192,8 +194,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env = tagger_run.bench_env(work)
     loads = [tagger_run.loadavg()]
     root, pristine, built = library(work, args.files, args.seconds, args.seed, args.build_processes)
-    print(f"library: {len(pristine)} tracks of {args.seconds:g} s in {root} ({built:.0f} s to build or check)",
-          file=sys.stderr)
+    print(f"library: {len(pristine)} tracks of {args.seconds:g} s in {root} "
+          f"({built:.0f} s to build or check)", file=sys.stderr)
     run_dir = work / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -209,7 +211,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for i, change in enumerate(changes):
         c, d = ("c", "d") if i == 0 else (f"c{i + 1}", f"d{i + 1}")
         what = " ".join(change)
-        plan += [(c, f"change {what}, dry run", [*change, "--dry-run"], True), (d, f"change {what}", change, True)]
+        plan += [(c, f"change {what}, dry run", [*change, "--dry-run"], True),
+                 (d, f"change {what}", change, True)]
         pairs.append((c, d, before))
         before = d
     plan.append(("e", "no-op re-run", changes[-1], False))
@@ -230,8 +233,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "apply_wrote_the_dry_run": check_apply(steps["a"], steps["b"], genres["b"], genres["start"]),
     }
     for c, d, prev in pairs:
-        checks[f"{d}_wrote_what_{c}_said"] = check_change(steps[c], steps[d], stats[prev], stats[d], genres[prev],
-                                                           genres[d])
+        checks[f"{d}_wrote_what_{c}_said"] = check_change(steps[c], steps[d], stats[prev], stats[d],
+                                                           genres[prev], genres[d])
         checks[f"{c}_changed_nothing"] = stats[c] == stats[prev]
     checks["noop_changed_nothing"] = stats["e"] == stats[before]
     checks["noop_said_nothing_to_do"] = steps["e"]["summary"].startswith("nothing to do")
@@ -242,7 +245,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                and not s["timing"].get("analysed"))
         if key != "a":
             checks[f"{key}_no_tensorflow_no_ray"] = (s["probe_ran"] and not s["imported"].get("tensorflow")
-                                                     and not s["imported"].get("ray") and not s["ray_started"])
+                                                     and not s["imported"].get("ray")
+                                                     and not s["ray_started"])
     ok = all(v["ok"] if isinstance(v, dict) else bool(v) for v in checks.values())
     a, b = steps["a"], steps["b"]
     slowest = max((k for pair in pairs for k in pair[:2]), key=lambda k: steps[k]["wall_s"])
@@ -260,9 +264,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": tagger_run.machine(),
         "library": {"root": str(root), "tracks": len(paths), "seconds_each": args.seconds,
-                    "audio_hours": round(len(paths) * args.seconds / 3600, 3), "megabytes": round(sizes / 1e6, 1),
-                    "formats": sorted({p.suffix.lstrip(".") for p in paths}), "generated": "bench/musiclib.py",
-                    "seed": args.seed},
+                    "audio_hours": round(len(paths) * args.seconds / 3600, 3),
+                    "megabytes": round(sizes / 1e6, 1),
+                    "formats": sorted({p.suffix.lstrip(".") for p in paths}),
+                    "generated": "bench/musiclib.py", "seed": args.seed},
         "model": args.model or "shipped default",
         "tagger_file": steps["a"].get("tagger_file"),
         "changes": changes, "tagger_args": args.tagger_arg,
@@ -276,8 +281,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
-    cols = ["step", "wall s", "CPU s (tree)", "driver CPU s", "Ray CPU s", "TF imported", "Ray imported / started",
-            "analysed now", "from store", "written", "load 1-min", "summary"]
+    cols = ["step", "wall s", "CPU s (tree)", "driver CPU s", "Ray CPU s", "TF imported",
+            "Ray imported / started", "analysed now", "from store", "written", "load 1-min", "summary"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for key, s in result["steps"].items():
         cpu = s["sampled"].get("cpu_s", {})
@@ -298,22 +303,27 @@ def table(result: dict[str, Any]) -> str:
 
 def print_report(result: dict[str, Any]) -> None:
     lib, m = result["library"], result["machine"]
-    print(f"\nlibrary: {lib['tracks']} generated tracks of {lib['seconds_each']:g} s ({', '.join(lib['formats'])}), "
+    print(f"\nlibrary: {lib['tracks']} generated tracks of {lib['seconds_each']:g} s "
+          f"({', '.join(lib['formats'])}), "
           f"{lib['audio_hours']} h, {lib['megabytes']} MB; model: {result['model']}")
-    print(f"machine: {m['cpu']}, {m['cores']} cores; load average: median {result['load_average']['median']}, "
+    print(f"machine: {m['cpu']}, {m['cores']} cores; "
+          f"load average: median {result['load_average']['median']}, "
           f"max {result['load_average']['max']}")
     print(table(result))
     g = result["goals"]
-    print(f"\napply / dry run: {g['apply_share_of_dry_run']:.1%} of the wall time (goal <= {g['apply_share_goal']:.0%}: "
+    print(f"\napply / dry run: {g['apply_share_of_dry_run']:.1%} of the wall time "
+          f"(goal <= {g['apply_share_goal']:.0%}: "
           f"{'met' if g['apply_share_met'] else 'MISSED'}); CPU {g['apply_cpu_share_of_dry_run']:.1%}")
     print("settings changes: " + ", ".join(f"{k} {v:.2f} s" for k, v in g["change_s"].items())
-          + f" (goal <= {g['change_goal_s']:g} s: {'met' if g['change_met'] else 'MISSED'}, slowest {g['change_slowest']})")
+          + f" (goal <= {g['change_goal_s']:g} s: {'met' if g['change_met'] else 'MISSED'}, "
+            f"slowest {g['change_slowest']})")
     print(f"state database: {result['state_db_bytes']} bytes")
     for k, v in result["checks"].items():
         ok = v["ok"] if isinstance(v, dict) else v
         extra = ""
         if isinstance(v, dict):
-            extra = " (" + ", ".join(f"{kk} {vv}" for kk, vv in v.items() if isinstance(vv, int) and kk != "ok") + ")"
+            counts = [f"{kk} {vv}" for kk, vv in v.items() if isinstance(vv, int) and kk != "ok"]
+            extra = " (" + ", ".join(counts) + ")"
             if not ok:
                 extra += f" {v.get('mismatches') or v.get('actions_differ')}"
         print(f"check {k}: {'ok' if ok else 'FAILED'}{extra}")
@@ -326,8 +336,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=None, help="a model for every step (default: the shipped one)")
     ap.add_argument("--change", action="append", default=None, metavar="ARG,ARG",
-                    help="a settings change, comma-separated (repeatable; each gets a dry run c and a run d, "
-                         f"one after the other; e re-runs the last). Default: {' and '.join(DEFAULT_CHANGES)}")
+                    help="a settings change, comma-separated (repeatable; each gets a dry run c and a run "
+                         "d, one after the other; e re-runs the last). "
+                         f"Default: {' and '.join(DEFAULT_CHANGES)}")
     ap.add_argument("--tagger-arg", action="append", default=[], metavar="ARG",
                     help="extra argument for every step (repeatable), e.g. --tagger-arg=--min-confidence "
                          "--tagger-arg=0.3")

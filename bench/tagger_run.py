@@ -60,7 +60,7 @@ finally:
     out = os.environ.get("TAGGER_BENCH_PROBE")
     if out:
         with open(out, "w") as f:
-            mods = {m: m in sys.modules for m in ("tensorflow", "keras", "ray", "numpy", "mutagen", "librosa")}
+            mods = {m: m in sys.modules for m in ("tensorflow", "keras", "ray", "numpy", "mutagen")}
             mods["tagger_file"] = getattr(sys.modules.get("tagger"), "__file__", None)
             json.dump(mods, f)
 sys.exit(code)
@@ -138,8 +138,8 @@ def bench_env(work: Path) -> dict[str, str]:
     return env
 
 
-def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None, interval: float = 0.25,
-            grace: float = 20.0, timeout: float | None = None) -> dict[str, Any]:
+def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+            interval: float = 0.25, grace: float = 20.0, timeout: float | None = None) -> dict[str, Any]:
     """Run ``cmd`` and measure it and its process tree (see the module doc)."""
     enable_subreaper()
     load_before = loadavg()
@@ -155,7 +155,7 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | No
         proc.kill()
         out, err = proc.communicate()
         sampler.stop()
-        raise SystemExit(f"{' '.join(cmd[:1])}: still running after {timeout} s; killed\n{err[-2000:]}") from None
+        raise SystemExit(f"{cmd[0]}: still running after {timeout} s; killed\n{err[-2000:]}") from None
     wall = time.perf_counter() - t
     sampler.sample()
     mem = sampler.stop()
@@ -177,7 +177,8 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | No
         "sampled": mem,  # cpu_s by driver / worker / system, peak RSS in MB
         "processes": len(kinds),
         "ray_processes": len([k for k in kinds.values() if k != "driver"]),
-        "other_commands": sorted({sampler.cmd.get(p, "")[:40] for p, k in kinds.items() if k != "driver"})[:8],
+        "other_commands": sorted({sampler.cmd.get(p, "")[:40] for p, k in kinds.items()
+                                  if k != "driver"})[:8],
         "load_before": load_before,
         "load_after": loadavg(),
         "stdout": out,
@@ -191,8 +192,8 @@ def run_tagger(args: list[str], *, env: dict[str, str], interval: float = 0.25, 
     fd, probe_file = tempfile.mkstemp(prefix="tagger-probe-", suffix=".json")
     os.close(fd)
     try:
-        r = measure([sys.executable, "-c", PROBE, *args], env={**env, "TAGGER_BENCH_PROBE": probe_file}, cwd=ROOT,
-                    interval=interval, grace=grace, timeout=timeout)
+        r = measure([sys.executable, "-c", PROBE, *args], env={**env, "TAGGER_BENCH_PROBE": probe_file},
+                    cwd=ROOT, interval=interval, grace=grace, timeout=timeout)
         try:
             modules = json.loads(Path(probe_file).read_text() or "{}")
         except (OSError, ValueError):
@@ -200,7 +201,7 @@ def run_tagger(args: list[str], *, env: dict[str, str], interval: float = 0.25, 
     finally:
         Path(probe_file).unlink(missing_ok=True)
     r["command"] = ["tagger", *args]
-    r["imported"] = {m: bool(modules.get(m)) for m in ("tensorflow", "keras", "ray", "numpy", "mutagen", "librosa")}
+    r["imported"] = {m: bool(modules.get(m)) for m in ("tensorflow", "keras", "ray", "numpy", "mutagen")}
     r["probe_ran"] = bool(modules)
     r["tagger_file"] = modules.get("tagger_file")
     return r

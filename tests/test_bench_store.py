@@ -35,8 +35,8 @@ def test_cpu_of_a_child_the_kernel_reaps_is_counted():
     assert r["exit"] == 0
     assert r["lost_to_rusage_s"] >= 0.4, r
     assert r["cpu_s"] >= 0.55 and r["cpu_s"] - r["lost_to_rusage_s"] < 0.5, r
-    waited = tagger_run.measure([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BURN!r}])"],
-                                interval=0.05)
+    waits = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BURN!r}])"
+    waited = tagger_run.measure([sys.executable, "-c", waits], interval=0.05)
     assert waited["lost_to_rusage_s"] == 0 and waited["cpu_s"] >= 0.55, waited
 
 
@@ -64,8 +64,9 @@ def test_checks_find_what_differs():
     dry = _rows(x=("would tag", ["Rock"]), y=("uncertain", []))
     good = _rows(x=("tagged", ["Rock"]), y=("uncertain", []))
     assert bs.check_apply(dry, good, {"x": ["Rock"], "y": []}, {"x": [], "y": []})["ok"]
-    assert not bs.check_apply(dry, good, {"x": ["Jazz"], "y": []}, {"x": [], "y": []})["ok"]  # wrote another genre
-    assert not bs.check_apply(dry, good, {"x": ["Rock"], "y": ["Rock"]}, {"x": [], "y": []})["ok"]  # touched y
+    none = {"x": [], "y": []}
+    assert not bs.check_apply(dry, good, {"x": ["Jazz"], "y": []}, none)["ok"]  # wrote another genre
+    assert not bs.check_apply(dry, good, {"x": ["Rock"], "y": ["Rock"]}, none)["ok"]  # touched y
     assert not bs.check_apply(dry, _rows(x=("uncertain", []), y=("uncertain", [])), {"x": ["Rock"], "y": []},
                               {"x": [], "y": []})["ok"]  # the report says otherwise
 
@@ -73,10 +74,11 @@ def test_checks_find_what_differs():
     applied = _rows(x=("tagged", ["Rock", "Pop"]), y=("skipped", []))
     before = {"x": (1, 1), "y": (1, 1)}
     genres_b = {"x": ["Rock"], "y": ["Jazz"]}
-    ok = bs.check_change(preview, applied, before, {"x": (2, 2), "y": (1, 1)}, genres_b, {"x": ["Rock", "Pop"], "y": ["Jazz"]})
+    genres_d = {"x": ["Rock", "Pop"], "y": ["Jazz"]}
+    ok = bs.check_change(preview, applied, before, {"x": (2, 2), "y": (1, 1)}, genres_b, genres_d)
     assert ok["ok"] and ok["changed"] == 1
-    assert not bs.check_change(preview, applied, before, {"x": (2, 2), "y": (2, 2)}, genres_b,
-                               {"x": ["Rock", "Pop"], "y": ["Jazz"]})["ok"]  # y changed though c did not say so
+    # y changed though c did not say so
+    assert not bs.check_change(preview, applied, before, {"x": (2, 2), "y": (2, 2)}, genres_b, genres_d)["ok"]
     assert not bs.check_change(preview, applied, before, {"x": (1, 1), "y": (1, 1)}, genres_b, genres_b)["ok"]
 
 
@@ -110,8 +112,9 @@ def test_store_benchmark_end_to_end(tmp_path, tiny_model):
 @pytest.mark.slow
 def test_noop_benchmark_with_recorded_copies(tmp_path, tiny_model):
     out = tmp_path / "noop.json"
-    r = subprocess.run([sys.executable, str(BENCH / "bench_noop.py"), "--files", "40", "--real", "4", "--runs", "1",
-                        "--model", str(tiny_model.weights), "--keep", str(tmp_path / "work"), "--json", str(out)],
+    r = subprocess.run([sys.executable, str(BENCH / "bench_noop.py"), "--files", "40", "--real", "4",
+                        "--runs", "1", "--model", str(tiny_model.weights), "--keep", str(tmp_path / "work"),
+                        "--json", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     data = json.loads(out.read_text())
