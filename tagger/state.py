@@ -887,11 +887,27 @@ class StateDB:
             )
             return int(cur.lastrowid)
 
+    @contextlib.contextmanager
+    def _settling(self) -> Iterator[None]:
+        """Commits that settle a journal entry need not wait for the disk (``synchronous =
+        NORMAL`` in WAL mode: durable at the next checkpoint, never corrupt): if power fails
+        first, the entry is still ``pending`` and :func:`tagger.undo.resolve_pending` settles it
+        from the file. One fsync less per written file; the entry written ahead stays FULL."""
+        with self._lock:
+            conn = self._connection()
+            with self._translate("set the journal's durability"):
+                conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA synchronous = FULL")
+
     def journal_done(self, entry_id: int, *, after: dict | None = None, size_after: int,
                      mtime_ns_after: int) -> None:
         """Settle a pending entry: the write happened; the file's size and mtime after it
-        (``after``: the fields read back, when they are known). Committed before it returns."""
-        with self._transaction("journal the end of a tag write") as conn:
+        (``after``: the fields read back, when they are known)."""
+        with self._settling(), self._transaction("journal the end of a tag write") as conn:
             row = conn.execute("SELECT run_id, path, size_before, mtime_ns_before FROM journal "
                                "WHERE id = ? AND status = 'pending'", (int(entry_id),)).fetchone()
             if row is None:
@@ -917,7 +933,7 @@ class StateDB:
 
     def journal_void(self, entry_id: int) -> None:
         """Drop a pending entry whose write did not happen (the file is as it was)."""
-        with self._transaction("drop a journal entry of a write that did not happen") as conn:
+        with self._settling(), self._transaction("drop a journal entry of a write that did not happen") as conn:
             conn.execute("DELETE FROM journal WHERE id = ? AND status = 'pending'", (int(entry_id),))
 
     def pending_journal(self) -> list[JournalEntry]:

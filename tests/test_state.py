@@ -489,3 +489,20 @@ def test_copy_of_a_database_opens(db_path, tmp_path):
     shutil.copyfile(db_path, copy)
     with StateDB(copy) as d:
         assert d.count_files() == 50
+
+
+def test_entries_written_ahead_are_fully_durable_and_settling_restores_it(tmp_path):
+    """journal_intent commits with synchronous=FULL; the settle (recoverable from the file)
+    may use NORMAL, and FULL is back afterwards for the next entry written ahead."""
+    with StateDB(tmp_path / "s.db") as d:
+        rid = "20261201-020000-cccc"
+        d.begin_run(rid, model_id="m", argv=[], dry_run=False, options={})
+        conn = d._connection()
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        i = d.journal_intent(rid, "/a", before={}, after={"g": 1}, size_before=1, mtime_ns_before=1)
+        d.journal_done(i, size_after=2, mtime_ns_after=2)
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        j = d.journal_intent(rid, "/b", before={}, after={"g": 1}, size_before=1, mtime_ns_before=1)
+        d.journal_void(j)
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert [e.path for e in d.journal(rid)] == ["/a"] and d.pending_journal() == []
