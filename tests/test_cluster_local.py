@@ -98,7 +98,7 @@ def test_a_node_killed_mid_run_costs_only_its_files(cluster, tiny_model, tmp_pat
     proc = subprocess.Popen(
         [sys.executable, "-m", "tagger", "-v", "tag", str(tmp_path / "lib"), "--model", str(tiny_model.weights),
          "--state-db", str(state), "--min-confidence", "0", "--batch-size", "1", "--report", str(report),
-         "--ray-address", cluster.address],
+         "--ray-address", cluster.address, "--no-albums"],  # files are written while others are analysed
         env=tagger_env(cluster), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = 0
     err: list[str] = []
