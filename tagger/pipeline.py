@@ -261,11 +261,15 @@ class Tagger:
         self._decided = decision_key(options)
         self._sampling = sampling_spec(options)
         self._backbone = ""  # the predictor's backbone id, where its model computes embeddings
-        # album mode (tagger.albums): analysed tracks wait here until every track is analysed,
-        # then albums are decided together (_decide_albums); only scores and tags are kept
+        # album mode (tagger.albums): analysed tracks wait here until every file of their album
+        # folder in this run is done, then that folder's albums are decided together and written
+        # (_decide_albums), while the rest of the run goes on; only scores and tags are kept
         self._albums = bool(options.albums)
         self._held: dict[str, tuple[dict[str, Any], np.ndarray, discover.Found]] = {}
         self._evidence: dict[str, tuple[dict[str, Any], Row]] = {}  # skipped with a person's genre
+        self._scope_left: dict[str, int] = {}  # album folder -> this run's files in it not done yet
+        self._by_scope: dict[str, list[str]] = {}  # album folder -> every file the walk found in it
+        self._plan: Plan | None = None
 
     # ------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -291,6 +295,15 @@ class Tagger:
             self.report.timing = self.stats.to_dict()
             return self.report
         self.progress.start(len(plan.todo))
+        if self._albums:
+            from tagger.albums import scope_of
+
+            self._plan = plan
+            for f in plan.todo:
+                s = scope_of(f.path)
+                self._scope_left[s] = self._scope_left.get(s, 0) + 1
+            for p in plan.found:
+                self._by_scope.setdefault(scope_of(p), []).append(p)
         try:
             fresh = [f for f in plan.todo if f.path not in plan.stored]
             self._decide_stored([f for f in plan.todo if f.path in plan.stored], plan.stored)
@@ -354,33 +367,57 @@ class Tagger:
             }
             self._finish_analysed(res, np.asarray(a.scores, dtype=np.float32), f)
 
-    def _decide_albums(self, plan: Plan) -> None:
-        """Album mode, once every file of this run is analysed (or decided from the store):
-        group the held tracks, with the other tracks of their album folders (unchanged ones:
-        their tags read here, their scores from the store), into albums (tagger.albums); decide
-        each album and write its tracks. An album with a file of this run still unfinished
-        (time budget, interruption) is left whole for the next run, which decides it from the
-        store; tracks of other runs are written only where their genre is tagger's own (or
-        none) and their album's decision changed it."""
+    def _done_with(self, path: str) -> None:
+        """Album mode: a file of this run has its outcome (held for its album, or a row). When
+        it is the last of its album folder, that folder's albums are decided and written now."""
+        if not self._albums or self._plan is None:
+            return
+        from tagger.albums import scope_of
+
+        s = scope_of(path)
+        left = self._scope_left.get(s)
+        if left is None:
+            return
+        if left > 1:
+            self._scope_left[s] = left - 1
+            return
+        del self._scope_left[s]
+        self._decide_albums(self._plan, scopes={s})
+
+    def _decide_albums(self, plan: Plan, scopes: set[str] | None = None) -> None:
+        """Album mode: decide the albums of the album folders ``scopes`` (every file of this run
+        in them is done), or, at the end of the run (None), of every folder still held. The held
+        tracks are grouped, with the other tracks of their album folders (unchanged ones: their
+        tags read here, their scores from the store), into albums (tagger.albums); each album is
+        decided and its tracks written. An album with a file of this run still unfinished (time
+        budget, interruption) is left whole for the next run, which decides it from the store;
+        tracks of other runs are written only where their genre is tagger's own (or none) and
+        their album's decision changed it."""
         from tagger import albums as al
         from tagger import tags
 
-        held, evidence = self._held, self._evidence
-        self._held, self._evidence = {}, {}
+        if scopes is None:
+            held, evidence = self._held, self._evidence
+            self._held, self._evidence = {}, {}
+        else:
+            held = {p: v for p, v in self._held.items() if al.scope_of(p) in scopes}
+            evidence = {p: v for p, v in self._evidence.items() if al.scope_of(p) in scopes}
+            for p in held:
+                del self._held[p]
+            for p in evidence:
+                del self._evidence[p]
         if not held and not evidence:
             return
         if self.stop and not self.options.dry_run:
             self.report.pending += len(held)  # nothing new is written while stopping
             return
-        with_rows = {r.path for r in self.report.rows}
         todo = {f.path for f in plan.todo}
-        unfinished = todo - set(held) - with_rows
         scopes = {al.scope_of(p) for p in list(held) + list(evidence)}
-        open_scopes = {al.scope_of(p) for p in unfinished}
+        open_scopes = set(self._scope_left)  # folders with a file of this run not done (stopped early)
         # the album folders' other files: unchanged since an earlier run (not this run's todo)
         others: dict[str, tuple[discover.Found, Any]] = {}
-        for p in plan.found:
-            if p in todo or p in plan.left or al.scope_of(p) not in scopes:
+        for p in (q for s in scopes for q in self._by_scope.get(s, ())):
+            if p in todo or p in plan.left:
                 continue
             try:
                 st = os.stat(p)
@@ -708,6 +745,7 @@ class Tagger:
             res.pop("audio", None)
             self._held[res["path"]] = (res, np.asarray(scores, dtype=np.float32), found)
             self.progress.advance()
+            self._done_with(res["path"])
             return
         if album is None:
             d, reason, album_name, genre_from = None, "", "", ""
@@ -806,6 +844,7 @@ class Tagger:
             self._evidence[res["path"]] = (res, row)
         self._record(res, "skipped")
         self.progress.advance()
+        self._done_with(res["path"])
 
     def _fail(self, found: discover.Found, kind: str, reason: str, res: dict[str, Any] | None = None) -> None:
         res = res or {}
@@ -813,6 +852,7 @@ class Tagger:
                             existing=list(res.get("existing") or ()), node=res.get("node", ""), error_kind=kind))
         log.warning("%s: %s", found.path, reason)
         self.progress.advance()
+        self._done_with(found.path)
 
     def _record(self, res: dict[str, Any], outcome: str) -> None:
         if self.state is None or self.options.dry_run or res.get("size") is None:
