@@ -54,8 +54,11 @@ def test_concurrent_run_exits_75_naming_the_holder(tmp_path, tiny_model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
-def test_signal_mid_run_loses_nothing(tmp_path, tiny_model, sig, code, name):
+@pytest.mark.parametrize("sig, code, name, albums", [
+    (signal.SIGTERM, 143, "SIGTERM", "--no-albums"), (signal.SIGINT, 130, "SIGINT", "--no-albums"),
+    (signal.SIGTERM, 143, "SIGTERM", "--albums"),  # album folders are written as each is done
+])
+def test_signal_mid_run_loses_nothing(tmp_path, tiny_model, sig, code, name, albums):
     lib = tmp_path / "lib"
     paths = make_lib(lib, n=40)
     audio = {p: audio_of(p) for p in paths}
@@ -63,7 +66,7 @@ def test_signal_mid_run_loses_nothing(tmp_path, tiny_model, sig, code, name):
     proc = subprocess.Popen(
         [sys.executable, "-m", "tagger", "-v", "tag", str(lib), "--model", str(tiny_model.weights),
          "--state-db", str(state), "--min-confidence", "0", "--workers", "1", "--batch-size", "1",
-         "--no-albums"],  # per track, files are written while others are analysed: the signal lands mid-writes
+         albums],  # files are written while others are analysed: the signal lands mid-writes
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     # wait (event-driven, not by time) until the first file has been tagged, then SIGTERM
     for line in proc.stderr:
@@ -100,7 +103,7 @@ def test_signal_mid_run_loses_nothing(tmp_path, tiny_model, sig, code, name):
     assert {str(p) for p in tagged} <= stored
     # the next run carries on where this one stopped (what was analysed is not analysed again)
     report = tmp_path / "next.json"
-    r = CliRunner().invoke(main, tag_args(lib, tiny_model, tmp_path, "--report", str(report), "--no-albums"))
+    r = CliRunner().invoke(main, tag_args(lib, tiny_model, tmp_path, "--report", str(report), albums))
     rows = {row["path"]: row for row in json.loads(report.read_text())["files"]}
     assert all(rows[p]["analysis"] == "stored" for p in stored if p in rows)
     assert r.exit_code == 0
