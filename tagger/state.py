@@ -729,7 +729,7 @@ class StateDB:
             self._pending_analyses[(_enc_path(a.path), a.model_id)] = (
                 int(a.size), int(a.mtime_ns), _pack(a.scores), int(a.chunks), float(a.seconds),
                 None if a.duration is None else float(a.duration), a.sampling, a.backbone or None,
-                None if a.embedding is None else _pack(a.embedding), a.analysed_at or utc_now(), a.run_id,
+                None if a.embedding is None else _pack_half(a.embedding), a.analysed_at or utc_now(), a.run_id,
             )
             if len(self._pending_analyses) >= self.flush_every:
                 self.flush()
@@ -998,6 +998,25 @@ def _pack(values: Iterable[float]) -> bytes:
     return a.tobytes()
 
 
+def _pack_half(values: Iterable[float]) -> bytes:
+    """float16, little-endian: embeddings (half the bytes of float32; a head trained on them
+    loses nothing measurable to a relative error of 1e-3)."""
+    import struct
+
+    v = [min(65504.0, max(-65504.0, float(x))) for x in values]  # float16's range
+    return struct.pack(f"<{len(v)}e", *v)
+
+
+def _unpack_half(raw: bytes | None) -> tuple[float, ...] | None:
+    import struct
+
+    if raw is None:
+        return None
+    if len(raw) % 2:
+        return (float("nan"),)  # damaged: StoredAnalysis.problem says so
+    return struct.unpack(f"<{len(raw) // 2}e", raw)
+
+
 def _unpack(raw: bytes | None) -> tuple[float, ...] | None:
     import array
 
@@ -1018,7 +1037,7 @@ def _analysis(path: str, row: tuple) -> StoredAnalysis:
     return StoredAnalysis(
         path=path, model_id=model_id, size=int(size), mtime_ns=int(mtime_ns), scores=_unpack(scores) or (),
         chunks=int(chunks), seconds=float(seconds), duration=None if duration is None else float(duration),
-        sampling=str(sampling), backbone=backbone or "", embedding=_unpack(embedding),
+        sampling=str(sampling), backbone=backbone or "", embedding=_unpack_half(embedding),
         analysed_at=str(analysed_at), run_id=str(run_id),
     )
 
