@@ -24,6 +24,19 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\n"
 
 
+def _elsewhere(fn: str, *args, **kwargs) -> dict:
+    """``tagger_run.<fn>(*args, **kwargs)`` in a process of its own: measuring makes the caller a
+    child subreaper, which the test session must never become (other tests' orphans, Ray's
+    processes among them, would be re-parented to it and reaped by the benchmark)."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import tagger_run; "
+            "a, k = json.loads(sys.argv[3]), json.loads(sys.argv[4]); "
+            "print(json.dumps(getattr(tagger_run, sys.argv[2])(*a, **k), default=str))")
+    r = subprocess.run([sys.executable, "-c", code, str(BENCH), fn, json.dumps(args), json.dumps(kwargs)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def test_cpu_of_a_child_the_kernel_reaps_is_counted():
     """A parent that ignores SIGCHLD (as Ray's raylet does for its workers): its child's CPU is
     in nobody's rusage, so the sampler must count it; a waited-for child comes through rusage."""
@@ -31,26 +44,26 @@ def test_cpu_of_a_child_the_kernel_reaps_is_counted():
               "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
               f"subprocess.Popen([sys.executable, '-c', {BURN!r}])\n"
               "time.sleep(2.0)\n")
-    r = tagger_run.measure([sys.executable, "-c", parent], interval=0.05)
+    r = _elsewhere("measure", [sys.executable, "-c", parent], interval=0.05)
     assert r["exit"] == 0
     assert r["lost_to_rusage_s"] >= 0.4, r
     assert r["cpu_s"] >= 0.55 and r["cpu_s"] - r["lost_to_rusage_s"] < 0.5, r
     waits = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BURN!r}])"
-    waited = tagger_run.measure([sys.executable, "-c", waits], interval=0.05)
+    waited = _elsewhere("measure", [sys.executable, "-c", waits], interval=0.05)
     assert waited["lost_to_rusage_s"] == 0 and waited["cpu_s"] >= 0.55, waited
 
 
 def test_cpu_of_an_orphan_is_counted():
     """A child that outlives its parent is re-parented to the benchmark (subreaper) and counted."""
     parent = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {BURN!r}])"
-    r = tagger_run.measure([sys.executable, "-c", parent], interval=0.05)
+    r = _elsewhere("measure", [sys.executable, "-c", parent], interval=0.05)
     if r["cpu_counted"].startswith("reaped children only"):
         pytest.skip("prctl(PR_SET_CHILD_SUBREAPER) unavailable")
     assert r["cpu_s"] >= 0.55 and r["still_running"] == [], r
 
 
 def test_import_probe(tmp_path):
-    r = tagger_run.run_tagger(["config", "--example"], env=tagger_run.bench_env(tmp_path))
+    r = _elsewhere("run_tagger", ["config", "--example"], env=tagger_run.bench_env(tmp_path))
     assert r["exit"] == 0 and r["probe_ran"]
     assert r["imported"]["tensorflow"] is False and r["imported"]["ray"] is False
     assert Path(r["tagger_file"]).resolve().parent == ROOT / "tagger"  # this checkout, not an installed one
