@@ -134,9 +134,10 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
 
     ``policy`` keys: model_id, on_existing, analyse_all (bool), analysis_seconds, max_seconds,
     float16 (bool), keep_audio (bool: also return the decoded ``audio`` stretches and their
-    ``segments``, for ``tagger explain``).
+    ``segments``, for ``tagger explain``), segments (optional: these (offset, duration) stretches
+    instead of the planned ones: the rest of a track adaptive analysis re-checks).
     Returns a dict with keys: path, size, mtime_ns, format, existing, provenance, skip, features
-    (np.ndarray or None), duration, segments, error (None or (kind, reason)), node, seconds,
+    (np.ndarray or None), duration, segments, plan (the stretches analysed), error (None or (kind, reason)), node, seconds,
     timing (seconds spent reading tags, decoding, computing features: the benchmark's stages).
     """
     from tagger.aggregate import needs_analysis
@@ -185,9 +186,13 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
         t1 = time.perf_counter()
         duration = probe(path).duration
         out["duration"] = duration
-        segments = fit_chunks(plan_segments(duration, analysis_seconds=policy.get("analysis_seconds"),
-                                            max_seconds=policy.get("max_seconds", 900.0),
-                                            chunk_seconds=fp.chunk_seconds), params=fp)
+        if policy.get("segments") is not None:
+            segments = [(float(o), None if d is None else float(d)) for o, d in policy["segments"]]
+        else:
+            segments = fit_chunks(plan_segments(duration, analysis_seconds=policy.get("analysis_seconds"),
+                                                max_seconds=policy.get("max_seconds", 900.0),
+                                                chunk_seconds=fp.chunk_seconds), params=fp)
+        out["plan"] = segments
         audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
         n = sum(a.shape[0] for a in audio)
         t2 = time.perf_counter()

@@ -229,6 +229,7 @@ _RENAME = {"report": "reports"}
 @click.option("--ray-address", metavar="ADDR", default=None, help=_h("ray_address"))
 @click.option("--analysis-seconds", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
               help=_h("analysis_seconds"))
+@click.option("--whole-track", is_flag=True, default=None, help=_h("whole_track"))
 @click.option("--state-db", metavar="FILE", default=None, help=_h("state_db", "[default: in the user state directory]"))
 @click.option("--force", is_flag=True, default=None, help=_h("force"))
 @click.option("--max-files", type=click.IntRange(min=1), default=None, metavar="N", help=_h("max_files"))

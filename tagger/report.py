@@ -40,6 +40,10 @@ class Row:
     explain: str = ""  # path of an explain picture, if one was made
     analysis: str = ""  # "now": analysed in this run; "stored": decided from the store of analyses
     analysed_at: str = ""  # when the analysis decided from was made (ISO-8601 UTC)
+    #: how the audio was chosen: "whole", "sample" (--analysis-seconds, or a track over the cap),
+    #: "adaptive" (a sample; the decision was clear), "adaptive+rest" (a close call: the rest heard too)
+    sampling: str = ""
+    rechecked: bool | None = None  # adaptive analysis: the rest of the track was heard (None: not adaptive)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -150,13 +154,14 @@ class Report:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "format", "action", "reason", "existing", "predicted", "written", "duration",
-                    "chunks", "node", "error_kind", "analysis", "analysed_at"])
+                    "chunks", "node", "error_kind", "analysis", "analysed_at", "sampling", "rechecked"])
         for r in sorted(self.rows, key=lambda r: r.path):
             w.writerow([
                 r.path, r.format, r.action, r.reason, "; ".join(r.existing),
                 "; ".join(f"{p['genre']}={p['score']:.3f}" for p in r.predicted),
                 "; ".join(r.written), "" if r.duration is None else f"{r.duration:.1f}",
                 "" if r.chunks is None else r.chunks, r.node, r.error_kind, r.analysis, r.analysed_at,
+                r.sampling, "" if r.rechecked is None else str(r.rechecked).lower(),
             ])
         return buf.getvalue()
 
