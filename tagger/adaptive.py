@@ -96,21 +96,97 @@ def whole_plan(duration: float, *, max_seconds: float, params) -> list[tuple[flo
                                     chunk_seconds=params.chunk_seconds), params=params)
 
 
+#: Tracks up to FIRST_SECONDS / WHOLE_SHARE long are heard whole by the first pass: the sampler
+#: spreads its stretches over 80% of a track, so a longer budget would hear some audio twice.
+WHOLE_SHARE = 0.8
+
+
+def _hop_seconds(params) -> float:
+    return params.chunk_hop_frames * params.samples_per_frame / params.sample_rate
+
+
+def _chunks_in(samples: int, params) -> int:
+    """Chunks tagger.features makes of ``samples`` samples of audio (centred frames)."""
+    frames = samples if params.kind == "waveform" else 1 + samples // params.hop_length
+    if frames < params.chunk_frames:
+        return 1
+    return 1 + (frames - params.chunk_frames) // params.chunk_hop_frames
+
+
+def _seconds_for(chunks: int, params) -> float:
+    """Seconds of audio holding exactly ``chunks`` chunks, with the few frames of slack
+    tagger.analyse.fit_chunks gives a decoder that returns a little less than asked."""
+    spf = params.samples_per_frame
+    slack = spf * max(1, min(8, params.chunk_hop_frames // 16))
+    frames = params.chunk_frames + (chunks - 1) * params.chunk_hop_frames
+    samples = frames if params.kind == "waveform" else (frames - 1) * params.hop_length
+    return round((samples + 1 + slack) / params.sample_rate, 4)
+
+
 def first_plan(duration: float, *, first_seconds: float, max_seconds: float, params) -> list[tuple[float, float | None]]:
-    """What the first pass analyses (the ``--analysis-seconds`` sampler at ``first_seconds``)."""
+    """What the first pass analyses: the ``--analysis-seconds`` sampler's stretches at
+    ``first_seconds``, each moved back to the whole-track chunk grid (a multiple of the chunk
+    hop), so that its chunks are chunks a whole-track run makes too, and the first pass and its
+    rest together make the whole-track run's chunks. Tracks up to ``first_seconds /
+    WHOLE_SHARE`` long: whole. Tracks over ``max_seconds`` (whose whole-track plan is itself a
+    sample): the sampler's stretches as they are."""
     from tagger.analyse import fit_chunks, plan_segments
 
-    return fit_chunks(plan_segments(duration, analysis_seconds=first_seconds, max_seconds=max_seconds,
+    if duration <= 0 or duration <= first_seconds / WHOLE_SHARE:
+        return [(0.0, None)]
+    segs = fit_chunks(plan_segments(duration, analysis_seconds=first_seconds, max_seconds=max_seconds,
                                     chunk_seconds=params.chunk_seconds), params=params)
+    if duration > max_seconds or any(d is None for _, d in segs):
+        return segs
+    hop = _hop_seconds(params)
+    total = _chunks_in(int(round(duration * params.sample_rate)), params)
+    out, end = [], 0
+    for o, d in segs:
+        c = _chunks_in(int(round(d * params.sample_rate)), params)
+        start = max(end, int(o // hop))
+        if start + c > total:
+            return [(0.0, None)]
+        out.append((start, c))
+        end = start + c
+    return [(round(i * hop, 6), _seconds_for(c, params)) for i, c in out]
+
+
+def _grid_rest(duration: float, heard: list[tuple[float, float | None]], params) -> list[tuple[float, float | None]]:
+    """The chunk ranges of a whole-track run not in ``heard`` (grid-aligned stretches, see
+    first_plan), as stretches: whole chunks each; the last one runs to the end of the track."""
+    hop = _hop_seconds(params)
+    total = _chunks_in(int(round(duration * params.sample_rate)), params)
+    ranges = sorted((int(round(o / hop)), _chunks_in(int(round(d * params.sample_rate)), params)) for o, d in heard)
+    out, pos = [], 0
+    for start, c in ranges + [(total, 0)]:
+        if start > pos:
+            last = start >= total
+            out.append((round(pos * hop, 6), None if last else _seconds_for(start - pos, params)))
+        pos = max(pos, start + c)
+    return out
+
+
+def _on_grid(heard, params) -> bool:
+    hop = _hop_seconds(params)
+    return all(d is not None and abs(o / hop - round(o / hop)) < 1e-6 for o, d in heard)
 
 
 def plan_rest(duration: float | None, heard: list[tuple[float, float | None]], *, max_seconds: float,
-              params) -> tuple[list[tuple[float, float]], float]:
+              params) -> tuple[list[tuple[float, float | None]], float]:
     """The rest of a track after the first pass heard ``heard``, and the share (0..1) of the
-    final analysis (``heard`` and the rest together) already heard. No rest (an empty list, share 1) for a track heard whole or of
-    unknown length."""
+    final analysis (``heard`` and the rest together) already heard. No rest (an empty list,
+    share 1) for a track heard whole or of unknown length. A rest stretch's duration is None
+    when it runs to the end of the track."""
     if not duration or duration <= 0 or any(d is None for _, d in heard):
         return [], 1.0
+    if duration <= max_seconds and _on_grid(heard, params):
+        rest = _grid_rest(duration, heard, params)
+        if not rest:
+            return [], 1.0
+        hop = _hop_seconds(params)
+        got = sum(_chunks_in(int(round(d * params.sample_rate)), params) for _, d in heard)
+        total = _chunks_in(int(round(duration * params.sample_rate)), params)
+        return rest, min(1.0, got / max(total, 1)) if hop > 0 else 1.0
     whole = whole_plan(duration, max_seconds=max_seconds, params=params)
     rest = rest_segments(heard, whole, duration, min_seconds=params.chunk_seconds)
     if not rest:

@@ -144,6 +144,7 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
     from tagger.features import FeatureParams
 
     t0 = time.perf_counter()
+    _be_nice(int(policy.get("nice") or 0))
     out: dict[str, Any] = {
         "path": path, "size": None, "mtime_ns": None, "format": None, "existing": (), "provenance": None,
         "owner_model": None, "tagger_owned": False, "skip": None, "features": None, "duration": None,
@@ -186,7 +187,12 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
         t1 = time.perf_counter()
         duration = probe(path).duration
         out["duration"] = duration
-        if policy.get("segments") is not None:
+        if policy.get("adaptive_first"):  # adaptive analysis's first pass (tagger.adaptive)
+            from tagger.adaptive import first_plan
+
+            segments = first_plan(duration, first_seconds=float(policy["adaptive_first"]),
+                                  max_seconds=policy.get("max_seconds", 900.0), params=fp)
+        elif policy.get("segments") is not None:
             segments = [(float(o), None if d is None else float(d)) for o, d in policy["segments"]]
         else:
             segments = fit_chunks(plan_segments(duration, analysis_seconds=policy.get("analysis_seconds"),
@@ -215,6 +221,21 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
     finally:
         out["seconds"] = time.perf_counter() - t0
     return out
+
+
+_NICED = 0
+
+
+def _be_nice(nice: int) -> None:
+    """Lower this worker process's priority by ``nice`` (once per process): decoding yields a
+    core to inference when both want it (docs/scaling.md)."""
+    global _NICED
+    if nice > _NICED:
+        try:
+            os.nice(nice - _NICED)
+        except OSError:
+            pass
+        _NICED = nice
 
 
 def _node_id() -> str:

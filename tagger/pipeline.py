@@ -37,6 +37,8 @@ class Progress:
     """Callbacks the CLI implements (tqdm on a TTY, nothing otherwise)."""
 
     def start(self, total: int) -> None: ...
+    def stage(self, text: str) -> None:
+        """A start-up stage begins ("starting Ray", "loading the model"); "" when files flow."""
     def advance(self, n: int = 1) -> None: ...
     def close(self) -> None: ...
 
@@ -276,6 +278,7 @@ class Tagger:
         self._sampling = sampling_spec(options)
         self._backbone = ""  # the predictor's backbone id, where its model computes embeddings
         # adaptive analysis (the default): a sample first, the rest where the decision is close
+        self._nice = 0  # niceness the decode workers add to themselves (ray_backend.cpu_split)
         self._adaptive = options.analysis_seconds is None and not options.whole_track
         self._rest_queue: list[tuple[discover.Found, list[tuple[float, float]]]] = []  # re-checks to submit
         self._priors: dict[str, dict[str, Any]] = {}  # path -> what was heard before its rest
@@ -393,6 +396,7 @@ class Tagger:
         from tagger import ray_backend as rb
 
         t = time.perf_counter()
+        self._stage("starting Ray")
         handle = rb.connect(self.options.ray_address, num_cpus=self.options.workers)
         self.stop.install()  # Ray's core worker installs its own SIGTERM handler in ray.init
         self.stats.startup["ray"] = time.perf_counter() - t
@@ -402,17 +406,33 @@ class Tagger:
                 node_check = rb.start_node_check(_probe_paths(self.paths, todo),
                                                  params=self.meta.features.to_dict())
             else:  # warm the local workers while TensorFlow and the model load
+                self._stage("starting the decode workers")
                 rb.warm_workers(min(len(todo), int(handle.resources.get("CPU", 1))),
                                 params=self.meta.features.to_dict())
+            workers = self.options.workers or max(1, int(handle.resources.get("CPU", 1)))
+            split = rb.cpu_split(int(handle.resources.get("CPU", 1)))
+            if handle.nodes == 1 and not handle.resources.get("GPU") and split.worker_nice:
+                self._nice = split.worker_nice  # the decode workers share this machine with inference
+            # the first files are decoded while TensorFlow and the model load (node check apart:
+            # on a cluster the nodes are checked first)
+            stream = self._open_stream(todo, rb.analyse_remote(), rb.max_in_flight(workers), redecide or set())
+            if node_check is None:
+                self._submit(stream)
             plan = rb.plan_inference(handle.resources, batch_size=self.options.batch_size,
                                      backend=self.meta.backend)
             if plan.where != "actors" and self.meta.backend == "keras":  # start-up, apart from the model load
                 from tagger.model import import_tensorflow
 
                 t = time.perf_counter()
+                self._stage("loading TensorFlow")
                 import_tensorflow()
+                if handle.nodes == 1:
+                    from tagger.model import set_cpu_threads
+
+                    set_cpu_threads(split.intra, split.inter)
                 self.stats.startup["tensorflow"] = time.perf_counter() - t
             t = time.perf_counter()
+            self._stage("loading the model")
             if plan.where == "actors":
                 predictors = rb.make_actors(plan, self.options.model, self.options.vocabulary)
                 predict = _actor_predict(predictors)
@@ -436,11 +456,10 @@ class Tagger:
                 "cluster": {"address": handle.address, "nodes": handle.nodes, "driver_node": handle.node_id,
                             "cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0)},
             }
-            workers = self.options.workers or max(1, int(res.get("CPU", 1)))
             t = time.perf_counter()
+            self._stage("")
             try:
-                self._stream(todo, rb.analyse_remote(), predict, plan.flush_chunks, rb.max_in_flight(workers),
-                             handle, slots=max(1, int(res.get("CPU", 1))), redecide=redecide or set())
+                self._stream(stream, predict, plan.flush_chunks, handle, slots=max(1, int(res.get("CPU", 1))))
             finally:
                 self.stats.stream = time.perf_counter() - t
                 self.report.model["inference"]["predictors"] = _predictor_info(predictors)
@@ -452,44 +471,65 @@ class Tagger:
             handle.shutdown()
             self.stats.startup["ray_shutdown"] = time.perf_counter() - t
 
-    def _stream(self, todo, task, predict, batch_size: int, limit: int, handle, slots: int | None = None,
-                redecide: set[str] | frozenset[str] = frozenset()) -> None:
-        """``slots``: how many analyse tasks the cluster runs at once (the rest of the ``limit``
-        in flight wait in Ray's queue, and their --file-timeout clock has not started)."""
-        import ray
+    def _stage(self, text: str) -> None:
+        if text:
+            log.info("start-up: %s", text)
+        self.progress.stage(text)
 
+    def _open_stream(self, todo, task, limit: int, redecide) -> dict[str, Any]:
+        """The analyse tasks of ``todo``, at most ``limit`` in flight: what :meth:`_submit` and
+        :meth:`_stream` share (submitting may start before the model is loaded)."""
         params = self.meta.features.to_dict()
         policy = {
             "model_id": self.meta.model_id, "on_existing": self.options.on_existing,
-            "analysis_seconds": _adaptive().FIRST_SECONDS if self._adaptive else self.options.analysis_seconds,
-            "max_seconds": self.options.max_analysis_seconds, "float16": False,
+            "analysis_seconds": self.options.analysis_seconds,
+            "adaptive_first": _adaptive().FIRST_SECONDS if self._adaptive else None,
+            "max_seconds": self.options.max_analysis_seconds, "float16": False, "nice": self._nice,
         }
         # decision settings changed since this model wrote the file's genre: look again
-        policy_redecide = {**policy, "redecide": True}
-        by_path = {f.path: f for f in todo}
-        queue = list(reversed(todo))
-        in_flight: dict[Any, list] = {}  # ref -> [path, monotonic time its clock started or None]
+        return {"params": params, "policy": policy, "policy_redecide": {**policy, "redecide": True},
+                "by_path": {f.path: f for f in todo}, "queue": list(reversed(todo)),
+                "in_flight": {},  # ref -> [path, monotonic time its clock started or None]
+                "task": task, "limit": limit, "redecide": redecide}
+
+    def _submit(self, st: dict[str, Any]) -> None:
+        """Submit analyse tasks up to the stream's limit: re-checks first (they finish started
+        tracks; the time budget only stops new files), then new files."""
+        in_flight, limit, task, params = st["in_flight"], st["limit"], st["task"], st["params"]
+
+        def policy_of(path):
+            return st["policy_redecide"] if path in st["redecide"] else st["policy"]
+
+        while self._rest_queue and len(in_flight) < limit and not self.stop:
+            f, rest = self._rest_queue.pop(0)
+            pol = {**policy_of(f.path), "segments": rest, "adaptive_first": None}
+            in_flight[task.remote(f.path, params=params, policy=pol)] = [f.path, None]
+        queue = st["queue"]
+        while queue and len(in_flight) < limit and not self.stop and not self._out_of_time():
+            f = queue.pop()
+            pol = policy_of(f.path)
+            if f.path in self._extend:  # a stored first pass, close under these settings: its rest only
+                a, rest = self._extend.pop(f.path)
+                self._priors[f.path] = {
+                    "scores": np.asarray(a.scores, np.float32), "chunks": a.chunks, "seconds": a.seconds,
+                    "embedding": None if a.embedding is None else np.asarray(a.embedding, np.float32),
+                    "features": None, "size": a.size, "mtime_ns": a.mtime_ns, "stored": True}
+                pol = {**pol, "segments": rest, "adaptive_first": None}
+            in_flight[task.remote(f.path, params=params, policy=pol)] = [f.path, None]
+
+    def _stream(self, st: dict[str, Any], predict, batch_size: int, handle, slots: int | None = None) -> None:
+        """Collect the stream's analyses, predict them in batches, decide and write; keep
+        submitting. ``slots``: how many analyse tasks the cluster runs at once (the rest of the
+        limit in flight wait in Ray's queue, and their --file-timeout clock has not started)."""
+        import ray
+
+        by_path, queue, in_flight = st["by_path"], st["queue"], st["in_flight"]
         ready: list[dict[str, Any]] = []  # analysed tracks waiting for a batch (or its end)
         ready_chunks = 0  # their chunks not yet predicted
         timeout = self.options.file_timeout
 
         def submit():
-            # re-checks first (they finish started tracks; the time budget only stops new files)
-            while self._rest_queue and len(in_flight) < limit and not self.stop:
-                f, rest = self._rest_queue.pop(0)
-                pol = {**(policy_redecide if f.path in redecide else policy), "segments": rest}
-                in_flight[task.remote(f.path, params=params, policy=pol)] = [f.path, None]
-            while queue and len(in_flight) < limit and not self.stop and not self._out_of_time():
-                f = queue.pop()
-                pol = policy_redecide if f.path in redecide else policy
-                if f.path in self._extend:  # a stored first pass, close under these settings: its rest only
-                    a, rest = self._extend.pop(f.path)
-                    self._priors[f.path] = {
-                        "scores": np.asarray(a.scores, np.float32), "chunks": a.chunks, "seconds": a.seconds,
-                        "embedding": None if a.embedding is None else np.asarray(a.embedding, np.float32),
-                        "features": None, "size": a.size, "mtime_ns": a.mtime_ns, "stored": True}
-                    pol = {**pol, "segments": rest}
-                in_flight[task.remote(f.path, params=params, policy=pol)] = [f.path, None]
+            self._submit(st)
 
         submit()
         while in_flight or ready or self._rest_queue:

@@ -56,6 +56,29 @@ def plan_inference(resources: dict[str, float], *, batch_size: int | None = None
     return InferencePlan("driver", 0, 0.0, batch_size or CPU_BATCH, False)
 
 
+@dataclass(frozen=True)
+class CpuSplit:
+    """How a run on one machine without a GPU shares its cores between decoding and inference:
+    ``intra``/``inter``: TensorFlow's intra-op and inter-op thread pools in the driver (0: its
+    default, every core); ``worker_nice``: the niceness the decode workers add to themselves
+    (inference, the slower stage, gets a core first when both want it)."""
+
+    intra: int
+    inter: int
+    worker_nice: int
+
+
+#: Measured on 2 cores (docs/scaling.md "Sharing the cores"); None: cpu_split's rule.
+SPLIT_OVERRIDE: CpuSplit | None = None
+
+
+def cpu_split(cpus: int) -> CpuSplit:
+    """The default split for a machine of ``cpus`` cores: see docs/scaling.md."""
+    if SPLIT_OVERRIDE is not None:
+        return SPLIT_OVERRIDE
+    return CpuSplit(intra=0, inter=0, worker_nice=0)
+
+
 def max_in_flight(workers: int) -> int:
     """Tasks submitted but not yet collected: enough to keep every worker busy while the driver
     predicts, few enough that memory stays flat on a 100,000-file library."""
