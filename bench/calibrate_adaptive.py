@@ -5,11 +5,11 @@
 
 For every track: the whole track is analysed (the worker's job, ``tagger.analyse.analyse_file``)
 and predicted once with the same predictor ``tagger tag`` uses on this machine; the chunk
-probabilities are kept with each chunk's place in the track (``chunk_spans``). A sample of S
-seconds is then *simulated* from those chunks: the chunks whose middle lies in the stretches
-``plan_segments``/``fit_chunks`` choose for S. (The real sampler decodes those stretches at
-their own offsets: its chunks are shifted by up to a chunk against these; the statistics are
-the same, and bench_adaptive.py measures the real thing end to end.)
+probabilities are kept with each chunk's place in the track (``chunk_spans``). A first pass of
+S seconds is then replayed from those chunks: ``tagger.adaptive.first_plan`` puts its stretches
+on the whole-track chunk grid, so its chunks are the whole-track chunks that start inside them
+(up to the reflection padding of each stretch's first frame); bench_adaptive.py measures the
+real thing end to end.
 
 Reported per S: the share of the track heard, the largest change of any of the decision's
 scores (the best top_k + 1 of either) between sample and whole, scaled by sqrt(1 - share)
@@ -72,8 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    from tagger.analyse import analyse_file, chunk_spans, fit_chunks, plan_segments
-    from tagger.features import FeatureParams
+    from tagger.adaptive import first_plan
+    from tagger.analyse import analyse_file, chunk_spans
     from tagger.modelmeta import load_meta, locate
     from tagger.ray_backend import Predictor
 
@@ -115,40 +115,45 @@ def main(argv=None) -> int:
     for S in [float(x) for x in args.seconds.split(",")]:
         rows = []
         for t in tracks:
-            segs = fit_chunks(plan_segments(t["duration"], analysis_seconds=S, max_seconds=900.0,
-                                            chunk_seconds=fp.chunk_seconds), params=fp)
+            segs = first_plan(t["duration"], first_seconds=S, max_seconds=900.0, params=fp)
             whole = t["probs"].mean(axis=0)
             if segs[0][1] is None:
-                rows.append({"share": 1.0, "delta": 0.0, "same": True, "sampled": whole, "whole": whole})
+                rows.append({"share": 1.0, "delta": 0.0, "same": True, "sampled": whole, "whole": whole, "chunks": len(t["probs"]),
+                             "n": len(t["probs"])})
                 continue
-            mid = t["spans"].mean(axis=1)
-            sel = np.zeros(len(mid), bool)
+            start = t["spans"][:, 0]
+            sel = np.zeros(len(start), bool)
             for o, d in segs:
-                sel |= (mid >= o) & (mid < o + d)
+                sel |= (start >= o - 1e-6) & (t["spans"][:, 1] <= o + d + 1e-6)
             if not sel.any():
                 continue
             s = t["probs"][sel].mean(axis=0)
-            share = sel.sum() / len(mid)
+            share = sel.sum() / len(start)
             idx = np.unique(np.concatenate([np.argsort(-s)[:k + 1], np.argsort(-whole)[:k + 1]]))
             delta = float(np.max(np.abs(s[idx] - whole[idx])))
             rows.append({"share": float(share), "delta": delta, "same": decision(s) == decision(whole),
-                         "sampled": s, "whole": whole})
+                         "sampled": s, "whole": whole, "chunks": int(sel.sum()),
+                         "n": len(start)})
         scaled = np.array([r["delta"] / math.sqrt(max(1e-9, 1 - r["share"])) for r in rows if r["share"] < 1])
         entry = {"tracks": len(rows), "sampled": int(sum(r["share"] < 1 for r in rows)),
                  "mean_share": float(np.mean([r["share"] for r in rows])),
                  "same_decision_plain": sum(r["same"] for r in rows),
                  "scaled_delta_percentiles": {q: float(np.percentile(scaled, q)) for q in (50, 90, 95, 99, 100)}
                  if len(scaled) else {}, "bounds": {}}
+        from tagger.adaptive import decision_error
         from tagger.model import close_call
-        for c in (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3):
-            rechecked, differ = 0, 0
+        for c in (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3):  # SAMPLING_ERROR candidates
+            rechecked, differ, heard = 0, 0, 0
             for r in rows:
-                err = c * math.sqrt(max(0.0, 1 - r["share"]))
+                err = c * math.sqrt(max(0.0, 1 - r["share"])) + decision_error(r["chunks"])
                 if r["share"] < 1 and close_call(r["sampled"], top_k=k, min_confidence=thr, error=err):
                     rechecked += 1
-                elif not r["same"]:
-                    differ += 1
-            entry["bounds"][str(c)] = {"rechecked": rechecked, "still_differ": differ}
+                    heard += r["n"]
+                else:
+                    differ += not r["same"]
+                    heard += r["chunks"]
+            entry["bounds"][str(c)] = {"rechecked": rechecked, "still_differ": differ,
+                                       "audio_share": round(heard / sum(r["n"] for r in rows), 3)}
         out["by_seconds"][f"{S:g}"] = entry
     text = json.dumps(out, indent=1)
     print(text)

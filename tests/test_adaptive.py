@@ -19,7 +19,7 @@ from tagger.modelmeta import load_meta, locate
 from tagger.options import TagOptions
 from tagger.pipeline import accepted_samplings, needs_extension, sampling_spec
 from tagger.state import StoredAnalysis
-from tests.conftest import TINY_FEATURES, tone
+from tests.conftest import tone
 
 MUSICNN = None
 
