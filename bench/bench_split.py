@@ -36,6 +36,7 @@ SPLITS = [
     ("2 workers, TF 1/1", 2, 1, 1, 0),
     ("1 worker, TF 2/1", 1, 2, 1, 0),
     ("3 workers nice 10, TF 2/1", 3, 2, 1, 10),
+    ("2 workers nice 10, TF 1/1", 2, 1, 1, 10),
 ]
 
 WRAPPER = ("import sys, tagger.ray_backend as rb\n"

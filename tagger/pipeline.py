@@ -410,7 +410,7 @@ class Tagger:
                 rb.warm_workers(min(len(todo), int(handle.resources.get("CPU", 1))),
                                 params=self.meta.features.to_dict())
             workers = self.options.workers or max(1, int(handle.resources.get("CPU", 1)))
-            split = rb.cpu_split(int(handle.resources.get("CPU", 1)))
+            split = rb.cpu_split(os.cpu_count() or 1)  # the machine's cores, whatever --workers says
             if handle.nodes == 1 and not handle.resources.get("GPU") and split.worker_nice:
                 self._nice = split.worker_nice  # the decode workers share this machine with inference
             # the first files are decoded while TensorFlow and the model load (node check apart:

@@ -68,15 +68,23 @@ class CpuSplit:
     worker_nice: int
 
 
-#: Measured on 2 cores (docs/scaling.md "Sharing the cores"); None: cpu_split's rule.
+#: A split to use instead of cpu_split's rule (bench/bench_split.py sets it); None: the rule.
 SPLIT_OVERRIDE: CpuSplit | None = None
 
 
 def cpu_split(cpus: int) -> CpuSplit:
-    """The default split for a machine of ``cpus`` cores: see docs/scaling.md."""
+    """The default split for one machine of ``cpus`` cores, inference in the driver (docs/scaling.md
+    "Sharing the cores"). Up to 2 cores: one decode worker per core and TensorFlow's own pools
+    (measured: every other split tried was slower on CNN-bound music, or within 3% on
+    decode-bound music). From 4 cores: the same, with inter-op 1 (musicnn is a chain of ops:
+    a second pool only adds threads) and decode workers at nice 10, so that they do not
+    preempt one thread of an intra-op parallel op and hold up all of its threads (reasoned,
+    not measured here)."""
     if SPLIT_OVERRIDE is not None:
         return SPLIT_OVERRIDE
-    return CpuSplit(intra=0, inter=0, worker_nice=0)
+    if cpus <= 2:
+        return CpuSplit(intra=0, inter=0, worker_nice=0)
+    return CpuSplit(intra=0, inter=1, worker_nice=10)
 
 
 def max_in_flight(workers: int) -> int:

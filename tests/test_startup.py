@@ -77,3 +77,30 @@ def test_stages_in_order_and_files_decoded_while_the_model_loads(tmp_path, tiny_
     first_submit = events.index(next(e for e in events if e[0] == "submitted"))
     assert first_submit < events.index(("stage", "loading the model"))  # decoding overlaps the model load
     assert events.index(("stage", "")) < events.index(next(e for e in events if e[0] == "advance"))
+
+
+# -- sharing the cores (issue 19.2) -----------------------------------------------------------------
+
+def test_the_core_split_keeps_two_cores_as_measured_and_nices_decoders_from_four():
+    from tagger.ray_backend import CpuSplit, cpu_split
+
+    assert cpu_split(1) == cpu_split(2) == CpuSplit(intra=0, inter=0, worker_nice=0)
+    for cpus in (4, 8, 64):
+        assert cpu_split(cpus) == CpuSplit(intra=0, inter=1, worker_nice=10)
+
+
+def test_decode_workers_lower_their_priority_once_and_tensorflow_threads_are_set():
+    import subprocess
+    import sys
+
+    code = ("import os\nfrom tagger.analyse import _be_nice\nbase = os.nice(0)\n_be_nice(5)\n_be_nice(5)\n"
+            "_be_nice(0)\nprint('NICE', os.nice(0) - base)\n"
+            "from tagger.model import set_cpu_threads, import_tensorflow\n"
+            "print('SET', set_cpu_threads(1, 1), set_cpu_threads(0, 0))\ntf = import_tensorflow()\n"
+            "print('THREADS', tf.config.threading.get_intra_op_parallelism_threads(),"
+            " tf.config.threading.get_inter_op_parallelism_threads())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert "NICE 5" in r.stdout, r.stdout + r.stderr
+    assert "SET True False" in r.stdout, r.stdout + r.stderr
+    assert "THREADS 1 1" in r.stdout, r.stdout + r.stderr
