@@ -75,7 +75,7 @@ SPLIT_OVERRIDE: CpuSplit | None = None
 def cpu_split(cpus: int) -> CpuSplit:
     """The default split for one machine of ``cpus`` cores, inference in the driver (docs/scaling.md
     "Sharing the cores"). Up to 2 cores: one decode worker per core and TensorFlow's own pools
-    (measured: every other split tried was slower on CNN-bound music, or within 3% on
+    (measured: every other split tried was slower on CNN-bound music, or within the noise on
     decode-bound music). From 4 cores: the same, with inter-op 1 (musicnn is a chain of ops:
     a second pool only adds threads) and decode workers at nice 10, so that they do not
     preempt one thread of an intra-op parallel op and hold up all of its threads (reasoned,
