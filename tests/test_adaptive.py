@@ -257,3 +257,11 @@ def test_a_stored_first_pass_is_extended_not_started_again(tmp_path, tiny_model,
     third = tag(track, tiny_model, tmp_path, tmp_path / "3.json", "--dry-run", "--top-k", "3")
     assert third["row"]["analysis"] == "stored" and third["row"]["sampling"] == "adaptive+rest"
     assert third["row"]["chunks"] == row["chunks"]
+
+
+def test_both_ways_of_choosing_audio_on_one_command_line_is_a_usage_error():
+    from tagger.config import resolve
+    from tagger.errors import CommandLineError
+
+    with pytest.raises(CommandLineError, match="exclude each other"):
+        resolve({"whole_track": True, "analysis_seconds": 30.0}, {"whole_track", "analysis_seconds"}, {}, None)
