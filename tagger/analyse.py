@@ -134,16 +134,19 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
 
     ``policy`` keys: model_id, on_existing, analyse_all (bool), analysis_seconds, max_seconds,
     float16 (bool), keep_audio (bool: also return the decoded ``audio`` stretches and their
-    ``segments``, for ``tagger explain``).
+    ``segments``, for ``tagger explain``), segments (optional: these (offset, duration) stretches
+    instead of the planned ones: the rest of a track adaptive analysis re-checks).
     Returns a dict with keys: path, size, mtime_ns, format, existing, provenance, album_tags
     (album, artist, albumartist, compilation: for album decisions), skip, features
-    (np.ndarray or None), duration, segments, error (None or (kind, reason)), node, seconds,
+    (np.ndarray or None), duration, segments, plan (the stretches analysed), error (None or
+    (kind, reason)), node, seconds,
     timing (seconds spent reading tags, decoding, computing features: the benchmark's stages).
     """
     from tagger.aggregate import needs_analysis
     from tagger.features import FeatureParams
 
     t0 = time.perf_counter()
+    _be_nice(int(policy.get("nice") or 0))
     out: dict[str, Any] = {
         "path": path, "size": None, "mtime_ns": None, "format": None, "existing": (), "provenance": None,
         "owner_model": None, "tagger_owned": False, "skip": None, "features": None, "duration": None,
@@ -187,9 +190,18 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
         t1 = time.perf_counter()
         duration = probe(path).duration
         out["duration"] = duration
-        segments = fit_chunks(plan_segments(duration, analysis_seconds=policy.get("analysis_seconds"),
-                                            max_seconds=policy.get("max_seconds", 900.0),
-                                            chunk_seconds=fp.chunk_seconds), params=fp)
+        if policy.get("adaptive_first"):  # adaptive analysis's first pass (tagger.adaptive)
+            from tagger.adaptive import first_plan
+
+            segments = first_plan(duration, first_seconds=float(policy["adaptive_first"]),
+                                  max_seconds=policy.get("max_seconds", 900.0), params=fp)
+        elif policy.get("segments") is not None:
+            segments = [(float(o), None if d is None else float(d)) for o, d in policy["segments"]]
+        else:
+            segments = fit_chunks(plan_segments(duration, analysis_seconds=policy.get("analysis_seconds"),
+                                                max_seconds=policy.get("max_seconds", 900.0),
+                                                chunk_seconds=fp.chunk_seconds), params=fp)
+        out["plan"] = segments
         audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
         n = sum(a.shape[0] for a in audio)
         t2 = time.perf_counter()
@@ -212,6 +224,21 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
     finally:
         out["seconds"] = time.perf_counter() - t0
     return out
+
+
+_NICED = 0
+
+
+def _be_nice(nice: int) -> None:
+    """Lower this worker process's priority by ``nice`` (once per process): decoding yields a
+    core to inference when both want it (docs/scaling.md)."""
+    global _NICED
+    if nice > _NICED:
+        try:
+            os.nice(nice - _NICED)
+        except OSError:
+            pass
+        _NICED = nice
 
 
 def _node_id() -> str:

@@ -232,6 +232,7 @@ _RENAME = {"report": "reports"}
 @click.option("--ray-address", metavar="ADDR", default=None, help=_h("ray_address"))
 @click.option("--analysis-seconds", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
               help=_h("analysis_seconds"))
+@click.option("--whole-track", is_flag=True, default=None, help=_h("whole_track"))
 @click.option("--state-db", metavar="FILE", default=None, help=_h("state_db", "[default: in the user state directory]"))
 @click.option("--force", is_flag=True, default=None, help=_h("force"))
 @click.option("--max-files", type=click.IntRange(min=1), default=None, metavar="N", help=_h("max_files"))
@@ -365,17 +366,40 @@ def _attach_explanations(tagger, options) -> None:
 
 
 class _TqdmProgress:
+    """The bar on a terminal. While start-up runs (Ray, TensorFlow, the model: up to a minute on a
+    busy machine) the bar names the stage instead of sitting at 0 with no word; its clock (rate,
+    ETA) starts again with the first file analysed after start-up, so that the first ETA is not
+    the start-up spread over a handful of files."""
+
     def __init__(self):
         self.bar = None
+        self._restart = False
 
     def start(self, total: int) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
 
+    def stage(self, text: str) -> None:
+        if self.bar is None:
+            return
+        if text:
+            self.bar.set_description_str(f"{text}…")
+        else:  # files flow: the clock restarts with the first one done
+            self.bar.set_description_str("")
+            self._restart = True
+
     def advance(self, n: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
+        if self.bar is None:
+            return
+        if self._restart:
+            self._restart = False
+            done = self.bar.n + n
+            self.bar.reset(total=self.bar.total)  # a new start time and rate estimate
+            self.bar.n = self.bar.last_print_n = self.bar.initial = done
+            self.bar.refresh()
+            return
+        self.bar.update(n)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -71,8 +71,10 @@ HELP: dict[str, str] = {
     "ray_address": "Join this Ray cluster: HOST:PORT, ray://HOST:10001, or auto (the cluster `ray start` "
                    "runs on this machine); also RAY_ADDRESS. Without it tagger starts a private local "
                    "Ray instance and never joins a cluster.",
-    "analysis_seconds": "Analyse about this many seconds per track, sampled across it (seeking), instead "
-                        "of the whole track.",
+    "analysis_seconds": "Analyse about this many seconds per track, sampled across it (seeking), and "
+                        "decide from them alone (no re-check).",
+    "whole_track": "Analyse every track whole (up to max-analysis-seconds) instead of adaptively (a "
+                   "60 s sample first, the rest only where the decision is a close call).",
     "max_analysis_seconds": "Never analyse more than this many seconds of one track (config file only).",
     "state_db": "State database: which files are done, the runs, the undo journal.",
     "force": "Re-analyse files even if unchanged since the last run.",
@@ -100,7 +102,7 @@ UNSET: dict[str, str] = {
     "batch_size": "chosen by device (CPU or GPU)",
     "workers": "every CPU of the Ray cluster",
     "ray_address": "RAY_ADDRESS, else a private local Ray instance (never a running cluster)",
-    "analysis_seconds": "the whole track, up to max-analysis-seconds",
+    "analysis_seconds": "adaptive: a 60 s sample, the rest of the track where the decision is close",
     "state_db": "the user state folder",
     "max_files": "no limit",
     "time_budget": "no limit",
@@ -417,6 +419,14 @@ def resolve(
         else:
             values[name] = getattr(defaults, name)
             sources[name] = FROM_DEFAULT
+    # one way of choosing the audio: the command line's choice overrides the config file's other one
+    if values.get("whole_track") and values.get("analysis_seconds") is not None:
+        if sources["whole_track"] == FROM_CLI and sources["analysis_seconds"] != FROM_CLI:
+            values["analysis_seconds"], sources["analysis_seconds"] = None, FROM_CLI
+        elif sources["analysis_seconds"] == FROM_CLI and sources["whole_track"] != FROM_CLI:
+            values["whole_track"], sources["whole_track"] = False, FROM_CLI
+        elif sources["whole_track"] == FROM_CLI:
+            raise CommandLineError("--whole-track and --analysis-seconds exclude each other: choose one")
     try:
         options = TagOptions(**values)
     except (TypeError, ValueError) as exc:  # a constraint check_value does not know about

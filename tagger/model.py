@@ -67,6 +67,22 @@ def import_tensorflow():
     return sys.modules["tensorflow"]
 
 
+def set_cpu_threads(intra: int, inter: int) -> bool:
+    """TensorFlow's intra-op/inter-op thread pools (0: leave TensorFlow's default). Only before
+    TensorFlow runs its first op; returns whether they were set."""
+    if not intra and not inter:
+        return False
+    tf = import_tensorflow()
+    try:
+        if intra:
+            tf.config.threading.set_intra_op_parallelism_threads(int(intra))
+        if inter:
+            tf.config.threading.set_inter_op_parallelism_threads(int(inter))
+    except RuntimeError:  # already initialised (a second run in one process)
+        return False
+    return True
+
+
 def configure_devices(*, mixed_precision: bool = False) -> list[str]:
     """Turn on memory growth for every visible GPU; returns their names."""
     tf = import_tensorflow()

@@ -27,7 +27,8 @@ class TagOptions:
     batch_size: int | None = None  # None: chosen by device (CPU / GPU)
     workers: int | None = None  # Ray decode tasks in parallel; None: the cluster's CPUs
     ray_address: str | None = None  # None: RAY_ADDRESS or a local instance
-    analysis_seconds: float | None = None  # None: whole track (capped by max_analysis_seconds)
+    analysis_seconds: float | None = None  # fixed sample, no re-check; None: adaptive (or whole_track)
+    whole_track: bool = False  # analyse every track whole (capped by max_analysis_seconds), no sampling
     max_analysis_seconds: float = 900.0
     state_db: str | None = None  # None: platformdirs user state dir
     force: bool = False
@@ -50,6 +51,8 @@ class TagOptions:
             raise ValueError("min_confidence must be between 0 and 1")
         if not 0.0 <= self.album_dissent <= 1.0:
             raise ValueError("album_dissent must be between 0 and 1")
+        if self.whole_track and self.analysis_seconds is not None:
+            raise ValueError("whole_track and analysis_seconds exclude each other: choose one")
 
     def replace(self, **changes) -> "TagOptions":
         return dataclasses.replace(self, **changes)

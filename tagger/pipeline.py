@@ -37,6 +37,8 @@ class Progress:
     """Callbacks the CLI implements (tqdm on a TTY, nothing otherwise)."""
 
     def start(self, total: int) -> None: ...
+    def stage(self, text: str) -> None:
+        """A start-up stage begins ("starting Ray", "loading the model"); "" when files flow."""
     def advance(self, n: int = 1) -> None: ...
     def close(self) -> None: ...
 
@@ -110,21 +112,37 @@ def decision_key(options: TagOptions) -> str:
 
 def sampling_spec(options: TagOptions) -> str:
     """How a run chooses the audio it analyses; a stored analysis is used only by a run that
-    would have analysed the same stretches."""
+    would have analysed the same stretches (:func:`accepted_samplings`)."""
     if options.analysis_seconds is not None:
         return f"sample:{options.analysis_seconds:g}"
-    return f"whole<={options.max_analysis_seconds:g}"
+    if options.whole_track:
+        return f"whole<={options.max_analysis_seconds:g}"
+    from tagger import adaptive
+
+    return adaptive.spec(adaptive.FIRST_SECONDS, options.max_analysis_seconds)
+
+
+def accepted_samplings(spec: str) -> tuple[str, ...]:
+    """The stored samplings a run of ``spec`` decides from. An adaptive run also takes an
+    adaptive analysis whose rest was heard, and a whole-track analysis of the same cap (both
+    heard what an adaptive re-check would); a first pass is extended where the decision is close
+    (:func:`needs_extension`). Whole-track and fixed-sample runs take only their own."""
+    if spec.startswith("adaptive:"):
+        head, cap = spec.split("/", 1)
+        return (spec, f"{head}+rest/{cap}", cap)
+    return (spec,)
 
 
 def usable_analyses(state, todo: list[discover.Found], meta: ModelMeta, spec: str) -> dict[str, StoredAnalysis]:
     """The stored analyses that fit ``todo``'s files as they are now: same size and mtime, same
-    model and sampling, and sound (a damaged or foreign row is ignored with a warning, and the
-    file analysed again: never written from)."""
+    model and an accepted sampling (:func:`accepted_samplings`), and sound (a damaged or foreign
+    row is ignored with a warning, and the file analysed again: never written from)."""
     rows = state.analyses([f.path for f in todo], meta.model_id)
+    accepted = accepted_samplings(spec)
     out: dict[str, StoredAnalysis] = {}
     for f in todo:
         a = rows.get(f.path)
-        if a is None or (a.size, a.mtime_ns) != (f.size, f.mtime_ns) or a.sampling != spec:
+        if a is None or (a.size, a.mtime_ns) != (f.size, f.mtime_ns) or a.sampling not in accepted:
             continue
         why = a.problem(labels=len(meta.labels), model_id=meta.model_id)
         if why:
@@ -132,6 +150,25 @@ def usable_analyses(state, todo: list[discover.Found], meta: ModelMeta, spec: st
             continue
         out[f.path] = a
     return out
+
+
+def needs_extension(a: StoredAnalysis, options: TagOptions, meta: ModelMeta) -> list[tuple[float, float]]:
+    """The rest of the track to analyse before deciding from a stored adaptive first pass: empty
+    where its decision under these settings is clear (or the track was heard whole). The first
+    pass's stretches follow from its duration, so they need not be stored."""
+    from tagger import adaptive
+
+    first = adaptive.first_seconds_of(a.sampling)
+    if first is None or not a.duration:
+        return []
+    fp = meta.features
+    heard = adaptive.first_plan(a.duration, first_seconds=first, max_seconds=options.max_analysis_seconds, params=fp)
+    rest, share = adaptive.plan_rest(a.duration, heard, max_seconds=options.max_analysis_seconds, params=fp)
+    if rest and adaptive.needs_rest(np.asarray(a.scores), share=share, top_k=options.top_k,
+                                    min_confidence=options.min_confidence,
+                                    extra_error=adaptive.decision_error(a.chunks)):
+        return rest
+    return []
 
 
 @dataclass
@@ -159,6 +196,9 @@ class Stats:
     chunks: int = 0
     batches: int = 0
     rechecked: int = 0  # tracks predicted in bfloat16 whose close call float32 re-did
+    rest: int = 0  # adaptive analysis: tracks whose sample was a close call, and the rest was heard too
+    rest_seconds: float = 0.0  # audio those re-checks decoded (included in audio_seconds)
+    extended: int = 0  # of ``rest``: first passes from the store of analyses, extended (not restarted)
     stored: int = 0  # files decided from the store of analyses (not decoded, no model)
 
     def add_worker(self, res: dict[str, Any]) -> None:
@@ -270,6 +310,12 @@ class Tagger:
         self._scope_left: dict[str, int] = {}  # album folder -> this run's files in it not done yet
         self._by_scope: dict[str, list[str]] = {}  # album folder -> every file the walk found in it
         self._plan: Plan | None = None
+        # adaptive analysis (the default): a sample first, the rest where the decision is close
+        self._nice = 0  # niceness the decode workers add to themselves (ray_backend.cpu_split)
+        self._adaptive = options.analysis_seconds is None and not options.whole_track
+        self._rest_queue: list[tuple[discover.Found, list[tuple[float, float]]]] = []  # re-checks to submit
+        self._priors: dict[str, dict[str, Any]] = {}  # path -> what was heard before its rest
+        self._extend: dict[str, tuple[StoredAnalysis, list[tuple[float, float]]]] = {}  # stored first passes to extend
 
     # ------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -286,6 +332,13 @@ class Tagger:
         self.report.pending = plan.deferred
         if plan.unchanged:
             self.report.notes.append(f"{plural(plan.unchanged, 'file')} unchanged since the last run (not re-analysed)")
+        for path, a in list(plan.stored.items()):  # close calls under these settings: hear the rest
+            rest = needs_extension(a, self.options, self.meta)
+            if rest:
+                self._extend[path] = (plan.stored.pop(path), rest)
+        if self._extend:
+            self.report.notes.append(f"{plural(len(self._extend), 'stored sampled analysis', 'stored sampled analyses')} "
+                                     "extended: a close call under these settings (the rest of the track heard)")
         if plan.stored:
             self.report.notes.append(f"{plural(len(plan.stored), 'file')} decided from stored analyses (not re-analysed)")
         self.stats.stored = len(plan.stored)
@@ -364,6 +417,7 @@ class Tagger:
                 "owner_model": info.provenance.model_id if info.provenance is not None else None,
                 "analysed": a.seconds, "duration": a.duration, "chunks": a.chunks, "node": "",
                 "analysis": "stored", "analysed_at": a.analysed_at, "album_tags": info.album_tags(),
+                **dict(zip(("sampling", "rechecked"), _adaptive().describe(a.sampling))),
             }
             self._finish_analysed(res, np.asarray(a.scores, dtype=np.float32), f)
 
@@ -496,7 +550,8 @@ class Tagger:
         self.state.store_analysis(StoredAnalysis(
             path=res["path"], model_id=self.meta.model_id, size=res["size"], mtime_ns=res["mtime_ns"],
             scores=tuple(float(s) for s in scores), chunks=int(res["chunks"]), seconds=float(res.get("analysed") or 0.0),
-            duration=res.get("duration"), sampling=self._sampling, analysed_at=res["analysed_at"],
+            duration=res.get("duration"), sampling=res.get("store_sampling") or self._sampling,
+            analysed_at=res["analysed_at"],
             run_id=self.report.run_id, backbone=self._backbone if res.get("embedding") is not None else "",
             embedding=None if res.get("embedding") is None else tuple(float(v) for v in res["embedding"]),
         ))
@@ -507,6 +562,7 @@ class Tagger:
         from tagger import ray_backend as rb
 
         t = time.perf_counter()
+        self._stage("starting Ray")
         handle = rb.connect(self.options.ray_address, num_cpus=self.options.workers)
         self.stop.install()  # Ray's core worker installs its own SIGTERM handler in ray.init
         self.stats.startup["ray"] = time.perf_counter() - t
@@ -516,17 +572,33 @@ class Tagger:
                 node_check = rb.start_node_check(_probe_paths(self.paths, todo),
                                                  params=self.meta.features.to_dict())
             else:  # warm the local workers while TensorFlow and the model load
+                self._stage("starting the decode workers")
                 rb.warm_workers(min(len(todo), int(handle.resources.get("CPU", 1))),
                                 params=self.meta.features.to_dict())
+            workers = self.options.workers or max(1, int(handle.resources.get("CPU", 1)))
+            split = rb.cpu_split(os.cpu_count() or 1)  # the machine's cores, whatever --workers says
+            if handle.nodes == 1 and not handle.resources.get("GPU") and split.worker_nice:
+                self._nice = split.worker_nice  # the decode workers share this machine with inference
+            # the first files are decoded while TensorFlow and the model load (node check apart:
+            # on a cluster the nodes are checked first)
+            stream = self._open_stream(todo, rb.analyse_remote(), rb.max_in_flight(workers), redecide or set())
+            if node_check is None:
+                self._submit(stream)
             plan = rb.plan_inference(handle.resources, batch_size=self.options.batch_size,
                                      backend=self.meta.backend)
             if plan.where != "actors" and self.meta.backend == "keras":  # start-up, apart from the model load
                 from tagger.model import import_tensorflow
 
                 t = time.perf_counter()
+                self._stage("loading TensorFlow")
                 import_tensorflow()
+                if handle.nodes == 1:
+                    from tagger.model import set_cpu_threads
+
+                    set_cpu_threads(split.intra, split.inter)
                 self.stats.startup["tensorflow"] = time.perf_counter() - t
             t = time.perf_counter()
+            self._stage("loading the model")
             if plan.where == "actors":
                 predictors = rb.make_actors(plan, self.options.model, self.options.vocabulary)
                 predict = _actor_predict(predictors)
@@ -550,11 +622,10 @@ class Tagger:
                 "cluster": {"address": handle.address, "nodes": handle.nodes, "driver_node": handle.node_id,
                             "cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0)},
             }
-            workers = self.options.workers or max(1, int(res.get("CPU", 1)))
             t = time.perf_counter()
+            self._stage("")
             try:
-                self._stream(todo, rb.analyse_remote(), predict, plan.flush_chunks, rb.max_in_flight(workers),
-                             handle, slots=max(1, int(res.get("CPU", 1))), redecide=redecide or set())
+                self._stream(stream, predict, plan.flush_chunks, handle, slots=max(1, int(res.get("CPU", 1))))
             finally:
                 self.stats.stream = time.perf_counter() - t
                 self.report.model["inference"]["predictors"] = _predictor_info(predictors)
@@ -566,42 +637,76 @@ class Tagger:
             handle.shutdown()
             self.stats.startup["ray_shutdown"] = time.perf_counter() - t
 
-    def _stream(self, todo, task, predict, batch_size: int, limit: int, handle, slots: int | None = None,
-                redecide: set[str] | frozenset[str] = frozenset()) -> None:
-        """``slots``: how many analyse tasks the cluster runs at once (the rest of the ``limit``
-        in flight wait in Ray's queue, and their --file-timeout clock has not started)."""
-        import ray
+    def _stage(self, text: str) -> None:
+        if text:
+            log.info("start-up: %s", text)
+        self.progress.stage(text)
 
+    def _open_stream(self, todo, task, limit: int, redecide) -> dict[str, Any]:
+        """The analyse tasks of ``todo``, at most ``limit`` in flight: what :meth:`_submit` and
+        :meth:`_stream` share (submitting may start before the model is loaded)."""
         params = self.meta.features.to_dict()
         policy = {
             "model_id": self.meta.model_id, "on_existing": self.options.on_existing,
             "analysis_seconds": self.options.analysis_seconds,
-            "max_seconds": self.options.max_analysis_seconds, "float16": False,
+            "adaptive_first": _adaptive().FIRST_SECONDS if self._adaptive else None,
+            "max_seconds": self.options.max_analysis_seconds, "float16": False, "nice": self._nice,
         }
         # decision settings changed since this model wrote the file's genre: look again
-        policy_redecide = {**policy, "redecide": True}
-        by_path = {f.path: f for f in todo}
-        queue = list(reversed(todo))
-        in_flight: dict[Any, list] = {}  # ref -> [path, monotonic time its clock started or None]
+        return {"params": params, "policy": policy, "policy_redecide": {**policy, "redecide": True},
+                "by_path": {f.path: f for f in todo}, "queue": list(reversed(todo)),
+                "in_flight": {},  # ref -> [path, monotonic time its clock started or None]
+                "task": task, "limit": limit, "redecide": redecide}
+
+    def _submit(self, st: dict[str, Any]) -> None:
+        """Submit analyse tasks up to the stream's limit: re-checks first (they finish started
+        tracks; the time budget only stops new files), then new files."""
+        in_flight, limit, task, params = st["in_flight"], st["limit"], st["task"], st["params"]
+
+        def policy_of(path):
+            # album mode: tracks tagger wrote are analysed too (their scores make their album's)
+            again = self._albums or path in st["redecide"]
+            return st["policy_redecide"] if again else st["policy"]
+
+        while self._rest_queue and len(in_flight) < limit and not self.stop:
+            f, rest = self._rest_queue.pop(0)
+            pol = {**policy_of(f.path), "segments": rest, "adaptive_first": None}
+            in_flight[task.remote(f.path, params=params, policy=pol)] = [f.path, None]
+        queue = st["queue"]
+        while queue and len(in_flight) < limit and not self.stop and not self._out_of_time():
+            f = queue.pop()
+            pol = policy_of(f.path)
+            if f.path in self._extend:  # a stored first pass, close under these settings: its rest only
+                a, rest = self._extend.pop(f.path)
+                self._priors[f.path] = {
+                    "scores": np.asarray(a.scores, np.float32), "chunks": a.chunks, "seconds": a.seconds,
+                    "embedding": None if a.embedding is None else np.asarray(a.embedding, np.float32),
+                    "features": None, "size": a.size, "mtime_ns": a.mtime_ns, "stored": True}
+                pol = {**pol, "segments": rest, "adaptive_first": None}
+            in_flight[task.remote(f.path, params=params, policy=pol)] = [f.path, None]
+
+    def _stream(self, st: dict[str, Any], predict, batch_size: int, handle, slots: int | None = None) -> None:
+        """Collect the stream's analyses, predict them in batches, decide and write; keep
+        submitting. ``slots``: how many analyse tasks the cluster runs at once (the rest of the
+        limit in flight wait in Ray's queue, and their --file-timeout clock has not started)."""
+        import ray
+
+        by_path, queue, in_flight = st["by_path"], st["queue"], st["in_flight"]
         ready: list[dict[str, Any]] = []  # analysed tracks waiting for a batch (or its end)
         ready_chunks = 0  # their chunks not yet predicted
         timeout = self.options.file_timeout
 
         def submit():
-            while queue and len(in_flight) < limit and not self.stop and not self._out_of_time():
-                f = queue.pop()
-                # album mode: tracks tagger wrote are analysed too (their scores make their album's)
-                again = self._albums or f.path in redecide
-                ref = task.remote(f.path, params=params, policy=policy_redecide if again else policy)
-                in_flight[ref] = [f.path, None]
+            self._submit(st)
 
         submit()
-        while in_flight or ready:
+        while in_flight or ready or self._rest_queue:
             if self.stop:
                 for ref in in_flight:
                     ray.cancel(ref, force=True)
-                self.report.pending += len(in_flight) + len(ready)
+                self.report.pending += len(in_flight) + len(ready) + len(self._rest_queue)
                 in_flight.clear()
+                self._rest_queue.clear()
                 ready = []
                 break
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5) if in_flight else ([], [])
@@ -619,6 +724,11 @@ class Tagger:
                     res = {"path": path, "error": ("worker", task_failure(exc, handle)),
                            "format": None, "existing": (), "node": "", "seconds": 0.0}
                 self.stats.add_worker(res)
+                prior = self._priors.pop(path, None)
+                if prior is not None and not self._rest_fits(res, prior, by_path[path]):
+                    continue
+                if prior is not None:
+                    res["_prior"] = prior
                 if res.get("features") is not None:
                     ready.append(res)
                     ready_chunks += res["features"].shape[0]
@@ -633,7 +743,7 @@ class Tagger:
                 ready = self._predict_and_write(ready, predict, by_path,
                                                 batch=None if not in_flight else batch_size)
                 ready_chunks = sum(r["features"].shape[0] - r["_done"] for r in ready)
-            if not in_flight and not queue:
+            if not in_flight and not queue and not self._rest_queue:
                 break
         if queue:
             self.report.pending += len(queue)
@@ -712,7 +822,9 @@ class Tagger:
             if r["_done"] < n:
                 waiting.append(r)
                 continue
-            self.stats.analysed += 1
+            prior = r.pop("_prior", None)
+            if prior is None or prior.get("stored"):
+                self.stats.analysed += 1
             self.stats.audio_seconds += r.get("analysed") or 0.0
             r["chunks"], r["analysis"] = n, "now"
             full = r.pop("_probs")
@@ -720,19 +832,94 @@ class Tagger:
             scores = track_scores(full[:, :labels])
             # the backbone's pooled track embedding (mean over chunks), for heads trained later
             r["embedding"] = full[:, labels:].mean(axis=0) if full.shape[1] > labels else None
+            if prior is None and self._adaptive and self._wants_rest(r, scores, by_path):
+                continue  # a close call on the sample: decided once the rest is heard
+            features = r["features"]
+            if prior is not None:
+                scores, features = self._with_prior(r, prior, scores)
             if self._exact is not None and _close_call(scores, top_k=self.options.top_k,
-                                                       min_confidence=self.options.min_confidence, chunks=n):
+                                                       min_confidence=self.options.min_confidence,
+                                                       chunks=r["chunks"]):
                 t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
-                scores = track_scores(self._exact(np.asarray(r["features"], dtype=np.float32)))
+                exact = track_scores(self._exact(np.asarray(features, dtype=np.float32)))
+                if prior is not None and prior["features"] is None:  # a stored first pass: the new part only
+                    exact = _adaptive().combine(prior["scores"], prior["chunks"], exact, n)
+                scores = exact
                 self.stats.infer += time.perf_counter() - t
                 self.stats.rechecked += 1
-            self._store(r, scores)
-            if self.stop and not self.options.dry_run:
-                # stopping: nothing new is written; the file stays for the next run
-                self.report.pending += 1
-                continue
-            self._finish_analysed(r, scores, by_path[r["path"]])
+            self._conclude(r, scores, by_path)
         return waiting
+
+    def _wants_rest(self, r: dict[str, Any], scores: np.ndarray, by_path) -> bool:
+        """After an adaptive first pass: queue the rest of the track where the decision on the
+        sample is a close call (True), or mark the track decided on what was heard (False)."""
+        ad = _adaptive()
+        rest, share = ad.plan_rest(r.get("duration"), r.get("plan") or [(0.0, None)],
+                                   max_seconds=self.options.max_analysis_seconds, params=self.meta.features)
+        n = r["chunks"]
+        if rest and ad.needs_rest(scores, share=share, top_k=self.options.top_k,
+                                  min_confidence=self.options.min_confidence, extra_error=ad.decision_error(n)):
+            self._priors[r["path"]] = {"scores": scores, "chunks": n, "seconds": r.get("analysed") or 0.0,
+                                       "embedding": r.get("embedding"), "features": r["features"],
+                                       "size": r.get("size"), "mtime_ns": r.get("mtime_ns"), "stored": False}
+            self._rest_queue.append((by_path[r["path"]], rest))
+            return True
+        whole = not rest
+        r["sampling"], r["rechecked"] = ("whole" if whole else "adaptive"), False
+        if whole:  # nothing left to hear: stored as complete
+            r["store_sampling"] = ad.spec(ad.FIRST_SECONDS, self.options.max_analysis_seconds, complete=True)
+        return False
+
+    def _with_prior(self, r: dict[str, Any], prior: dict[str, Any], scores: np.ndarray):
+        """Scores (and embedding, chunks, seconds) over the first pass and its rest together:
+        chunk-weighted means. Returns (scores, the features of everything heard in this run)."""
+        ad = _adaptive()
+        n = r["chunks"]
+        total = prior["chunks"] + n
+        combined = ad.combine(prior["scores"], prior["chunks"], scores, n)
+        if r.get("embedding") is not None and prior.get("embedding") is not None \
+                and len(prior["embedding"]) == len(r["embedding"]):
+            r["embedding"] = ad.combine(prior["embedding"], prior["chunks"], r["embedding"], n)
+        else:
+            r["embedding"] = None
+        self.stats.rest += 1
+        self.stats.rest_seconds += r.get("analysed") or 0.0
+        self.stats.extended += int(bool(prior.get("stored")))
+        r["chunks"], r["analysed"] = total, prior["seconds"] + (r.get("analysed") or 0.0)
+        r["sampling"], r["rechecked"] = "adaptive+rest", True
+        r["store_sampling"] = ad.spec(ad.FIRST_SECONDS, self.options.max_analysis_seconds, complete=True)
+        features = r["features"] if prior["features"] is None else np.concatenate([prior["features"], r["features"]])
+        return combined, features
+
+    def _rest_fits(self, res: dict[str, Any], prior: dict[str, Any], found: discover.Found) -> bool:
+        """A re-check's result belongs with its first pass (False: the file was dealt with here)."""
+        if res.get("size") is not None and (res["size"], res["mtime_ns"]) != (prior["size"], prior["mtime_ns"]):
+            self._fail(found, "decode", "file changed while it was analysed; analysed again next run", res)
+            return False
+        if res.get("features") is None and not prior.get("stored"):
+            # the rest could not be heard (a damaged stretch, silence): decide on the sample
+            reason = (res.get("error") or ("", res.get("skip") or "no audio"))[1]
+            log.warning("%s: the rest of the track could not be analysed (%s); decided on the sample", res["path"], reason)
+            r = {**res, "features": prior["features"], "analysed": prior["seconds"], "chunks": prior["chunks"],
+                 "embedding": prior["embedding"], "analysis": "now", "sampling": "adaptive", "rechecked": False,
+                 "error": None, "skip": None}
+            if r.get("format") is None:
+                r["format"] = discover.format_of(res["path"])
+            self._conclude(r, prior["scores"], {res["path"]: found})
+            return False
+        return True
+
+    def _conclude(self, r: dict[str, Any], scores: np.ndarray, by_path) -> None:
+        """Store a track's analysis, then decide and write it."""
+        if self.options.analysis_seconds is not None or self.options.whole_track:
+            sampled = any(d is not None for _, d in (r.get("plan") or [(0.0, None)]))
+            r.setdefault("sampling", "sample" if sampled else "whole")
+        self._store(r, scores)
+        if self.stop and not self.options.dry_run:
+            # stopping: nothing new is written; the file stays for the next run
+            self.report.pending += 1
+            return
+        self._finish_analysed(r, scores, by_path[r["path"]])
 
     def _finish_analysed(self, res: dict[str, Any], scores: np.ndarray, found: discover.Found,
                          album: tuple[Any, str] | None = None) -> None:
@@ -763,6 +950,7 @@ class Tagger:
             chunks=int(res["chunks"]), node=res.get("node", ""),
             analysis=res.get("analysis", ""), analysed_at=res.get("analysed_at", ""),
             album=album_name, genre_from=genre_from if d.action == TAG else "",
+            sampling=res.get("sampling", ""), rechecked=res.get("rechecked"),
         )
         if album is not None:
             row.album_genres = list(album[0].album_genres)
@@ -895,6 +1083,12 @@ def _probe_paths(roots: list[str], todo: list[discover.Found]) -> list[str]:
     """What every node of a cluster must see: the library roots and a sample of the files."""
     sample = [f.path for f in todo[:: max(1, len(todo) // 8)]][:8] + [todo[-1].path]
     return list(dict.fromkeys([os.path.abspath(os.path.expanduser(r)) for r in roots] + sample))
+
+
+def _adaptive():
+    from tagger import adaptive
+
+    return adaptive
 
 
 def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float, chunks: int) -> bool:

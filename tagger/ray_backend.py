@@ -56,6 +56,37 @@ def plan_inference(resources: dict[str, float], *, batch_size: int | None = None
     return InferencePlan("driver", 0, 0.0, batch_size or CPU_BATCH, False)
 
 
+@dataclass(frozen=True)
+class CpuSplit:
+    """How a run on one machine without a GPU shares its cores between decoding and inference:
+    ``intra``/``inter``: TensorFlow's intra-op and inter-op thread pools in the driver (0: its
+    default, every core); ``worker_nice``: the niceness the decode workers add to themselves
+    (inference, the slower stage, gets a core first when both want it)."""
+
+    intra: int
+    inter: int
+    worker_nice: int
+
+
+#: A split to use instead of cpu_split's rule (bench/bench_split.py sets it); None: the rule.
+SPLIT_OVERRIDE: CpuSplit | None = None
+
+
+def cpu_split(cpus: int) -> CpuSplit:
+    """The default split for one machine of ``cpus`` cores, inference in the driver (docs/scaling.md
+    "Sharing the cores"). Up to 2 cores: one decode worker per core and TensorFlow's own pools
+    (measured: every other split tried was slower on CNN-bound music, or within the noise on
+    decode-bound music). From 4 cores: the same, with inter-op 1 (musicnn is a chain of ops:
+    a second pool only adds threads) and decode workers at nice 10, so that they do not
+    preempt one thread of an intra-op parallel op and hold up all of its threads (reasoned,
+    not measured here)."""
+    if SPLIT_OVERRIDE is not None:
+        return SPLIT_OVERRIDE
+    if cpus <= 2:
+        return CpuSplit(intra=0, inter=0, worker_nice=0)
+    return CpuSplit(intra=0, inter=1, worker_nice=10)
+
+
 def max_in_flight(workers: int) -> int:
     """Tasks submitted but not yet collected: enough to keep every worker busy while the driver
     predicts, few enough that memory stays flat on a 100,000-file library."""

@@ -44,6 +44,10 @@ class Row:
     genre_from: str = ""  # where the written genre came from: "album" or "track" ("" when none is written)
     album_genres: list[str] = field(default_factory=list)  # the album's decision ([] when decided per track)
     dissent: bool = False  # kept its own genre against its album's (--album-dissent)
+    #: how the audio was chosen: "whole", "sample" (--analysis-seconds, or a track over the cap),
+    #: "adaptive" (a sample; the decision was clear), "adaptive+rest" (a close call: the rest heard too)
+    sampling: str = ""
+    rechecked: bool | None = None  # adaptive analysis: the rest of the track was heard (None: not adaptive)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -155,7 +159,7 @@ class Report:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["path", "format", "action", "reason", "existing", "predicted", "written", "duration",
                     "chunks", "node", "error_kind", "analysis", "analysed_at", "album", "genre_from",
-                    "album_genres", "dissent"])
+                    "album_genres", "dissent", "sampling", "rechecked"])
         for r in sorted(self.rows, key=lambda r: r.path):
             w.writerow([
                 r.path, r.format, r.action, r.reason, "; ".join(r.existing),
@@ -163,6 +167,7 @@ class Report:
                 "; ".join(r.written), "" if r.duration is None else f"{r.duration:.1f}",
                 "" if r.chunks is None else r.chunks, r.node, r.error_kind, r.analysis, r.analysed_at,
                 r.album, r.genre_from, "; ".join(r.album_genres), "yes" if r.dissent else "",
+                r.sampling, "" if r.rechecked is None else str(r.rechecked).lower(),
             ])
         return buf.getvalue()
 

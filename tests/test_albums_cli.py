@@ -271,14 +271,14 @@ def test_explain_says_when_the_album_overruled_the_track(tmp_path, tiny_model):
             "--state-db", str(tmp_path / "state.db")]
     r = CliRunner().invoke(main, base + ["--no-albums"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    alone = json.loads(r.output)
+    alone = json.loads(r.stdout)
     assert alone["album"] is None
     own = alone["decision"]["chosen"][0]["label"]
     other = next(lab for lab in LABELS if lab != own)
     store(tmp_path / "state.db", tiny_model, {p: scores(**{other: 0.7}) for p in mates})
     r = CliRunner().invoke(main, base, catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    got = json.loads(r.output)
+    got = json.loads(r.stdout)
     assert got["album"]["album"] == "X — LP" and got["album"]["overruled"] is True
     assert got["album"]["tracks"] == 5 and got["album"]["analysed"] == 5
     assert got["decision"]["chosen"][0]["label"] == other and got["album"]["genre_from"] == "album"

@@ -105,7 +105,7 @@ def test_runs_truncates_long_folder_lists_and_prints_undecodable_names(tmp_path)
 def test_runs_json_lists_every_field_and_the_folders(state):
     r = cli("runs", "--state-db", str(state), "--json")
     assert r.exit_code == 0, r.output
-    runs = json.loads(r.output)
+    runs = json.loads(r.stdout)
     assert [x["run_id"] for x in runs] == ["20261122-020000-dddd", "20261121-030000-cccc",
                                           "20261121-020000-bbbb", "20261120-020000-aaaa"]
     real = runs[2]
@@ -130,7 +130,7 @@ def test_runs_json_escapes_undecodable_names_and_empty_is_a_list(tmp_path):
         add_run(db, "20261120-020000-aaaa", paths=[bad])
     r = cli("runs", "--state-db", str(state), "--json")
     assert "\\udce9" in r.output and r.output.isascii()
-    (run,) = json.loads(r.output)
+    (run,) = json.loads(r.stdout)
     assert os.fsencode(run["folders"][0]) == b"/music/Caf\xe9"
 
 

@@ -414,6 +414,6 @@ def test_info_shows_a_trees_model(trees_model):
     files, _ = trees_model
     r = CliRunner().invoke(main, ["info", "--model", str(files.weights.parent), "--no-ray", "--json"])
     assert r.exit_code == 0, r.output
-    m = json.loads(r.output)["model"]
+    m = json.loads(r.stdout)["model"]
     assert m["path"] == str(files.weights) and m["architecture"] == "features-gbt"
     assert m["model_id"] == load_meta(files).model_id and m["features"]["kind"] == "handcrafted"
