@@ -21,11 +21,11 @@ import numpy as np
 
 from tagger import discover
 from tagger.aggregate import TAG, UNCERTAIN, decide_for, track_scores
-from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError, JournalError, StateError
+from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError, StateError
 from tagger.modelmeta import ModelMeta, load_meta, locate
 from tagger.options import TagOptions
 from tagger.report import Report, Row, plural
-from tagger.state import StoredAnalysis, utc_now
+from tagger.state import StoredAnalysis, WriteAhead, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -979,37 +979,29 @@ class Tagger:
             model_id=self.meta.model_id, genres=tuple(r.genre for r in d.chosen),
             scores=tuple(round(r.score, 4) for r in d.chosen), date=_now_iso(), tool=f"tagger {__version__}",
         )
-        path, state, run_id = res["path"], self.state, self.report.run_id
-        entry: list[int] = []
-
-        def journal_first(change, st: os.stat_result) -> None:
-            # write-ahead: the undo record is on disk before the file is replaced, or nothing is written
-            try:
-                entry.append(state.journal_intent(run_id, path, before=change.before, after=change.after,
-                                                  size_before=st.st_size, mtime_ns_before=st.st_mtime_ns))
-            except StateError as exc:
-                raise JournalError(path, f"left alone: the undo journal cannot be saved ({exc})") from None
-
+        path, state = res["path"], self.state
+        # write-ahead: the undo record is on disk before the file is replaced, or nothing is written
+        ahead = None if state is None else WriteAhead(state, self.report.run_id, path, refusal="left alone")
         t = time.perf_counter()
         try:
             change = tags.write_genres(path, list(d.genres), prov, id3v23=self.options.id3v23,
                                        dry_run=self.options.dry_run, expect=(res["size"], res["mtime_ns"]),
-                                       before_save=None if state is None else journal_first)
+                                       before_save=None if ahead is None else ahead.before_save)
         except BaseException:
-            if entry:  # the write failed and the file is as it was (or a signal: settled next time)
-                _void_quietly(state, entry[0])
+            if ahead is not None:  # the write failed and the file is as it was (or a signal: settled next time)
+                ahead.void()
             raise
         finally:
             self.stats.write += time.perf_counter() - t
-        if self.options.dry_run or state is None:
+        if self.options.dry_run or ahead is None:
             return
-        st = os.stat(path)
-        res["size"], res["mtime_ns"] = st.st_size, st.st_mtime_ns
         try:
-            state.journal_done(entry[0], after=change.after, size_after=st.st_size, mtime_ns_after=st.st_mtime_ns)
+            st = ahead.done(after=change.after)
         except StateError as exc:  # written, journaled ahead: the next run or undo settles the entry
             log.warning("%s: written, but the journal entry could not be settled (%s); the next run "
                         "settles it from the file", path, exc)
+            st = os.stat(path)
+        res["size"], res["mtime_ns"] = st.st_size, st.st_mtime_ns
 
     def _finish_unanalysed(self, res: dict[str, Any], found: discover.Found, handle) -> None:
         if res.get("error"):
@@ -1067,16 +1059,6 @@ class Tagger:
                 log.warning("cannot save file records (%s); files are still analysed, and none is written "
                             "without its undo record", exc)
             self.state_problem = exc
-
-
-def _void_quietly(state, entry_id: int) -> None:
-    """Drop the journal entry of a write that did not happen; if the database refuses, the
-    entry stays pending and the next run settles it from the file (tagger.undo.resolve_pending)."""
-    try:
-        state.journal_void(entry_id)
-    except StateError as exc:
-        log.warning("cannot drop the journal entry of a write that did not happen (%s): settled by the "
-                    "next run", exc)
 
 
 def _probe_paths(roots: list[str], todo: list[discover.Found]) -> list[str]:

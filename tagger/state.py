@@ -348,6 +348,46 @@ class StoredAnalysis:
         return None
 
 
+class WriteAhead:
+    """The write-ahead journal entry of one tag write (or restore) of ``path`` by run ``run_id``.
+
+    Pass :meth:`before_save` to ``tagger.tags.write_genres`` / ``restore_fields``: it puts the
+    entry on disk before the file is saved, or raises :class:`~tagger.errors.JournalError` (the
+    file is then not touched; ``refusal`` starts its reason). Then :meth:`done` after the save,
+    or :meth:`void` when the save failed (the file is as it was); a void the database refuses
+    leaves the entry pending, and :func:`tagger.undo.resolve_pending` settles it from the file.
+    """
+
+    def __init__(self, db: StateDB, run_id: str, path: str, *, refusal: str):
+        self.db, self.run_id, self.path, self.refusal = db, run_id, path, refusal
+        self.entry: int | None = None
+
+    def before_save(self, change: Any, st: os.stat_result) -> None:
+        from tagger.errors import JournalError
+
+        try:
+            self.entry = self.db.journal_intent(self.run_id, self.path, before=change.before, after=change.after,
+                                                size_before=st.st_size, mtime_ns_before=st.st_mtime_ns)
+        except StateError as exc:
+            raise JournalError(self.path, f"{self.refusal}: the undo journal cannot be saved ({exc})") from None
+
+    def done(self, *, after: dict | None = None) -> os.stat_result:
+        """Settle the entry with the file's size and mtime now; returns that stat."""
+        st = os.stat(self.path)
+        if self.entry is not None:
+            self.db.journal_done(self.entry, after=after, size_after=st.st_size, mtime_ns_after=st.st_mtime_ns)
+        return st
+
+    def void(self) -> None:
+        if self.entry is None:
+            return
+        try:
+            self.db.journal_void(self.entry)
+        except StateError as exc:
+            log.warning("cannot drop the journal entry of a write that did not happen (%s): settled by the "
+                        "next run", exc)
+
+
 # -- the database --------------------------------------------------------------------------------
 
 

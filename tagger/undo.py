@@ -46,8 +46,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tagger.errors import FatalError, FileError, JournalError, StateError
-from tagger.state import JournalEntry, StateDB, new_run_id
+from tagger.errors import FatalError, FileError
+from tagger.state import JournalEntry, StateDB, WriteAhead, new_run_id
 
 log = logging.getLogger(__name__)
 
@@ -278,38 +278,19 @@ def undo_run(
 
 def _restore_one(db: StateDB, undo_id: str, path: str, before: dict, *, retag: bool, model_id: str) -> None:
     tags = _tags()
-    entry: list[int] = []
-
-    def journal_first(change, st: os.stat_result) -> None:
-        # the fields now are this undo's "before" (an undo can be undone), on disk before the write
-        try:
-            entry.append(db.journal_intent(undo_id, path, before=change.before, after=change.after,
-                                           size_before=st.st_size, mtime_ns_before=st.st_mtime_ns))
-        except StateError as exc:
-            raise JournalError(path, f"not restored: the undo journal cannot be saved ({exc})") from None
-
+    # the fields now are this undo's "before" (an undo can be undone), on disk before the write
+    ahead = WriteAhead(db, undo_id, path, refusal="not restored")
     try:
-        tags.restore_fields(path, before, before_save=journal_first)
+        tags.restore_fields(path, before, before_save=ahead.before_save)
     except BaseException:
-        if entry:
-            _void_quietly(db, entry[0])
+        ahead.void()
         raise
-    st = os.stat(path)
-    db.journal_done(entry[0], size_after=st.st_size, mtime_ns_after=st.st_mtime_ns)
+    st = ahead.done()
     if retag:
         db.forget(path)
     else:
         db.record_file(path, size=st.st_size, mtime_ns=st.st_mtime_ns, model_id=model_id, outcome="undone",
                        run_id=undo_id)
-
-
-def _void_quietly(db: StateDB, entry_id: int) -> None:
-    """Drop the entry of a write that failed (the file is as it was); if even that fails, the
-    entry stays pending and :func:`resolve_pending` settles it later."""
-    try:
-        db.journal_void(entry_id)
-    except StateError as exc:
-        log.warning("cannot drop the journal entry of a failed write (%s): settled by the next run", exc)
 
 
 def _last_writer(st: os.stat_result, later_entries: list[JournalEntry]) -> JournalEntry | None:
