@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tagger.errors import TagWriteError
-from tagger.tags import Provenance, read_tags, restore_fields, snapshot_fields, write_genres
 import numpy as np
 
+from tagger.errors import TagWriteError
+from tagger.tags import read_tags, restore_fields, snapshot_fields, write_genres
 from tests.fixture_helpers import copy_fixture, fixtures_in
+from tests.test_tags import prov_for  # one provenance for every tag test
 
 GENRES = ("Rock", "Pop", "Soul")
 
@@ -30,15 +31,6 @@ GENRES = ("Rock", "Pop", "Soul")
 @pytest.fixture(scope="session")
 def audio(fixture_dir):
     return fixtures_in(fixture_dir)
-
-
-def prov_for(genres) -> Provenance:
-    return Provenance(
-        model_id="feedfacecafebeef",
-        genres=tuple(genres),
-        scores=(0.5,) * len(genres),
-        date="2026-01-02T03:04:05Z",
-    )
 
 
 def audio_samples(path: Path) -> np.ndarray:
