@@ -50,6 +50,7 @@ sys.path.insert(0, str(HERE.parent))  # this checkout's tagger, before any insta
 
 import musiclib  # noqa: E402
 import tagger_run  # noqa: E402
+from bench_throughput import copy_selection  # noqa: E402  (one copy of a library for every bench)
 
 #: the goals of issue 16
 GOAL_APPLY_SHARE = 0.05  # apply wall time / dry-run wall time
@@ -69,18 +70,6 @@ def library(work: Path, n: int, seconds: float, seed: int, processes: int) -> tu
     t = time.perf_counter()
     paths = musiclib.build_library(root, n, seconds=(seconds, seconds), seed=seed, processes=processes)
     return root, paths, time.perf_counter() - t
-
-
-def copy_library(paths: list[Path], root: Path, dest: Path) -> list[Path]:
-    if dest.exists():
-        shutil.rmtree(dest)
-    out = []
-    for p in paths:
-        q = dest / p.relative_to(root)
-        q.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(p, q)
-        out.append(q)
-    return out
 
 
 def read_genres(path: Path) -> list[str]:
@@ -201,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(run_dir)
     run_dir.mkdir()
     lib, state = run_dir / "lib", run_dir / "state.db"
-    paths = copy_library(pristine, root, lib)
+    paths = copy_selection(pristine, root, lib)
     sizes = sum(p.stat().st_size for p in paths)
     changes = [[a for a in c.split(",") if a] for c in (args.change or DEFAULT_CHANGES)]
     steps: dict[str, dict[str, Any]] = {}

@@ -266,13 +266,7 @@ print(json.dumps([{"id": n["NodeID"], "resources": n["Resources"]} for n in aliv
         leaders = {n.proc.pid for n in self.nodes}
         info = {pid: st for pid in _all_pids() if (st := _stat(pid)) is not None}
         found = {p for p, (_, _, pgrp, _) in info.items() if pgrp in leaders} | (leaders & set(info))
-        todo = list(found)
-        while todo:
-            p = todo.pop()
-            for child, (_, ppid, _, _) in info.items():
-                if ppid == p and child not in found:
-                    found.add(child)
-                    todo.append(child)
+        _add_descendants(found, info)
         return {p: info[p][3] for p in found}
 
     def kill_node(self, node: Node) -> int:
@@ -280,13 +274,7 @@ print(json.dumps([{"id": n["NodeID"], "resources": n["Resources"]} for n in aliv
         as a machine that loses power would. Returns how many processes were killed."""
         info = {pid: st for pid in _all_pids() if (st := _stat(pid)) is not None}
         found = {p for p, (_, _, pgrp, _) in info.items() if pgrp == node.proc.pid} | {node.proc.pid}
-        todo = list(found)
-        while todo:
-            p = todo.pop()
-            for child, (_, ppid, _, _) in info.items():
-                if ppid == p and child not in found:
-                    found.add(child)
-                    todo.append(child)
+        _add_descendants(found, info)
         for pid in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -326,3 +314,14 @@ def _all_pids() -> list[int]:
         return [int(p) for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
         return []
+
+
+def _add_descendants(found: set[int], info: dict[int, tuple]) -> None:
+    """Add to ``found`` every descendant of its processes (``info``: pid -> _stat(pid))."""
+    todo = list(found)
+    while todo:
+        p = todo.pop()
+        for child, (_, ppid, _, _) in info.items():
+            if ppid == p and child not in found:
+                found.add(child)
+                todo.append(child)
