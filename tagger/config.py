@@ -1,4 +1,5 @@
-"""The config file: ``[tag]`` defaults for ``tagger tag`` and a ``[genres]`` map, in TOML.
+"""The config file: ``[tag]`` defaults for ``tagger tag``, a ``[genres]`` map and ``tagger evaluate``'s
+``[evaluate] map``, in TOML.
 
 Default location: ``platformdirs.user_config_dir("tagger")/config.toml`` (``~/.config/tagger/
 config.toml`` on Linux); ``--config PATH`` names another. Example::
@@ -289,9 +290,9 @@ def load_config(path: str | Path | None, *, explicit: bool) -> tuple[dict[str, A
 
 def _parse(data: dict[str, Any], p: Path) -> dict[str, Any]:
     for table in data:
-        if table not in ("tag", "genres"):
+        if table not in ("tag", "genres", "evaluate"):
             raise FatalError(f"{p}: unknown {'table' if isinstance(data[table], dict) else 'key'} "
-                             f"{table!r} at the top level: expected the tables [tag] and [genres]")
+                             f"{table!r} at the top level: expected the tables [tag] and [genres] (and [evaluate])")
     out: dict[str, Any] = {}
     tag = data.get("tag", {})
     if not isinstance(tag, dict):
@@ -331,7 +332,50 @@ def _parse(data: dict[str, Any], p: Path) -> dict[str, Any]:
                                  "tags cannot hold it; write the genre on one line, e.g. "
                                  f"{_toml_key(label) or 'hiphop'} = \"Hip-Hop\"")
         out["genre_map"] = {str(k): v.strip() for k, v in genres.items()}
+    evaluate = data.get("evaluate")
+    if evaluate is not None:
+        out[EVALUATE_MAP] = _evaluate_map(evaluate, p)
     return out
+
+
+#: The key of :func:`load_config`'s dict that holds the ``[evaluate] map`` table (not a TagOptions
+#: field: :func:`resolve` leaves it alone; ``tagger evaluate`` reads it with :func:`evaluate_map`).
+EVALUATE_MAP = "evaluate_map"
+#: Keys of :func:`load_config`'s dict that are not options of ``tagger tag``.
+NOT_OPTIONS = frozenset({EVALUATE_MAP})
+
+
+def _evaluate_map(table: Any, p: Path) -> dict[str, str]:
+    """The ``[evaluate]`` table: ``map = {"label" = "Library Genre"}``, model labels to the
+    library's genres for ``tagger evaluate`` (the pairs it would otherwise derive)."""
+    example = 'map = {disco = "Dance", "hip-hop" = "Rap"}'
+    if not isinstance(table, dict):
+        raise FatalError(f"{p}: 'evaluate' must be a table ([evaluate]), got {_show(table)}")
+    for key in table:
+        if key != "map":
+            raise FatalError(f"{p}: [evaluate] unknown key {key!r}: the table holds one key, e.g. {example}")
+    mapping = table.get("map", {})
+    if not isinstance(mapping, dict):
+        raise FatalError(f"{p}: [evaluate] map: expected a table of label = \"Library Genre\" pairs, e.g. "
+                         f"{example}, got {_show(mapping)}")
+    for label, genre in mapping.items():
+        why = control_characters(label)
+        if why or not label.strip():
+            raise FatalError(f"{p}: [evaluate] map: the label {label!r} {why or 'is empty'}; use the model's "
+                             f"label, e.g. {example}")
+        if not isinstance(genre, str) or not genre.strip():
+            raise FatalError(f"{p}: [evaluate] map: {_label(label)}: expected the library genre as a non-empty "
+                             f"string, e.g. {example}, got {_show(genre)}")
+        why = control_characters(genre)
+        if why:
+            raise FatalError(f"{p}: [evaluate] map: {_label(label)}: the genre {genre.strip()!r} {why}; write "
+                             f"it on one line, e.g. {example}")
+    return {str(k): v.strip() for k, v in mapping.items()}
+
+
+def evaluate_map(values: dict[str, Any]) -> dict[str, str]:
+    """The ``[evaluate] map`` of :func:`load_config`'s dict ({} when the file has none)."""
+    return dict(values.get(EVALUATE_MAP) or {})
 
 
 def control_characters(text: str) -> str:
@@ -394,6 +438,7 @@ def resolve(
     path, or ``"default"``. A bad value raises FatalError naming its source.
     """
     names = option_names()
+    file_values = {k: v for k, v in file_values.items() if k not in NOT_OPTIONS}
     unknown = (set(cli_explicit) | set(file_values)) - set(names)
     if unknown:
         raise ValueError(f"not TagOptions fields: {', '.join(sorted(unknown))}")
@@ -550,5 +595,11 @@ def example_config() -> str:
         "# [genres]",
         '# hiphop = "Hip Hop"',
         '# rock = "Rock & Roll"',
+        "",
+        *_comment("`tagger evaluate`: model labels = the genres of your library they stand for, where "
+                  "tagger cannot find the pair itself (by name, or by which genres the files a label wins "
+                  "carry). Uncomment the table and the line to use it:"),
+        "# [evaluate]",
+        '# map = {disco = "Dance", metal = "Heavy Metal"}',
     ]
     return "\n".join(lines) + "\n"
