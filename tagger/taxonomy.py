@@ -313,6 +313,7 @@ def _title(name: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=65536)
 def styled(name: str, style: str) -> str:
     """``name`` in a written style: ``as-is`` (unchanged), ``beets`` (beets' names in title case:
     "Hip Hop", "Drum and Bass", "R&B", "Rock and Roll"; else title case), ``id3v1`` (the ID3v1
