@@ -42,6 +42,27 @@ def display_name(label: str, *, model_names: dict[str, str] | None = None, user_
     return label[:1].upper() + label[1:]
 
 
+def written_names(labels, *, model_names: dict[str, str] | None = None, user_map: dict[str, str] | None = None,
+                  style: str = "as-is") -> dict[str, str]:
+    """The ``user_map`` that makes :func:`display_name` write every label in ``style``
+    (``--genre-style``, :func:`tagger.taxonomy.styled`): ``user_map`` itself for ``as-is``, else
+    each label's name (user's [genres] map > model metadata > defaults) in that style. The style
+    applies to the names the [genres] table gives too: the user asked for that style."""
+    if style == "as-is":
+        return dict(user_map or {})
+    from tagger.taxonomy import styled
+
+    return {label: styled(display_name(label, model_names=model_names, user_map=user_map), style)
+            for label in labels}
+
+
+def user_names(meta, options) -> dict[str, str]:
+    """:func:`written_names` for a model's metadata and a run's TagOptions: the ``user_map``
+    every decision of ``tagger tag`` and ``tagger explain`` passes (per track and per album)."""
+    return written_names(meta.labels, model_names=meta.display_names, user_map=options.genre_map,
+                         style=getattr(options, "genre_style", "as-is"))
+
+
 def track_scores(chunk_probs: np.ndarray) -> np.ndarray:
     """Mean of chunk probabilities.
 
@@ -108,7 +129,8 @@ def decide(
     left unchanged). Existing genres: a person's genre is left alone unless ``on_existing`` is
     ``replace`` (write ours) or ``merge`` (theirs first, then ours, no duplicates). A genre tagger
     wrote earlier (``tagger_owned``) is replaced when a different model runs, and left alone when
-    the same model already wrote it.
+    the same model already wrote it. tagger's own genre is compared exactly (case included), so a
+    changed name or ``--genre-style`` rewrites it; a person's genre is compared ignoring case.
     """
     ranked = rank(scores, labels, names=names, user_map=user_map)
     chosen = tuple(r for r in ranked[:top_k] if r.score >= min_confidence)
@@ -124,9 +146,10 @@ def decide(
     existing = tuple(g for g in existing if g.strip())
 
     if existing and tagger_owned:
-        if owner_model_id == model_id and _norm(existing) == _norm(new):
+        same = tuple(g.strip() for g in existing) == new  # exact: tagger may respell its own genre
+        if owner_model_id == model_id and same:
             return Decision(SKIP, "already tagged by this model", chosen=chosen, ranked=ranked)
-        if _norm(existing) == _norm(new):
+        if same:
             return Decision(SKIP, "genre already as predicted", chosen=chosen, ranked=ranked)
         return Decision(TAG, f"updating tagger's earlier genre ({'; '.join(existing)})", new, chosen, ranked)
 
@@ -177,5 +200,5 @@ def decide_for(scores: np.ndarray, *, res: dict, meta, options) -> Decision:
         scores, meta.labels, top_k=options.top_k, min_confidence=options.min_confidence,
         existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"], owner_model_id=res["owner_model"],
         model_id=meta.model_id, on_existing=options.on_existing, names=meta.display_names,
-        user_map=options.genre_map,
+        user_map=user_names(meta, options),
     )

@@ -224,6 +224,8 @@ _RENAME = {"report": "reports"}
 @click.option("--albums/--no-albums", default=None, help=_h("albums", "[default: --albums]"))
 @click.option("--album-dissent", type=click.FloatRange(0, 1), default=None, metavar="SCORE",
               help=_h("album_dissent", "[default: 0.8]"))
+@click.option("--genre-style", type=click.Choice(["as-is", "beets", "id3v1", "lower"]), default=None,
+              help=_h("genre_style", "[default: as-is]"))
 @click.option("--id3v23", is_flag=True, default=None, help=_h("id3v23"))
 @click.option("--exclude", multiple=True, metavar="GLOB", help=_h("exclude"))
 @click.option("--batch-size", type=click.IntRange(1, 65536), default=None,
@@ -791,7 +793,7 @@ def config_cmd(ctx, config_path, example) -> None:
         fail(ctx, exc)
         return
     click.echo(f"# config file: {path if path else str(default_config_path()) + ' (not present)'}")
-    click.echo(format_effective(options, sources))
+    click.echo(format_effective(options, sources, values.get("learn"), path))
 
 
 def entry() -> None:

@@ -201,6 +201,7 @@ def album_context(expl: Explanation, *, state_db: str | os.PathLike | None) -> N
     track, ``expl.decision``. Reads only (a missing database is not created)."""
     from tagger import albums as al
     from tagger import discover, tags
+    from tagger.aggregate import user_names
     from tagger.pipeline import sampling_spec, usable_analyses
 
     o, meta = expl.options, expl.meta
@@ -244,7 +245,7 @@ def album_context(expl: Explanation, *, state_db: str | os.PathLike | None) -> N
                                  tuple(i.genres), i.tagger_owned, i.provenance.model_id if i.provenance else None))
     ad = al.decide_album(members, meta.labels, name=album.name, compilation=album.compilation, top_k=o.top_k,
                          min_confidence=o.min_confidence, on_existing=o.on_existing, model_id=meta.model_id,
-                         names=meta.display_names, user_map=o.genre_map, dissent=o.album_dissent)
+                         names=meta.display_names, user_map=user_names(meta, o), dissent=o.album_dissent)
     outcome = ad.outcomes.get(expl.path)
     expl.album = {
         "album": album.name, "tracks": ad.tracks, "analysed": ad.analysed, "album_genres": list(ad.genres),

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tagger import discover
-from tagger.aggregate import TAG, UNCERTAIN, decide_for, track_scores
+from tagger.aggregate import TAG, UNCERTAIN, decide_for, track_scores, user_names
 from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError, StateError
 from tagger.modelmeta import ModelMeta, load_meta, locate
 from tagger.options import TagOptions
@@ -97,7 +97,8 @@ class Plan:
 
 
 def decision_key(options: TagOptions) -> str:
-    """The decision settings (top-k, threshold, --on-existing, [genres] names) as a short hash.
+    """The decision settings (top-k, threshold, --on-existing, [genres] names, --genre-style) as a
+    short hash (the default style adds nothing, so keys from before --genre-style stay valid).
 
     A file handled under other settings is decided again (from the store of analyses, where its
     analysis is there); "nothing to do" means nothing would change."""
@@ -106,6 +107,7 @@ def decision_key(options: TagOptions) -> str:
 
     d = {"top_k": options.top_k, "min_confidence": round(float(options.min_confidence), 6),
          "on_existing": options.on_existing, "genres": sorted(options.genre_map.items()),
+         **({"genre_style": options.genre_style} if options.genre_style != "as-is" else {}),
          "albums": bool(options.albums), "album_dissent": round(float(options.album_dissent), 6)}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode("utf-8")).hexdigest()[:12]
 
@@ -486,7 +488,7 @@ class Tagger:
         albums, alone = al.group(tracks)
         o, meta = self.options, self.meta
         kw = dict(top_k=o.top_k, min_confidence=o.min_confidence, on_existing=o.on_existing,
-                  model_id=meta.model_id, names=meta.display_names, user_map=o.genre_map, dissent=o.album_dissent)
+                  model_id=meta.model_id, names=meta.display_names, user_map=user_names(meta, o), dissent=o.album_dissent)
         for p in alone:  # loose singles: decided per track
             if p in held:
                 res, scores, found = held[p]
