@@ -35,6 +35,7 @@ import numpy as np
 
 from tagger.aggregate import TAG, Decision, decide, display_name
 from tagger.errors import FatalError
+from tagger.report import plural
 
 #: How a label was mapped (``Pair.how``).
 BY_CONFIG = "config"
@@ -48,6 +49,8 @@ NO_GENRE = "(no library genre)"
 DISAGREEMENTS = 20
 #: Scores shown per disagreement.
 RANKED = 3
+#: Disagreements the console summary shows (the reports have them all).
+SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -384,11 +387,11 @@ def evaluate(
                 y_true[i, g_index[k]] = True
         picks = tuple(int(c) for c in chosen[i])
         for c in picks:
-            k = to_genre[c]
-            if k in g_index:
-                y_pred[i, g_index[k]] = True
+            mapped = to_genre[c]
+            if mapped in g_index:
+                y_pred[i, g_index[mapped]] = True
             written_total += 1
-            hits += k in keys
+            hits += mapped in keys
         if picks:
             covered += 1
             first_ok += to_genre[picks[0]] in keys
@@ -468,7 +471,7 @@ class Unlabelled:
             what += f", {len(self.would_write) - 8} more genres"
         owned = f" ({self.tagger_owned} with tagger's own genres)" if self.tagger_owned else ""
         parts = [f"tag would write {what}" if what else "tag would write nothing", f"{self.uncertain} uncertain"]
-        return f"{self.files} files without a person's genre{owned}: " + "; ".join(parts)
+        return f"{plural(self.files, 'file')} without a person's genre{owned}: " + "; ".join(parts)
 
 
 def summarise_unlabelled(decisions: Sequence[Decision], tagger_owned: Sequence[bool]) -> Unlabelled:
@@ -549,10 +552,11 @@ class Evaluation:
                    f"coverage {a.coverage.text()}")
         out.append(self.unlabelled.text())
         if detail and a.disagreements:
-            out.append(f"most confident disagreements ({min(len(a.disagreements), 5)} of {len(a.disagreements)} listed "
-                       f"in the report):")
-            for d in a.disagreements[:5]:
+            out.append("most confident disagreements:")
+            for d in a.disagreements[:SHOWN]:
                 out.append(f"  {d.path}: person {'; '.join(d.person)}; model {d.top_written} {d.top_score:.2f}")
+            if len(a.disagreements) > SHOWN:
+                out.append(f"  … {len(a.disagreements) - SHOWN} more in the report (--report)")
         return out
 
 

@@ -18,6 +18,7 @@ from tagger.evaluate import EVALUATED, FAILED, NO_GENRE, NO_PERSON, ROW_FIELDS, 
 from tagger.html_report import CSS as REPORT_CSS
 from tagger.html_report import _e, metric_lines
 from tagger.names import json_text, visible
+from tagger.report import plural
 
 SUFFIXES = (".json", ".csv", ".html", ".htm")
 
@@ -231,7 +232,7 @@ def _unlabelled(ev: Evaluation) -> str:
         return '<p class="empty">Every analysed file carries a person\'s genre.</p>'
     chips = " ".join(f'<span class="chip">{_e(g)} {n:,}</span>' for g, n in u.would_write)
     owned = f" ({u.tagger_owned:,} of them with tagger's own genres)" if u.tagger_owned else ""
-    return (f'<p id="unlabelled">{u.files:,} files without a person\'s genre{_e(owned)}: tag would write '
+    return (f'<p id="unlabelled">{_e(plural(u.files, "file"))} without a person\'s genre{_e(owned)}: tag would write '
             f'{chips or "nothing"}; {u.uncertain:,} uncertain (left alone).</p>')
 
 

@@ -174,7 +174,7 @@ def run_evaluate(paths: list[str], options, sources, *, overrides, settings, rep
     for line in lines:
         echo(line)
     for w in written:
-        echo(f"report: {w}")
+        echo(f"{'confusion matrix' if w.endswith('-confusion.png') else 'report'}: {w}")
     return EXIT_FILES_FAILED if ev.failed else EXIT_OK
 
 
