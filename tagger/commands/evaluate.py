@@ -147,6 +147,7 @@ def thresholds_in_effect(meta, options, sources) -> tuple[float, dict[str, float
 
 def run_evaluate(paths: list[str], options, sources, *, overrides, settings, reports: list[str],
                  disagreements: int) -> int:
+    from tagger.aggregate import user_names
     from tagger.cli import echo
     from tagger.evaluate import build_evaluation
     from tagger.library import collect
@@ -162,7 +163,7 @@ def run_evaluate(paths: list[str], options, sources, *, overrides, settings, rep
     meta = collected.meta
     min_conf, thresholds, thr_text = thresholds_in_effect(meta, options, sources)
     ev = build_evaluation(collected.tracks, collected.failed, meta=meta, top_k=options.top_k,
-                          min_confidence=min_conf, thresholds=thresholds, user_map=options.genre_map,
+                          min_confidence=min_conf, thresholds=thresholds, user_map=user_names(meta, options),
                           overrides=overrides, settings=settings, disagreements=disagreements,
                           paths=[os.path.abspath(os.path.expanduser(p)) for p in paths])
     ev.options["thresholds_text"] = thr_text
