@@ -523,6 +523,15 @@ def test_evaluate_exit_1_without_a_persons_genres(tmp_path, tiny_model):
     assert r.exit_code == 1 and "3 with tagger's own genres" in r.stderr
 
 
+def test_evaluate_exit_75_when_another_run_holds_the_lock(tmp_path, small_library, tiny_model):
+    from tagger.lock import RunLock
+
+    lib, db = small_library
+    with RunLock(db):
+        r = _cli(["evaluate", lib, "--model", tiny_model.weights, "--state-db", db, "--config", _config(tmp_path)])
+    assert r.exit_code == 75 and "another tagger run holds the lock" in r.stderr
+
+
 def test_evaluate_usage_errors_exit_64(tmp_path, tiny_model):
     for args in (["evaluate"], ["evaluate", tmp_path, "--top-k", "0"], ["evaluate", tmp_path, "--report", "x.txt"],
                  ["evaluate", tmp_path, "--bogus"]):

@@ -168,7 +168,11 @@ def run_evaluate(paths: list[str], options, sources, *, overrides, settings, rep
                           paths=[os.path.abspath(os.path.expanduser(p)) for p in paths])
     ev.options["thresholds_text"] = thr_text
     ev.options["analysed_now"] = collected.analysed
-    written = _write_reports(ev, reports)
+    try:
+        written = _write_reports(ev, reports)
+    except OSError as exc:
+        raise FatalError(f"cannot write the report: {exc.strerror or exc}"
+                         f"{' (' + exc.filename + ')' if isinstance(exc.filename, str) else ''}") from None
     lines = ev.summary_lines(detail=not options.quiet)
     if not ev.agreement.files:
         lines.append(f"none of the {ev.library['person']} files with a person's genre could be analysed")
