@@ -27,7 +27,7 @@ Three steps, each a function of the previous one's value:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +138,7 @@ def derive_mapping(
     *,
     overrides: Mapping[str, str] | None = None,
     rule: CooccurrenceRule | None = None,
+    key_of: Callable[[str], str] | None = None,
 ) -> LabelMapping:
     """Map every model label to a library genre key, or to none.
 
@@ -145,9 +146,12 @@ def derive_mapping(
     ``genre_names``: library genre key -> its name (the taxonomy's). ``top1`` and ``truth``: per
     file with a person's genre (and an analysis), the index of its top-1 label and its library
     genre keys. ``overrides``: the config's ``[evaluate] map`` (label -> library genre name).
+    ``key_of``: a genre name's key in this library (:meth:`tagger.taxonomy.Taxonomy.key_of`:
+    the ``[learn]`` merges applied; default :func:`tagger.taxonomy.genre_key`).
     """
     from tagger.taxonomy import genre_key
 
+    key_of = key_of or genre_key
     rule = rule or CooccurrenceRule()
     overrides = dict(overrides or {})
     notes = [f"[evaluate] map: the model has no label {lab!r} (its labels: {', '.join(labels)})"
@@ -165,12 +169,12 @@ def derive_mapping(
         name = written.get(lab, lab)
         files = per_label.get(i, [])
         if lab in overrides:
-            key = genre_key(overrides[lab])
+            key = key_of(overrides[lab])
             there = "" if key in genre_names else " (no file of this library carries it)"
             pairs.append(Pair(lab, name, key, BY_CONFIG, f"[evaluate] map: {lab} = {overrides[lab]!r}{there}",
                               len(files)))
             continue
-        exact = _exact(lab, name, genre_names, genre_key)
+        exact = _exact(lab, name, genre_names, key_of)
         if exact is not None:
             key, why = exact
             pairs.append(Pair(lab, name, key, BY_NAME, why, len(files)))
@@ -179,11 +183,12 @@ def derive_mapping(
     return LabelMapping(tuple(pairs), rule, tuple(notes))
 
 
-def _exact(label: str, written: str, genre_names: Mapping[str, str], genre_key) -> tuple[str, str] | None:
+def _exact(label: str, written: str, genre_names: Mapping[str, str],
+           key_of: Callable[[str], str]) -> tuple[str, str] | None:
     """The library genre whose key equals the written name's or the label's (written first: it
     is what tag puts in the file)."""
     for what, text in (("the name tag writes for it", written), ("its label", label)):
-        key = genre_key(text)
+        key = key_of(text)
         if key and key in genre_names:
             shown = genre_names[key]
             same = "" if shown == text else f" ({text!r} and {shown!r} are one genre)"
@@ -643,7 +648,8 @@ def build_evaluation(
     truth = [keys for _, keys in evaluated]
     decisions = [decide_one(s) for s in scores]
     top1 = [int(np.argmax(s)) for s in scores]
-    mapping = derive_mapping(labels, written, names, top1, truth, overrides=overrides, rule=rule)
+    mapping = derive_mapping(labels, written, names, top1, truth, overrides=overrides, rule=rule,
+                             key_of=taxonomy.key_of)
     chosen = [chosen_indices(d, labels) for d in decisions]
     agreement = evaluate([t.path for t, _ in evaluated], truth, scores, chosen, labels=labels, written=written,
                          genres=genres, names=names, mapping=mapping, disagreements=disagreements)

@@ -293,6 +293,18 @@ def test_build_evaluation_counts_and_rows():
     assert "hiphop -> " in text and "2 files without a person's genre (1 with tagger's own genres)" in text
 
 
+def test_learn_table_merges_apply_to_genres_and_mapping():
+    from tagger.taxonomy import LearnSettings
+
+    tracks = [_t("/m/1", ["Hip Hop"], scores=[0.1, 0.8, 0.1]), _t("/m/2", ["Rap"], scores=[0.1, 0.8, 0.1]),
+              _t("/m/3", ["Other"], scores=[0.1, 0.1, 0.8])]
+    ev = build_evaluation(tracks, [], meta=_Meta(), top_k=1, min_confidence=0.4,
+                          settings=LearnSettings(merge={"Hip Hop": "Rap"}))
+    hiphop = next(p for p in ev.agreement.mapping.pairs if p.label == "hiphop")
+    assert hiphop.genre == "rap" and ev.agreement.top1.hits == 2  # Hip-Hop is the library's Rap now
+    assert ev.library["evaluated"] == 2 and any("[learn] table drops" in n for n in ev.notes)  # Other: dropped
+
+
 @pytest.mark.parametrize("tracks, words", [
     ([_t("/m/1", scores=[0.2, 0.2, 0.6]), _t("/m/2", scores=[0.2, 0.2, 0.6])], ["2 without a genre", "0 with"]),
     ([_t("/m/1", ["Rock"], owned=True, scores=[0.2, 0.2, 0.6])], ["1 with tagger's own genres"]),
