@@ -548,6 +548,8 @@ class Evaluation:
                     out.append(f"  {p.label} -> {a.names.get(p.genre, p.genre)}  [{p.how}: {p.detail}]")
             if a.mapping.unmapped_labels():
                 out.append(f"  unmapped labels: {', '.join(a.mapping.unmapped_labels())}")
+            if any(p.how in (BY_COOCCURRENCE, UNMAPPED) for p in pairs):
+                out.append(f"  rule for pairs by co-occurrence: {a.mapping.rule.describe()}")
             unreached = [a.names[k] for k in a.mapping.unreached(a.genres)]
             if unreached:
                 out.append(f"  library genres no label maps to: {', '.join(unreached)}")
