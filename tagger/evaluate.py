@@ -232,12 +232,15 @@ def _by_cooccurrence(label: str, written: str, files: list[Sequence[str]], base:
 # ---------------------------------------------------------------------------------------------
 
 def tag_decision(scores: np.ndarray, labels: Sequence[str], *, top_k: int, min_confidence: float,
-                 display_names: Mapping[str, str] | None = None, user_map: Mapping[str, str] | None = None) -> Decision:
+                 thresholds: Mapping[str, float] | None = None, display_names: Mapping[str, str] | None = None,
+                 user_map: Mapping[str, str] | None = None) -> Decision:
     """What ``tag`` would write on a file from its stored scores, whatever genre is there now
     (``--on-existing replace``, decided per track): ``Decision.chosen`` holds the model's
-    qualifying labels, best first (empty: uncertain)."""
+    qualifying labels, best first (empty: uncertain). ``thresholds``: per-label thresholds in
+    effect (:class:`tagger.aggregate.Thresholds`), ``min_confidence`` for the other labels."""
     return decide(np.asarray(scores, dtype=np.float32), tuple(labels), top_k=top_k, min_confidence=min_confidence,
-                  existing=(), on_existing="replace", names=dict(display_names or {}), user_map=dict(user_map or {}))
+                  thresholds=dict(thresholds or {}), existing=(), on_existing="replace",
+                  names=dict(display_names or {}), user_map=dict(user_map or {}))
 
 
 def chosen_indices(decision: Decision, labels: Sequence[str]) -> tuple[int, ...]:
@@ -604,7 +607,9 @@ def build_evaluation(
     """The evaluation of ``tracks`` (:class:`tagger.library.LibraryTrack`: genres as read,
     provenance, album, stored analysis) with the model ``meta`` (:class:`tagger.modelmeta.ModelMeta`).
 
-    ``settings``: the config's ``[learn]`` table (:class:`tagger.taxonomy.LearnSettings`: its
+    ``min_confidence`` and ``thresholds``: the thresholds in effect (per label where
+    ``thresholds`` has the label, :func:`tagger.aggregate.thresholds_for`). ``settings``: the
+    config's ``[learn]`` table (:class:`tagger.taxonomy.LearnSettings`: its
     merges, renames and drops apply; every genre counts, however few its tracks). Raises
     :class:`NothingToCompare` when no track carries a genre a person wrote.
     """
@@ -634,7 +639,7 @@ def build_evaluation(
 
     def decide_one(scores: Any) -> Decision:
         return tag_decision(np.asarray(scores), labels, top_k=top_k, min_confidence=min_confidence,
-                            display_names=meta.display_names, user_map=user_map)
+                            thresholds=thresholds, display_names=meta.display_names, user_map=user_map)
 
     evaluated, others, dropped = [], [], 0
     for t in tracks:

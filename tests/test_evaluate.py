@@ -216,6 +216,14 @@ def test_decision_is_tags_own_with_top_k_and_threshold():
     assert chosen_indices(tag_decision(s, LABELS3, top_k=3, min_confidence=0.5), LABELS3) == ()
 
 
+def test_decision_uses_per_label_thresholds():
+    s = np.array([0.5, 0.45, 0.05])
+    assert chosen_indices(tag_decision(s, LABELS3, top_k=1, min_confidence=0.4, thresholds={"alpha": 0.6}),
+                          LABELS3) == (1,)  # alpha misses its own 0.6; beta reaches the 0.4 of the rest
+    assert chosen_indices(tag_decision(s, LABELS3, top_k=1, min_confidence=0.4,
+                                       thresholds={"alpha": 0.6, "beta": 0.5}), LABELS3) == ()
+
+
 def test_unlabelled_summary():
     ds = [tag_decision(np.array(s), LABELS3, top_k=1, min_confidence=0.4)
           for s in ([0.9, 0.1, 0], [0.8, 0.1, 0.1], [0.1, 0.5, 0.4], [0.3, 0.3, 0.4], [0.34, 0.33, 0.33])]
@@ -516,6 +524,38 @@ def test_evaluate_quiet_and_max_files(tmp_path, small_library, tiny_model):
     assert r.exit_code == 0, r.output
     assert "evaluate: 4 files with a person's genre" in r.stdout  # Mixed/0, Mixed/1, Rap/0, Rap/1 (walk order)
     assert " -> " not in r.stdout  # -q: the figures only, not the mapping
+
+
+def _with_thresholds(model, dest: Path, thresholds: dict[str, float]):
+    """A copy of ``model`` whose metadata carries per-label thresholds (as a learnt head's does)."""
+    import shutil
+
+    from tagger.modelmeta import ModelFiles, model_id_for
+
+    dest.mkdir()
+    weights, meta = dest / "model.keras", dest / "model.json"
+    shutil.copyfile(model.weights, weights)
+    data = json.loads(Path(model.meta).read_text(encoding="utf-8"))
+    data["thresholds"] = thresholds
+    data["model_id"] = model_id_for(weights, data)
+    meta.write_text(json.dumps(data), encoding="utf-8")
+    return ModelFiles(weights, meta)
+
+
+def test_evaluate_uses_the_models_own_thresholds_unless_min_confidence_is_given(tmp_path, tiny_model):
+    model = _with_thresholds(tiny_model, tmp_path / "thr", {"rock": 0.9})
+    lib = tmp_path / "lib"
+    files = {_flac(lib / f"{i}.flac", genre="Rock", album="A", artist="X", seed=i): _scores(rock=0.8) for i in range(3)}
+    db = tmp_path / "state.db"
+    _store(db, model, files)
+    base = ["evaluate", lib, "--model", model.weights, "--state-db", db, "--config", _config(tmp_path), "-q"]
+    r = _cli(base)
+    assert r.exit_code == 0, r.output
+    assert "the model's own thresholds for 1 label, 0.4 for the rest" in r.stdout
+    assert "coverage 0.0% (0/3" in r.stdout and "top-1 agreement 100.0% (3/3" in r.stdout
+    r = _cli([*base, "--min-confidence", "0.4"])
+    assert r.exit_code == 0, r.output
+    assert "(min-confidence 0.4, top-k 1)" in r.stdout and "coverage 100.0% (3/3" in r.stdout
 
 
 def test_evaluate_exit_1_without_a_persons_genres(tmp_path, tiny_model):

@@ -63,7 +63,8 @@ def _check_report_suffix(ctx, param, value):
 @click.option("--top-k", type=click.IntRange(1, 10), default=None, metavar="K",
               help="tag would write up to K genres per file [default: 1].")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
-              help="The threshold of every genre (overrides a model's own thresholds) [default: 0.4, or the model's].")
+              help="The threshold of every genre (overrides a model's own thresholds) [default: the model's "
+                   "per-genre thresholds, else 0.4].")
 @click.option("--disagreements", type=click.IntRange(0, 100000), default=20, show_default=True, metavar="N",
               help="List the N files where the model disagrees most confidently.")
 @click.option("--workers", type=click.IntRange(1, 4096), default=None, help="Decode tasks in parallel [default: the CPUs Ray sees].")
@@ -86,7 +87,7 @@ def evaluate_cmd(ctx: click.Context, paths, reports, disagreements, config_path,
         file_values, cfg_path = load_config(Path(config_path) if config_path else None, explicit=bool(config_path))
         explicit = {k for k in cli
                     if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE and cli[k] is not None}
-        options, sources = resolve(dict(cli), explicit, file_values, cfg_path)
+        options, _sources = resolve(dict(cli), explicit, file_values, cfg_path)
         overrides = evaluate_map(file_values)
         settings = _learn_settings(file_values)
     except (TaggerError, ValueError) as exc:
@@ -104,7 +105,7 @@ def evaluate_cmd(ctx: click.Context, paths, reports, disagreements, config_path,
         if not os.path.lexists(p):
             fail(ctx, FatalError(f"{p}: no such file or folder"))
     try:
-        code = run_evaluate(list(paths), options, sources, overrides=overrides, settings=settings,
+        code = run_evaluate(list(paths), options, overrides=overrides, settings=settings,
                             reports=list(reports), disagreements=disagreements)
     except TaggerError as exc:
         fail(ctx, exc)
@@ -133,19 +134,21 @@ def _targets(paths: list[str], options) -> list[str]:
     return found
 
 
-def thresholds_in_effect(meta, options, sources) -> tuple[float, dict[str, float], str]:
-    """(min-confidence, per-label thresholds, how to say it): the model's own thresholds unless a
-    min-confidence was given (command line or config file), as ``tag`` decides."""
-    from tagger.config import FROM_DEFAULT
+def thresholds_in_effect(meta, options) -> tuple[float, dict[str, float], str]:
+    """(threshold of the other labels, per-label thresholds, how to say it): the model's own
+    thresholds unless a min-confidence was given (command line or config file), as ``tag``
+    decides (:func:`tagger.aggregate.thresholds_for`)."""
+    from tagger.aggregate import thresholds_for
+    from tagger.report import plural
 
-    own = dict(getattr(meta, "thresholds", None) or {})
-    if own and sources.get("min_confidence", FROM_DEFAULT) == FROM_DEFAULT:
-        return options.min_confidence, own, (f"the model's own thresholds for {len(own)} labels, "
-                                             f"min-confidence {options.min_confidence:g} for the rest")
-    return options.min_confidence, {}, f"min-confidence {options.min_confidence:g}"
+    t = thresholds_for(meta, options)
+    if t.per_label:
+        return t.default, dict(t.per_label), (f"the model's own thresholds for {plural(len(t.per_label), 'label')}, "
+                                              f"{t.default:g} for the rest")
+    return t.default, {}, f"min-confidence {t.default:g}"
 
 
-def run_evaluate(paths: list[str], options, sources, *, overrides, settings, reports: list[str],
+def run_evaluate(paths: list[str], options, *, overrides, settings, reports: list[str],
                  disagreements: int) -> int:
     from tagger.aggregate import user_names
     from tagger.cli import echo
@@ -161,7 +164,7 @@ def run_evaluate(paths: list[str], options, sources, *, overrides, settings, rep
              err=True)
         return EXIT_SIGINT if collected.interrupted == "SIGINT" else EXIT_SIGTERM
     meta = collected.meta
-    min_conf, thresholds, thr_text = thresholds_in_effect(meta, options, sources)
+    min_conf, thresholds, thr_text = thresholds_in_effect(meta, options)
     ev = build_evaluation(collected.tracks, collected.failed, meta=meta, top_k=options.top_k,
                           min_confidence=min_conf, thresholds=thresholds, user_map=user_names(meta, options),
                           overrides=overrides, settings=settings, disagreements=disagreements,
