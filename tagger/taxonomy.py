@@ -88,8 +88,8 @@ _ALIASES = {"rnb": "r&b", "dnb": "drum&bass", "d&b": "drum&bass"}
 
 
 def _fold_accents(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.translate(_LETTER_FOLD))
-    kept = "".join(c for c in decomposed if not 0x300 <= ord(c) <= 0x36F)
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = "".join(c for c in decomposed if not 0x300 <= ord(c) <= 0x36F).translate(_LETTER_FOLD)
     return unicodedata.normalize("NFC", kept)
 
 
@@ -98,7 +98,7 @@ def genre_key(name: str) -> str:
     """One key per genre whatever its case, accents, spacing and punctuation (module docstring):
     "Hip Hop", "hip-hop" and "HipHop" -> ``"hiphop"``; "Drum & Bass", "drum n bass" ->
     ``"drum&bass"``; "" or only spaces/punctuation -> ``""``."""
-    text = _fold_accents(unicodedata.normalize("NFKC", name)).casefold().translate(_APOSTROPHES)
+    text = _fold_accents(unicodedata.normalize("NFKC", name).casefold()).translate(_APOSTROPHES)
     # punctuation other than & and ' (and the + of "Jazz+Funk") separates words like a space does
     text = "".join(" " if _separates(c) else c for c in text)
     text = _AND_WORD.sub("&", text)
@@ -265,6 +265,7 @@ def split_values(values: Sequence[str], known_keys: Collection[str] = ()) -> lis
     for part in _hard_parts(values):
         pieces = [part]
         if "," in part or "/" in part:
+            part = _clean(part.strip(",/")) or part  # "Rock/" is Rock
             pieces = _soft(part, is_genre) or [part]
         for p in pieces:
             k = genre_key(p)
@@ -287,28 +288,52 @@ _BEETS = {genre_key(n): n for n in (
     "MPB", "AOR", "Reggaeton", "Dancehall", "Dubstep", "Electronica", "Chanson", "Schlager", "Zydeco",
 )}
 #: Words title case leaves lower case unless they begin the name.
-_SMALL = frozenset({"and", "n", "of", "the", "in", "on", "a", "an", "de", "del", "la", "le", "en", "y", "et",
-                    "und", "di", "da", "do", "e", "for", "to", "with"})
+_SMALL = frozenset({"and", "n", "of", "the", "in", "on", "an", "de", "del", "la", "le", "en", "et", "und", "di",
+                    "da", "do", "for", "to", "with"})
+
+
+@functools.lru_cache(maxsize=1)
+def _genre_words() -> frozenset[str]:
+    """Lower-case words of genre names (ID3v1 list, beets table): an all-capitals word among them
+    is shouted ("ROCK"), any other all-capitals word an acronym ("EDM", "UK")."""
+    words: set[str] = set()
+    for name in (*id3v1_genres(), *_BEETS.values()):
+        words.update(w for w in re.split(r"[^\w]+", name.lower()) if w)
+    return frozenset(words)
+
+
+def _same_genre_case(text: str, changed: str) -> str:
+    """``changed`` (``text`` in another case) where the case change keeps every character the same
+    to :func:`genre_key` (never, e.g., dotless i -> I), else ``text``'s own character."""
+    if len(text) == len(changed) and all(genre_key(a) == genre_key(b) for a, b in zip(text, changed, strict=True)):
+        return changed
+    if genre_key(changed) == genre_key(text):
+        return changed
+    return text
 
 
 def _title(name: str) -> str:
-    """Title case: each word's first letter upper case; a word that mixes cases ("EDM", "McCoy")
-    otherwise as written, an all-lower or all-upper name lowered first; small words lower."""
-    flat = name.islower() or name.isupper()
-    words = re.split(r"(\s+|-|/)", name)
+    """Title case, word by word (words split at spaces, ``-`` and ``/``): the first letter upper
+    case, the rest as written; a word in capitals stays so (an acronym: "EDM", "UK") unless it is a
+    genre word shouted ("ROCK", "DEATH METAL"); small words ("and", "of", "the") lower case unless
+    they begin the name."""
     out = []
     first = True
-    for w in words:
-        if not w or w.isspace() or w in "-/":
+    for w in re.split(r"(\s+|-|/)", name):
+        if not w or w.isspace() or w in ("-", "/"):
             out.append(w)
             continue
         low = w.lower()
-        if not first and low.strip("'") in _SMALL and w.strip("'") in (low.strip("'"), low.strip("'").upper()):
-            out.append(low)
+        if not first and low in _SMALL:
+            out.append(_same_genre_case(w, low))
+        elif w.isupper() and len(w) > 1 and low not in _genre_words():
+            out.append(w)
         else:
-            base = low if flat or w.islower() else w
+            base = _same_genre_case(w, low) if w.isupper() else w
             i = next((j for j, c in enumerate(base) if c.isalpha()), None)
-            out.append(base if i is None else base[:i] + base[i].upper() + base[i + 1:])
+            if i is not None:
+                base = base[:i] + _same_genre_case(base[i], base[i].upper()) + base[i + 1:]
+            out.append(base)
         first = False
     return "".join(out)
 
@@ -322,7 +347,7 @@ def styled(name: str, style: str) -> str:
     if style == "as-is":
         return name
     if style == "lower":
-        return name.lower()
+        return _same_genre_case(name, name.lower())
     key = genre_key(name)
     if style == "id3v1":
         return _id3v1_by_key().get(key, name) if key else name
