@@ -103,3 +103,59 @@ def test_dry_run_lower_through_the_real_pipeline_and_explain_agrees(tmp_path, ti
     data = json.loads(ex.stdout)
     assert data["decision"]["genres"] == row["written"]
     assert {s["label"]: s["genre"] for s in data["track_scores"]} == names
+
+
+# -- a person's genre in another spelling is the same genre (pure) ----------------------------------
+
+LABELS = ("blues", "classical", "hiphop", "jazz", "rock")
+HIPHOP = [0.05, 0.05, 0.8, 0.05, 0.05]
+
+
+def _beets():
+    from tagger.aggregate import written_names
+
+    return written_names(LABELS, style="beets")
+
+
+def test_written_names_apply_the_style_to_every_label_and_to_the_users_map():
+    from tagger.aggregate import written_names
+
+    assert _beets() == {"blues": "Blues", "classical": "Classical", "hiphop": "Hip Hop", "jazz": "Jazz",
+                        "rock": "Rock"}
+    assert written_names(LABELS, user_map={"rock": "ROCK 'N' ROLL"}, style="beets")["rock"] == "Rock and Roll"
+    assert written_names(LABELS, user_map={"rock": "Rock"}, style="as-is") == {"rock": "Rock"}  # unchanged
+    assert written_names(LABELS, model_names={"hiphop": "Rap"}, style="lower")["hiphop"] == "rap"
+
+
+@pytest.mark.parametrize("policy, reason", [("merge", "predicted genres already present"),
+                                            ("replace", "genre already as predicted")])
+def test_a_persons_genre_is_not_added_again_or_respelled(policy, reason):
+    from tagger.aggregate import SKIP, decide
+
+    d = decide(HIPHOP, LABELS, existing=("Hip-Hop",), on_existing=policy, user_map=_beets())
+    assert (d.action, d.reason, d.chosen[0].genre) == (SKIP, reason, "Hip Hop")
+    d = decide(HIPHOP, LABELS, existing=("Jazz",), on_existing="merge", user_map=_beets())
+    assert d.genres == ("Jazz", "Hip Hop")
+
+
+def test_tagger_respells_its_own_genre_in_a_new_style():
+    from tagger.aggregate import SKIP, TAG, decide
+
+    d = decide(HIPHOP, LABELS, existing=("Hip-Hop",), tagger_owned=True, owner_model_id="m", model_id="m",
+               user_map=_beets())
+    assert d.action == TAG and d.genres == ("Hip Hop",)
+    d = decide(HIPHOP, LABELS, existing=("Hip Hop",), tagger_owned=True, owner_model_id="m", model_id="m",
+               user_map=_beets())
+    assert (d.action, d.reason) == (SKIP, "already tagged by this model")
+
+
+def test_album_agrees_with_a_persons_genre_in_another_spelling():
+    import numpy as np
+
+    from tagger import albums as al
+
+    members = [al.Member(f"/a/{i}.flac", np.asarray(HIPHOP, np.float32), 30.0) for i in range(3)]
+    members.append(al.Member("/a/3.flac", None, 0.0, existing=("hip-hop",)))
+    ad = al.decide_album(members, LABELS, name="LP", user_map=_beets())
+    assert ad.genres == ("Hip Hop",) and not ad.per_track
+    assert {o.genre_from for o in ad.outcomes.values()} == {al.GENRE_FROM_ALBUM}
