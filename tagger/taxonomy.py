@@ -156,7 +156,7 @@ def _id3v1_parse(value: str) -> list[str] | None:
     if m is None:
         return None
     names = [n for n in (_number_name(r) for r in _ID3_REF.findall(m.group(1))) if n]
-    rest = m.group(2).strip()
+    rest = m.group(2).strip().lstrip(",/;").strip()  # "(17)/Pop": the refinement is "Pop"
     if rest and not (names and genre_key(rest) == genre_key(names[-1])):
         names.append(rest[1:] if rest.startswith("((") else rest)
     return names
@@ -253,7 +253,14 @@ def split_values(values: Sequence[str], known_keys: Collection[str] = ()) -> lis
     named first. See the module docstring for the rules and examples."""
     if isinstance(values, str):
         values = [values]
-    known = known_keys if isinstance(known_keys, (set, frozenset, dict)) else frozenset(known_keys)
+    known = known_keys if isinstance(known_keys, frozenset) else frozenset(known_keys)
+    return list(_split(tuple(v for v in values if isinstance(v, str)), known))
+
+
+@functools.lru_cache(maxsize=65536)
+def _split(values: tuple[str, ...], known: frozenset[str]) -> tuple[str, ...]:
+    """:func:`split_values`, cached: a library repeats the same few values on many files (a
+    frozenset caches its hash, so the key costs little)."""
     id3 = _id3v1_by_key()
 
     def is_genre(text: str) -> bool:
@@ -272,7 +279,7 @@ def split_values(values: Sequence[str], known_keys: Collection[str] = ()) -> lis
             if k and k not in seen:
                 seen.add(k)
                 out.append(p)
-    return out
+    return tuple(out)
 
 
 # -- written styles --------------------------------------------------------------------------------
@@ -455,6 +462,10 @@ class Taxonomy:
     merges: Mapping[str, str] = field(default_factory=dict)  # source key -> target key
     settings: LearnSettings = field(default_factory=LearnSettings)
 
+    @functools.cached_property
+    def _kept(self) -> frozenset[str]:
+        return frozenset(g.key for g in self.genres)
+
     def keys(self) -> tuple[str, ...]:
         return tuple(g.key for g in self.genres)
 
@@ -465,7 +476,7 @@ class Taxonomy:
 
     def labels_of(self, raw: Sequence[str]) -> tuple[str, ...]:
         """The kept genre keys of one track's raw values, in order, no repeats."""
-        kept = {g.key for g in self.genres}
+        kept = self._kept
         out: list[str] = []
         for g in split_values(raw, self.known):
             k = self.key_of(g)

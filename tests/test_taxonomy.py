@@ -111,6 +111,8 @@ def test_id3v1_name(value, name):
     (["((Foo)"], ["(Foo)"]),
     (["17", "(17)", "Rock"], ["Rock"]),
     (["(17); (9)"], ["Rock", "Metal"]),
+    (["(17)Rock/Pop"], ["Rock", "Pop"]),  # mutagen: Rock, Rock/Pop; the refinement splits like any value
+    (["(17)/Pop"], ["Rock", "Pop"]),
 ])
 def test_split_names_id3v1_numbers_first(values, out):
     assert split_values(values) == out
