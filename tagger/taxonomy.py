@@ -7,15 +7,16 @@ are those of docs/genres.md; in short:
 
 **One key per genre** (:func:`genre_key`): two spellings are one genre when their keys are equal.
 
-1. Unicode NFKC, then accents folded: a letter's combining accents (U+0300..U+036F, after NFKD)
-   are dropped and ``ø æ œ ł đ ð þ ß`` become ``o ae oe l d d th ss`` ("Música" = "Musica",
-   "Électro" = "Electro"). Marks of other scripts (Japanese dakuten, Indic vowel signs) are kept:
-   they change the word. Then case-folded ("ROCK" = "rock").
+1. Unicode NFKC and case folding ("ROCK" = "rock", "Straße" = "STRASSE"), then accents folded:
+   a letter's combining accents (U+0300..U+036F, after NFKD) are dropped and ``ø æ œ ł đ ð þ``
+   become ``o ae oe l d d th`` ("Música" = "Musica", "Électro" = "Electro"). Marks of other
+   scripts (Japanese dakuten, Indic vowel signs) are kept: they change the letter. A key is its
+   own key (``genre_key(genre_key(x)) == genre_key(x)``).
 2. "and" is one symbol wherever it joins two words: ``&``, ``+``, the word ``and``, and the
    ``n`` of ``'n'`` / ``'n`` / ``n'`` / a lone ``n`` between words ("Drum & Bass" = "Drum and Bass"
    = "Drum'n'Bass" = "drum n bass"; "Rock 'n' Roll" = "Rock & Roll"). An ``&`` that joins nothing
    ("& Country") stays as it is, so it never matches the word alone.
-3. Every other punctuation character (Unicode category P: spaces' friends ``-`` ``–`` ``.`` ``/``
+3. Every other punctuation character (Unicode category P: ``-`` ``–`` ``.`` ``/``
    ``'`` ``_`` ``,`` brackets, quotes) and all spacing is removed ("Hip Hop" = "hip-hop" =
    "HipHop" = "Hip-Hop"; "Singer/Songwriter" = "Singer-Songwriter"; "Alt. Rock" = "Alt Rock").
    Letters, digits and symbols (``#``, ``$``, emoji) are kept.
