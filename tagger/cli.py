@@ -124,6 +124,7 @@ class LazyGroup(UsageExit, click.Group):
     lazy = {
         "train": ("training.cli", "train", "Build, evaluate and export models (GTZAN or your own folders)."),
         "explain": ("tagger.explain", "explain_cmd", "Show why a track got its genre (picture or JSON)."),
+        "learn": ("tagger.commands.learn", "learn_cmd", "Learn your library's own genres from the genres you wrote."),
     }
 
     def list_commands(self, ctx):
