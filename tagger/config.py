@@ -65,7 +65,7 @@ HELP: dict[str, str] = {
                   "(the broader MSD genre tags).",
     "top_k": "Write up to K genres per file.",
     "min_confidence": "Only genres scoring at least this (0 to 1); if none does, the file is 'uncertain' "
-                      "and left alone.",
+                      "and left alone. Given, it overrides a model's own per-genre thresholds.",
     "on_existing": "What to do with a genre a person wrote: skip, replace or merge.",
     "id3v23": "Write ID3v2.3 instead of v2.4 to MP3, WAV and AIFF files (for old players); a tag that "
               "is already v2.3 stays v2.3 either way.",
@@ -127,6 +127,7 @@ UNSET: dict[str, str] = {
     "workers": "every CPU of the Ray cluster",
     "ray_address": "RAY_ADDRESS, else a private local Ray instance (never a running cluster)",
     "analysis_seconds": "adaptive: a 60 s sample, the rest of the track where the decision is close",
+    "min_confidence": "the model's per-genre thresholds where it has them, else 0.4",
     "state_db": "the user state folder",
     "max_files": "no limit",
     "time_budget": "no limit",
@@ -626,6 +627,7 @@ def example_config() -> str:
         "batch_size": 256,
         "workers": 4,
         "analysis_seconds": 60.0,
+        "min_confidence": 0.4,
         "max_files": 5000,
         "time_budget": 3600.0,
     }

@@ -3,13 +3,16 @@
 Everything comes from the code ``tagger tag`` runs, never a copy of it:
 :func:`tagger.analyse.analyse_file` (``tags.read_tags`` -> ``plan_segments`` -> ``decode.decode``
 -> ``features.extract_segments``, asked to keep the decoded audio), :class:`tagger.model.GenreModel`,
-and :func:`tagger.aggregate.track_scores` / :func:`~tagger.aggregate.decide` with the options of
+and :func:`tagger.aggregate.track_scores` (the model's aggregation) / :func:`~tagger.aggregate.decide`
+(the thresholds in effect: the model's per-genre ones unless --min-confidence is given) with the options of
 ``tagger tag`` (command line > config file > defaults). Nothing here writes tags, and Ray is not
 used: one file is analysed in this process.
 
 The picture (matplotlib, Agg) shows the waveform, the log-mel spectrogram the model saw, the
-taggram (genre probabilities per analysis chunk over time), the final track scores against the
-threshold with the chosen genres marked, the model id and the file's existing genre.
+taggram (genre probabilities per analysis chunk over time; for a ``logit-mean`` model the sigmoid
+of each chunk's logits, while the track score is the sigmoid of their mean), the final track
+scores against the threshold (each genre's own, where the model has them) with the chosen genres
+marked, the model id and the file's existing genre.
 
 ``tagger tag --explain-uncertain --report plan.html`` calls :func:`attach_to_report`, which draws
 the picture of each uncertain file into a folder beside the HTML report and links it from there.
@@ -62,7 +65,7 @@ class Explanation:
     audio: list[np.ndarray]  # the decoded stretches, mono at meta.features.sample_rate
     features: np.ndarray  # (n_chunks, *input_shape), what the model saw
     spans: np.ndarray  # (n_chunks, 2) start, end of each chunk in seconds
-    probs: np.ndarray  # (n_chunks, n_labels)
+    probs: np.ndarray  # (n_chunks, n_labels) probabilities per chunk (the taggram)
     scores: np.ndarray  # (n_labels,) track scores
     decision: Any  # tagger.aggregate.Decision
     #: ``tagger tag`` leaves this file alone without even decoding it (its policy on existing
@@ -71,6 +74,18 @@ class Explanation:
     #: the album decision behind ``decision`` (``album_context``), None when not decided as part
     #: of an album (per-track mode, a loose single, no state database)
     album: dict[str, Any] | None = None
+    #: (n_chunks, n_labels) the network's per-chunk logits, for a ``logit-mean`` model (None otherwise)
+    logits: np.ndarray | None = None
+
+    @property
+    def thresholds(self):
+        """The thresholds in effect (:class:`tagger.aggregate.Thresholds`)."""
+        from tagger.aggregate import thresholds_for
+
+        return thresholds_for(self.meta, self.options)
+
+    def threshold_of(self, index: int) -> float:
+        return self.thresholds.of_label(self.meta.labels[index])
 
     @property
     def action(self) -> str:
@@ -98,6 +113,14 @@ class Explanation:
 
         meta, o, d = self.meta, self.options, self.decision
         fp = meta.features
+        t = self.thresholds
+        chunks = []
+        for j, ((s, e), row) in enumerate(zip(self.spans, self.probs, strict=True)):
+            c: dict[str, Any] = {"start": round(float(s), 3), "end": round(float(e), 3),
+                                 "probs": [round(float(p), 6) for p in row]}
+            if self.logits is not None:
+                c["logits"] = [round(float(v), 6) for v in self.logits[j]]
+            chunks.append(c)
         return {
             "tool": f"tagger {__version__}",
             "path": self.path,
@@ -117,10 +140,7 @@ class Explanation:
             "segments": [{"start": round(s, 3), "end": round(e, 3)} for s, e in self.segments],
             "labels": list(meta.labels),
             "genres": self.genres,
-            "chunks": [
-                {"start": round(float(s), 3), "end": round(float(e), 3), "probs": [round(float(p), 6) for p in row]}
-                for (s, e), row in zip(self.spans, self.probs)
-            ],
+            "chunks": chunks,
             "track_scores": [{"label": r.label, "genre": r.genre, "score": round(r.score, 6)} for r in d.ranked],
             "decision": {
                 "action": self.action,
@@ -128,7 +148,8 @@ class Explanation:
                 "chosen": [{"label": r.label, "genre": r.genre, "score": round(r.score, 6)} for r in d.chosen],
                 "reason": d.reason,
                 "before_analysis": self.before_analysis,
-                "threshold": o.min_confidence,
+                "threshold": t.default,
+                "thresholds": None if t.uniform else {lab: t.of_label(lab) for lab in meta.labels},
                 "top_k": o.top_k,
                 "on_existing": o.on_existing,
             },
@@ -148,7 +169,7 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
     Raises a :class:`~tagger.errors.FileError` (one-line reason) for a file that cannot be
     analysed and :class:`~tagger.errors.ModelError` for an unusable model.
     """
-    from tagger.aggregate import SKIP, Decision, decide_for, needs_analysis, track_scores
+    from tagger.aggregate import SKIP, Decision, chunk_probabilities, decide_for, needs_analysis, track_scores
     from tagger.analyse import analyse_file, chunk_spans
 
     if model is None:
@@ -176,8 +197,9 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
                     path, spans.shape[0], features.shape[0])
         starts = np.arange(features.shape[0]) * fp.chunk_hop_seconds
         spans = np.stack([starts, starts + fp.chunk_seconds], axis=1)
-    probs = model.predict(features)
-    scores = track_scores(probs)
+    outputs = model.predict(features)  # probabilities, or a logit-mean model's logits
+    probs = chunk_probabilities(outputs, meta.aggregation)
+    scores = track_scores(outputs, meta.aggregation)
     d = decide_for(scores, res=res, meta=meta, options=options)
     # tagger tag never decodes a file this policy leaves alone: its decision is that skip
     early = needs_analysis(existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"],
@@ -189,7 +211,7 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
         path=path, format=res["format"] or "", existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"],
         provenance=res["provenance"], meta=meta, options=options, duration=float(res["duration"] or 0.0),
         segments=segments, audio=audio, features=features, spans=spans, probs=probs, scores=scores, decision=d,
-        before_analysis=bool(early),
+        before_analysis=bool(early), logits=outputs if meta.aggregation == "logit-mean" else None,
     )
 
 
@@ -243,9 +265,11 @@ def album_context(expl: Explanation, *, state_db: str | os.PathLike | None) -> N
         a, i = stored.get(p), info[p]
         members.append(al.Member(p, None if a is None else np.asarray(a.scores), 0.0 if a is None else a.seconds,
                                  tuple(i.genres), i.tagger_owned, i.provenance.model_id if i.provenance else None))
+    t = expl.thresholds
     ad = al.decide_album(members, meta.labels, name=album.name, compilation=album.compilation, top_k=o.top_k,
-                         min_confidence=o.min_confidence, on_existing=o.on_existing, model_id=meta.model_id,
-                         names=meta.display_names, user_map=user_names(meta, o), dissent=o.album_dissent)
+                         min_confidence=t.default, thresholds=t.per_label, on_existing=o.on_existing,
+                         model_id=meta.model_id, names=meta.display_names, user_map=user_names(meta, o),
+                         dissent=o.album_dissent, aggregation=meta.aggregation)
     outcome = ad.outcomes.get(expl.path)
     expl.album = {
         "album": album.name, "tracks": ad.tracks, "analysed": ad.analysed, "album_genres": list(ad.genres),
@@ -346,7 +370,7 @@ def _draw_header(ax, expl: Explanation) -> None:
     owner = expl.existing_owner()
     existing = f"{'; '.join(expl.existing)} (written by {owner})" if expl.existing else "none"
     ax.text(0, 0.38, f"model {meta.name or meta.architecture}  id {meta.model_id}   ·   existing genre: {existing}"
-            f"   ·   top-k {o.top_k}, threshold {o.min_confidence:.2f}, on-existing {o.on_existing}",
+            f"   ·   top-k {o.top_k}, {_threshold_text(expl)}, on-existing {o.on_existing}",
             fontsize=9.5, va="top", transform=ax.transAxes)
     colour = _COLOURS[expl.action]
     what = expl.action + (f" {'; '.join(d.genres)}" if d.genres else "")
@@ -533,8 +557,14 @@ def _draw_scores(ax, expl: Explanation, rows: list[int]) -> None:
     vals = [float(expl.scores[i]) for i in rows]
     colours = [colour if labels[i] in chosen else "#b0bec5" for i in rows]
     ax.barh(y, vals, height=0.7, color=colours)
-    thr = expl.options.min_confidence
-    ax.axvline(thr, color="#c77700", linestyle="--", linewidth=1.2)
+    t = expl.thresholds
+    thr = t.default
+    if t.uniform:
+        ax.axvline(thr, color="#c77700", linestyle="--", linewidth=1.2)
+    else:  # each genre's own threshold, across its bar
+        for yy, i in zip(y, rows, strict=True):
+            x = expl.threshold_of(i)
+            ax.plot([x, x], [yy - 0.45, yy + 0.45], color="#c77700", linestyle="--", linewidth=1.2)
     for yy, v, i in zip(y, vals, rows):
         mark = "  chosen" if labels[i] in chosen else ""
         text = f"{v:.2f}{mark}"
@@ -549,7 +579,7 @@ def _draw_scores(ax, expl: Explanation, rows: list[int]) -> None:
     for t in ax.get_yticklabels():
         t.set_visible(False)
     ax.tick_params(axis="y", length=0)
-    ax.set_title(f"track score; threshold {thr:.2f} (dashed)", fontsize=9.5, loc="left")
+    ax.set_title(f"track score; {_threshold_text(expl)} (dashed)", fontsize=9.5, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
 
 
@@ -566,7 +596,10 @@ def _draw_facts(ax_top, ax_mid, expl: Explanation, mesh, fig) -> None:
     if fp.kind != "waveform":
         what.append(f"FFT {fp.n_fft}, hop {fp.hop_length}" + (f", {fp.n_mels} mel bands" if fp.kind == "logmel" else ""))
     what.append(f"chunk {fp.chunk_seconds:.2f} s every {fp.chunk_hop_seconds:.2f} s")
-    what.append(f"track score = {expl.meta.aggregation} of the chunks")
+    if expl.meta.aggregation == "logit-mean":
+        what.append("track score = sigmoid of the chunks' mean logit")
+    else:
+        what.append(f"track score = {expl.meta.aggregation} of the chunks")
     ax_mid.text(0.06, 0.95, "\n".join(what), va="top", fontsize=8.5, linespacing=1.6, color="#444444",
                 transform=ax_mid.transAxes)
     # the taggram's colour scale, small, above its top-right corner
@@ -575,6 +608,16 @@ def _draw_facts(ax_top, ax_mid, expl: Explanation, mesh, fig) -> None:
     cb.ax.tick_params(labelsize=7, length=2, pad=1)
     cb.ax.xaxis.set_ticks_position("top")
     cax.text(-0.03, 0.5, "probability", fontsize=7.5, ha="right", va="center", transform=cax.transAxes)
+
+
+def _threshold_text(expl: Explanation) -> str:
+    """``threshold 0.40``, or for per-genre thresholds ``per-genre thresholds 0.31–0.74``."""
+    t = expl.thresholds
+    if t.uniform:
+        return f"threshold {t.default:.2f}"
+    vals = [expl.threshold_of(i) for i in range(len(expl.meta.labels))]
+    lo, hi = min(vals), max(vals)
+    return f"per-genre thresholds {lo:.2f}–{hi:.2f}" if hi > lo else f"per-genre thresholds {lo:.2f}"
 
 
 def _cmap(name: str):
@@ -684,7 +727,8 @@ Exit codes: 0 explained; 1 the file cannot be analysed (the reason is printed) o
 @click.option("--model", metavar="PATH", default=None, help="A model (NAME.keras or NAME.npz with NAME.json beside it, or its folder).")
 @click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), default=None, help="Shipped model to use.")
 @click.option("--top-k", type=click.IntRange(1, 10), default=None, help="Write up to K genres [default: 1].")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, help="Threshold [default: 0.4].")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Threshold for every genre [default: the model's per-genre thresholds, else 0.4].")
 @click.option("--on-existing", type=click.Choice(["skip", "replace", "merge"]), default=None,
               help="What `tag` does with a genre a person wrote [default: skip].")
 @click.option("--analysis-seconds", type=click.FloatRange(min=1), default=None,

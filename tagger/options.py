@@ -20,7 +20,9 @@ class TagOptions:
     model: str | None = None  # path to NAME.keras / NAME.json / export folder; None = shipped
     vocabulary: str = "gtzan"  # shipped model to use when no --model: gtzan | msd
     top_k: int = 1
-    min_confidence: float = 0.4
+    #: None: the model's per-label thresholds, and 0.4 for labels without one; a number (given on
+    #: the command line or in the config file): that threshold for every label (tagger.aggregate.Thresholds)
+    min_confidence: float | None = None
     on_existing: str = "skip"  # skip | replace | merge
     id3v23: bool = False
     dry_run: bool = False
@@ -50,7 +52,7 @@ class TagOptions:
             raise ValueError(f"on_existing must be one of {', '.join(ON_EXISTING)}")
         if self.top_k < 1:
             raise ValueError("top_k must be at least 1")
-        if not 0.0 <= self.min_confidence <= 1.0:
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError("min_confidence must be between 0 and 1")
         if not 0.0 <= self.album_dissent <= 1.0:
             raise ValueError("album_dissent must be between 0 and 1")
