@@ -100,6 +100,38 @@ def collect_options(options: TagOptions) -> TagOptions:
 # -- the driver ----------------------------------------------------------------------------------
 
 
+def read_tracks(paths: Sequence[str], *, exclude: Sequence[str] = (), progress: bool = False,
+                ) -> tuple[tuple[LibraryTrack, ...], tuple[tuple[str, str], ...]]:
+    """Walk ``paths`` like ``tag`` and read every file's tags, nothing else (no analysis, no
+    state database): the tracks (``analysis`` None) and the files whose tags cannot be read, with
+    the reason. What ``tagger learn`` builds its taxonomy from before analysing anything."""
+    from tagger import discover, tags
+    from tagger.errors import FileError
+
+    problems: list[discover.Problem] = []
+    found = list(discover.walk(paths, exclude=exclude, problems=problems))
+    failed = [(p.path, p.reason) for p in problems if p.action == "failed"]
+    out: list[LibraryTrack] = []
+    bar = None
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(found), unit="file", desc="reading tags", file=sys.stderr, dynamic_ncols=True,
+                   leave=False)
+    for f in found:
+        try:
+            out.append(track_of(f.path, tags.read_tags(f.path), None))
+        except FileError as exc:
+            failed.append((f.path, exc.reason))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    return tuple(out), tuple(failed)
+
+
 def collect(paths: Sequence[str], options: TagOptions, *, progress: bool = True) -> Collected:
     """Walk ``paths`` like ``tag``, analyse on Ray only what the store of analyses lacks (a dry
     run that writes nothing to any file), and return every track with its stored analysis.

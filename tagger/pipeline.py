@@ -108,8 +108,8 @@ def decision_key(options: TagOptions, meta: ModelMeta | None = None) -> str:
     """The decision settings (top-k, the thresholds in effect, --on-existing, [genres] names,
     --genre-style) as a short hash. ``meta``: the model, whose per-label thresholds apply unless
     --min-confidence was given (None: a model without thresholds). Runs with one threshold for
-    every label keep the key they had before models carried thresholds (and the default style
-    adds nothing, so keys from before --genre-style stay valid).
+    every label, and the default style, keep the key they had before models carried thresholds
+    and before --genre-style.
 
     A file handled under other settings is decided again (from the store of analyses, where its
     analysis is there); "nothing to do" means nothing would change."""
