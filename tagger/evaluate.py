@@ -589,6 +589,16 @@ class NothingToCompare(FatalError):
     """The library carries no genre a person wrote: nothing to compare the model with (exit 1)."""
 
 
+def nothing_to_compare(*, without: int, owned: int, failed: int = 0) -> NothingToCompare:
+    """The one line for a library without a person's genre: ``without`` files have no genre,
+    ``owned`` only tagger's own, ``failed`` could not be read."""
+    total = without + owned + failed
+    return NothingToCompare(
+        f"no file carries a genre a person wrote ({plural(total, 'file')}: {without} without a genre, {owned} with "
+        f"tagger's own genres{f', {failed} unreadable' if failed else ''}): nothing to compare the model with; "
+        f"tag some files by hand (or with another tool) first")
+
+
 def build_evaluation(
     tracks: Sequence[Any],
     failed: Sequence[tuple[str, str]],
@@ -619,17 +629,15 @@ def build_evaluation(
 
     labels = tuple(meta.labels)
     failed_paths = {p for p, _ in failed}
+
     def is_person(t: Any) -> bool:
         return bool(t.genres) and not t.tagger_owned
 
     person = [t for t in tracks if is_person(t)]
     owned = sum(1 for t in tracks if t.genres and t.tagger_owned)
     if not person:
-        total = len(tracks) + len(failed_paths - {t.path for t in tracks})
-        raise NothingToCompare(
-            f"no file carries a genre a person wrote ({total} files: {len(tracks) - owned - len(person)} without a "
-            f"genre, {owned} with tagger's own genres{f', {len(failed)} failed' if failed else ''}): nothing to "
-            f"compare the model with; tag some files by hand (or with another tool) first")
+        unread = len(failed_paths - {t.path for t in tracks})
+        raise nothing_to_compare(without=len(tracks) - owned, owned=owned, failed=unread)
     base = settings if settings is not None else LearnSettings(merge={}, rename={}, drop=frozenset())
     taxonomy = build_taxonomy(((t.genres, t.album) for t in person),
                               dataclasses.replace(base, min_tracks=1, min_albums=1))

@@ -558,16 +558,24 @@ def test_evaluate_uses_the_models_own_thresholds_unless_min_confidence_is_given(
     assert "(min-confidence 0.4, top-k 1)" in r.stdout and "coverage 100.0% (3/3" in r.stdout
 
 
-def test_evaluate_exit_1_without_a_persons_genres(tmp_path, tiny_model):
+def test_evaluate_exit_1_without_a_persons_genres(tmp_path, tiny_model, monkeypatch):
     lib = tmp_path / "lib"
     files = {_flac(lib / f"{i}.flac", seed=i): _scores(rock=0.9) for i in range(3)}
+    (lib / "broken.mp3").write_bytes(b"ID3\x04\x00\x00\x7f\x7f\x7f\x7f" + b"\x00" * 64)  # its tags cannot be read
     db = tmp_path / "state.db"
     _store(db, tiny_model, files)
     cfg = _config(tmp_path)
-    r = _cli(["evaluate", lib, "--model", tiny_model.weights, "--state-db", db, "--config", cfg])
+    with monkeypatch.context() as m:  # said before anything is analysed
+        import tagger.library
+
+        m.setattr(tagger.library, "collect", lambda *a, **k: pytest.fail("collect ran"))
+        r = _cli(["evaluate", lib, "--model", tiny_model.weights, "--state-db", db, "--config", cfg])
     assert r.exit_code == 1
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("tagger: error:")]
-    assert len(err) == 1 and "no file carries a genre a person wrote (3 files: 3 without a genre" in err[0]
+    assert len(err) == 1, r.stderr
+    assert "no file carries a genre a person wrote (4 files: 3 without a genre, 0 with tagger's own genres, " \
+           "1 unreadable)" in err[0]
+    (lib / "broken.mp3").unlink()
     # tagger tags them (from the store: no Ray): now they hold tagger's own genres, still nothing to compare
     r = _cli(["tag", lib, "--model", tiny_model.weights, "--state-db", db, "--config", cfg])
     assert r.exit_code == 0, r.output

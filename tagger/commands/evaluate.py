@@ -134,6 +134,29 @@ def _targets(paths: list[str], options) -> list[str]:
     return found
 
 
+def some_persons_genre(paths: list[str], options) -> None:
+    """Read tags along the walk until a file with a person's genre turns up (at once, in a
+    library that has them); raise :class:`tagger.evaluate.NothingToCompare` when none does, so
+    that a library without one is told so before anything is analysed."""
+    from tagger import discover, tags
+    from tagger.errors import FileError
+    from tagger.evaluate import nothing_to_compare
+    from tagger.library import track_of
+
+    without = owned = unreadable = 0
+    for f in discover.walk(paths, exclude=options.exclude, problems=[]):
+        try:
+            t = track_of(f.path, tags.read_tags(f.path), None)
+        except FileError:
+            unreadable += 1
+            continue
+        if t.genres and not t.tagger_owned:
+            return
+        owned += bool(t.genres)
+        without += not t.genres
+    raise nothing_to_compare(without=without, owned=owned, failed=unreadable)
+
+
 def thresholds_in_effect(meta, options) -> tuple[float, dict[str, float], str]:
     """(threshold of the other labels, per-label thresholds, how to say it): the model's own
     thresholds unless a min-confidence was given (command line or config file), as ``tag``
@@ -158,6 +181,7 @@ def run_evaluate(paths: list[str], options, *, overrides, settings, reports: lis
     targets = _targets(paths, options)
     if not targets:
         raise FatalError(f"no audio files in {', '.join(paths)}")
+    some_persons_genre(targets, options)  # before any analysis: nothing to compare is said at once
     collected = collect(targets, options, progress=not options.quiet)
     if collected.interrupted:
         echo(f"evaluate: interrupted by {collected.interrupted}; nothing evaluated (what was analysed is stored)",
