@@ -15,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from tagger.evaluate import EVALUATED, FAILED, NO_GENRE, NO_PERSON, ROW_FIELDS, Evaluation, Figure
-from tagger.html_report import CSS as REPORT_CSS
-from tagger.html_report import _e, metric_lines
 from tagger.names import json_text, visible
 from tagger.report import plural
+
+try:  # the tag report's page, as tagger/report/ lays it out (wt-layout): its CSS is an asset file
+    from tagger.report.html_report import _e, asset, metric_lines
+
+    REPORT_CSS = asset("report.css")
+except ImportError:  # the single-module layout (tagger/html_report.py, CSS as a string)
+    from tagger.html_report import CSS as REPORT_CSS
+    from tagger.html_report import _e, metric_lines
 
 SUFFIXES = (".json", ".csv", ".html", ".htm")
 
