@@ -126,7 +126,7 @@ class LazyGroup(UsageExit, click.Group):
         "explain": ("tagger.explain", "explain_cmd", "Show why a track got its genre (picture or JSON)."),
         "learn": ("tagger.commands.learn", "learn_cmd", "Learn your library's own genres from the genres you wrote."),
         "evaluate": ("tagger.commands.evaluate", "evaluate_cmd",
-                     "How the model agrees with the genres you already wrote (nothing is written)."),
+                     "How the model agrees with the genres you wrote; writes nothing."),
     }
 
     def list_commands(self, ctx):
