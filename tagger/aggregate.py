@@ -250,7 +250,12 @@ def rank(scores: np.ndarray, labels: tuple[str, ...] | list[str], *, names: dict
 
 
 def _norm(values) -> tuple[str, ...]:
-    return tuple(v.strip().casefold() for v in values if v.strip())
+    """Genres as compared with a person's: by :func:`tagger.taxonomy.genre_key` (case, spacing and
+    punctuation aside: "Hip-Hop" is "Hip Hop"), so no style or [genres] spelling adds a genre a
+    person already has or respells theirs."""
+    from tagger.taxonomy import genre_key
+
+    return tuple(genre_key(v) or v.strip().casefold() for v in values if v.strip())
 
 
 def decide(
@@ -279,7 +284,7 @@ def decide(
     duplicates). A genre tagger wrote earlier (``tagger_owned``) is replaced when a different
     model runs, and left alone when the same model already wrote it. tagger's own genre is compared
     exactly (case included), so a changed name or ``--genre-style`` rewrites it; a person's genre
-    is compared ignoring case.
+    is compared by genre key (tagger.taxonomy.genre_key: "Hip Hop" is "hip-hop").
     """
     ranked = rank(scores, labels, names=names, user_map=user_map)
     per_label = dict(thresholds or {})
@@ -314,7 +319,7 @@ def decide(
             )
         if on_existing == "merge":
             have = set(_norm(existing))
-            merged = existing + tuple(g for g in new if g.casefold() not in have)
+            merged = existing + tuple(g for g in new if _norm((g,))[0] not in have)
             if len(merged) == len(existing):
                 return Decision(SKIP, "predicted genres already present", chosen=chosen, ranked=ranked)
             return Decision(TAG, "merged with existing genres", merged, chosen, ranked)

@@ -64,6 +64,13 @@ GENRE_FROM_ALBUM = "album"
 GENRE_FROM_TRACK = "track"
 
 
+def _genre(name: str) -> str:
+    """A genre as compared with a person's: its key (tagger.taxonomy.genre_key), as in aggregate."""
+    from tagger.taxonomy import genre_key
+
+    return genre_key(name) or name.strip().casefold()
+
+
 def _norm(text: str) -> str:
     return " ".join(str(text).split()).casefold()
 
@@ -273,11 +280,11 @@ def decide_album(members: Sequence[Member], labels, *, name: str = "", compilati
     if out.decision.action != TAG:
         return per_track(f"the album reaches no threshold ({out.decision.reason}): decided per track")
     album_labels = {r.label for r in out.decision.chosen}
-    album_names = {r.genre.casefold() for r in out.decision.chosen}
+    album_names = {_genre(r.genre) for r in out.decision.chosen}
     shown = "; ".join(out.decision.genres)
     if on_existing == "skip":
         against = [m for m in members if m.person_genres
-                   and not ({g.strip().casefold() for g in m.person_genres} & album_names)]
+                   and not ({_genre(g) for g in m.person_genres} & album_names)]
         if against:
             theirs = "; ".join(dict.fromkeys(g for m in against for g in m.person_genres))
             return per_track(f"the album's genre ({shown}) disagrees with the genre a person gave "

@@ -108,7 +108,8 @@ LEARN_HELP: dict[str, str] = {
              "punctuation do not matter).",
     "rename": "The name written for a genre: \"genre\" = \"Written Name\" (default: the library's most "
               "common spelling).",
-    "drop": "Genres never learnt.",
+    "drop": "Genres never learnt; a list here replaces the default (Other and Unknown, ID3v1's "
+            "placeholders).",
     "min_tracks": "Leave out genres with fewer tracks than this.",
     "min_albums": "Leave out genres on fewer albums than this.",
 }

@@ -737,6 +737,8 @@ Exit codes: 0 explained; 1 the file cannot be analysed (the reason is printed) o
               help="Decide the track with its album, as `tag` does [default: --albums].")
 @click.option("--album-dissent", type=click.FloatRange(0, 1), default=None, metavar="SCORE",
               help="As for `tag` [default: 0.8].")
+@click.option("--genre-style", type=click.Choice(["as-is", "beets", "id3v1", "lower"]), default=None,
+              help="How genre names are spelled, as for `tag` [default: as-is].")
 @click.option("--state-db", metavar="FILE", default=None,
               help="The state database whose stored analyses give the album's other tracks [default: as `tag`].")
 @click.option("--config", "config_path", metavar="FILE", default=None, help="Config file (as for `tagger tag`).")

@@ -7,15 +7,16 @@ are those of docs/genres.md; in short:
 
 **One key per genre** (:func:`genre_key`): two spellings are one genre when their keys are equal.
 
-1. Unicode NFKC, then accents folded: a letter's combining accents (U+0300..U+036F, after NFKD)
-   are dropped and ``ø æ œ ł đ ð þ ß`` become ``o ae oe l d d th ss`` ("Música" = "Musica",
-   "Électro" = "Electro"). Marks of other scripts (Japanese dakuten, Indic vowel signs) are kept:
-   they change the word. Then case-folded ("ROCK" = "rock").
+1. Unicode NFKC and case folding ("ROCK" = "rock", "Straße" = "STRASSE"), then accents folded:
+   a letter's combining accents (U+0300..U+036F, after NFKD) are dropped and ``ø æ œ ł đ ð þ``
+   become ``o ae oe l d d th`` ("Música" = "Musica", "Électro" = "Electro"). Marks of other
+   scripts (Japanese dakuten, Indic vowel signs) are kept: they change the letter. A key is its
+   own key (``genre_key(genre_key(x)) == genre_key(x)``).
 2. "and" is one symbol wherever it joins two words: ``&``, ``+``, the word ``and``, and the
    ``n`` of ``'n'`` / ``'n`` / ``n'`` / a lone ``n`` between words ("Drum & Bass" = "Drum and Bass"
    = "Drum'n'Bass" = "drum n bass"; "Rock 'n' Roll" = "Rock & Roll"). An ``&`` that joins nothing
    ("& Country") stays as it is, so it never matches the word alone.
-3. Every other punctuation character (Unicode category P: spaces' friends ``-`` ``–`` ``.`` ``/``
+3. Every other punctuation character (Unicode category P: ``-`` ``–`` ``.`` ``/``
    ``'`` ``_`` ``,`` brackets, quotes) and all spacing is removed ("Hip Hop" = "hip-hop" =
    "HipHop" = "Hip-Hop"; "Singer/Songwriter" = "Singer-Songwriter"; "Alt. Rock" = "Alt Rock").
    Letters, digits and symbols (``#``, ``$``, emoji) are kept.
@@ -88,8 +89,8 @@ _ALIASES = {"rnb": "r&b", "dnb": "drum&bass", "d&b": "drum&bass"}
 
 
 def _fold_accents(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.translate(_LETTER_FOLD))
-    kept = "".join(c for c in decomposed if not 0x300 <= ord(c) <= 0x36F)
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = "".join(c for c in decomposed if not 0x300 <= ord(c) <= 0x36F).translate(_LETTER_FOLD)
     return unicodedata.normalize("NFC", kept)
 
 
@@ -98,7 +99,7 @@ def genre_key(name: str) -> str:
     """One key per genre whatever its case, accents, spacing and punctuation (module docstring):
     "Hip Hop", "hip-hop" and "HipHop" -> ``"hiphop"``; "Drum & Bass", "drum n bass" ->
     ``"drum&bass"``; "" or only spaces/punctuation -> ``""``."""
-    text = _fold_accents(unicodedata.normalize("NFKC", name)).casefold().translate(_APOSTROPHES)
+    text = _fold_accents(unicodedata.normalize("NFKC", name).casefold()).translate(_APOSTROPHES)
     # punctuation other than & and ' (and the + of "Jazz+Funk") separates words like a space does
     text = "".join(" " if _separates(c) else c for c in text)
     text = _AND_WORD.sub("&", text)
@@ -156,7 +157,7 @@ def _id3v1_parse(value: str) -> list[str] | None:
     if m is None:
         return None
     names = [n for n in (_number_name(r) for r in _ID3_REF.findall(m.group(1))) if n]
-    rest = m.group(2).strip()
+    rest = m.group(2).strip().lstrip(",/;").strip()  # "(17)/Pop": the refinement is "Pop"
     if rest and not (names and genre_key(rest) == genre_key(names[-1])):
         names.append(rest[1:] if rest.startswith("((") else rest)
     return names
@@ -253,7 +254,14 @@ def split_values(values: Sequence[str], known_keys: Collection[str] = ()) -> lis
     named first. See the module docstring for the rules and examples."""
     if isinstance(values, str):
         values = [values]
-    known = known_keys if isinstance(known_keys, (set, frozenset, dict)) else frozenset(known_keys)
+    known = known_keys if isinstance(known_keys, frozenset) else frozenset(known_keys)
+    return list(_split(tuple(v for v in values if isinstance(v, str)), known))
+
+
+@functools.lru_cache(maxsize=65536)
+def _split(values: tuple[str, ...], known: frozenset[str]) -> tuple[str, ...]:
+    """:func:`split_values`, cached: a library repeats the same few values on many files (a
+    frozenset caches its hash, so the key costs little)."""
     id3 = _id3v1_by_key()
 
     def is_genre(text: str) -> bool:
@@ -265,13 +273,14 @@ def split_values(values: Sequence[str], known_keys: Collection[str] = ()) -> lis
     for part in _hard_parts(values):
         pieces = [part]
         if "," in part or "/" in part:
+            part = _clean(part.strip(",/")) or part  # "Rock/" is Rock
             pieces = _soft(part, is_genre) or [part]
         for p in pieces:
             k = genre_key(p)
             if k and k not in seen:
                 seen.add(k)
                 out.append(p)
-    return out
+    return tuple(out)
 
 
 # -- written styles --------------------------------------------------------------------------------
@@ -287,28 +296,52 @@ _BEETS = {genre_key(n): n for n in (
     "MPB", "AOR", "Reggaeton", "Dancehall", "Dubstep", "Electronica", "Chanson", "Schlager", "Zydeco",
 )}
 #: Words title case leaves lower case unless they begin the name.
-_SMALL = frozenset({"and", "n", "of", "the", "in", "on", "a", "an", "de", "del", "la", "le", "en", "y", "et",
-                    "und", "di", "da", "do", "e", "for", "to", "with"})
+_SMALL = frozenset({"and", "n", "of", "the", "in", "on", "an", "de", "del", "la", "le", "en", "et", "und", "di",
+                    "da", "do", "for", "to", "with"})
+
+
+@functools.lru_cache(maxsize=1)
+def _genre_words() -> frozenset[str]:
+    """Lower-case words of genre names (ID3v1 list, beets table): an all-capitals word among them
+    is shouted ("ROCK"), any other all-capitals word an acronym ("EDM", "UK")."""
+    words: set[str] = set()
+    for name in (*id3v1_genres(), *_BEETS.values()):
+        words.update(w for w in re.split(r"[^\w]+", name.lower()) if w)
+    return frozenset(words)
+
+
+def _same_genre_case(text: str, changed: str) -> str:
+    """``changed`` (``text`` in another case) where the case change keeps every character the same
+    to :func:`genre_key` (never, e.g., dotless i -> I), else ``text``'s own character."""
+    if len(text) == len(changed) and all(genre_key(a) == genre_key(b) for a, b in zip(text, changed, strict=True)):
+        return changed
+    if genre_key(changed) == genre_key(text):
+        return changed
+    return text
 
 
 def _title(name: str) -> str:
-    """Title case: each word's first letter upper case; a word that mixes cases ("EDM", "McCoy")
-    otherwise as written, an all-lower or all-upper name lowered first; small words lower."""
-    flat = name.islower() or name.isupper()
-    words = re.split(r"(\s+|-|/)", name)
+    """Title case, word by word (words split at spaces, ``-`` and ``/``): the first letter upper
+    case, the rest as written; a word in capitals stays so (an acronym: "EDM", "UK") unless it is a
+    genre word shouted ("ROCK", "DEATH METAL"); small words ("and", "of", "the") lower case unless
+    they begin the name."""
     out = []
     first = True
-    for w in words:
-        if not w or w.isspace() or w in "-/":
+    for w in re.split(r"(\s+|-|/)", name):
+        if not w or w.isspace() or w in ("-", "/"):
             out.append(w)
             continue
         low = w.lower()
-        if not first and low.strip("'") in _SMALL and w.strip("'") in (low.strip("'"), low.strip("'").upper()):
-            out.append(low)
+        if not first and low in _SMALL:
+            out.append(_same_genre_case(w, low))
+        elif w.isupper() and len(w) > 1 and low not in _genre_words():
+            out.append(w)
         else:
-            base = low if flat or w.islower() else w
+            base = _same_genre_case(w, low) if w.isupper() else w
             i = next((j for j, c in enumerate(base) if c.isalpha()), None)
-            out.append(base if i is None else base[:i] + base[i].upper() + base[i + 1:])
+            if i is not None:
+                base = base[:i] + _same_genre_case(base[i], base[i].upper()) + base[i + 1:]
+            out.append(base)
         first = False
     return "".join(out)
 
@@ -322,7 +355,7 @@ def styled(name: str, style: str) -> str:
     if style == "as-is":
         return name
     if style == "lower":
-        return name.lower()
+        return _same_genre_case(name, name.lower())
     key = genre_key(name)
     if style == "id3v1":
         return _id3v1_by_key().get(key, name) if key else name
@@ -430,6 +463,10 @@ class Taxonomy:
     merges: Mapping[str, str] = field(default_factory=dict)  # source key -> target key
     settings: LearnSettings = field(default_factory=LearnSettings)
 
+    @functools.cached_property
+    def _kept(self) -> frozenset[str]:
+        return frozenset(g.key for g in self.genres)
+
     def keys(self) -> tuple[str, ...]:
         return tuple(g.key for g in self.genres)
 
@@ -440,7 +477,7 @@ class Taxonomy:
 
     def labels_of(self, raw: Sequence[str]) -> tuple[str, ...]:
         """The kept genre keys of one track's raw values, in order, no repeats."""
-        kept = {g.key for g in self.genres}
+        kept = self._kept
         out: list[str] = []
         for g in split_values(raw, self.known):
             k = self.key_of(g)
