@@ -82,10 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         cpu = platform.processor() or platform.machine()
         try:
-            for line in open("/proc/cpuinfo", encoding="utf-8"):
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
         except OSError:
             pass
         Path(a.json).write_text(json.dumps({

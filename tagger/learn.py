@@ -30,8 +30,9 @@ thresholds are chosen on all the out-of-fold scores (each from a model that did 
 
 **Thresholds.** Per genre, the lowest threshold whose precision reaches the target
 (:func:`tagger.metrics.threshold_for_precision`): the most tracks at that precision. A genre that
-cannot reach it gets :data:`NEVER` (its genre is never written) and the report says so, with the
-best precision it reached: lower ``--target-precision`` to have it written.
+cannot reach it is never written: :data:`NEVER` in the cross-validation, and left out of the
+exported model (a stored threshold of 1 could still be met by a score float32 rounds to 1); the
+report says so, with the best precision it reached: lower ``--target-precision`` to have it written.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ L2_DEFAULT = 1e-2
 INNER_FOLDS = 3
 #: Artist grouping is dropped for album grouping when one group would hold more than this share.
 MAX_GROUP_SHARE = 0.5
-#: The stored threshold of a genre that cannot reach the target precision: above any score, so
-#: it is never written.
-NEVER = 1.0
+#: The threshold of a genre that cannot reach the target precision, in the cross-validation:
+#: above any score, so it is never written (the exported model leaves such a genre out).
+NEVER = math.inf
 GROUPINGS = ("album+artist", "album")
 
 
@@ -377,7 +378,7 @@ def decisions(scores: np.ndarray, thresholds: np.ndarray, *, top_k: int) -> np.n
     score first, among those scoring at least their threshold (a :data:`NEVER` genre: none)."""
     s = np.asarray(scores, np.float64)
     thr = np.asarray(thresholds, np.float64)
-    ok = (s >= thr) & (thr < NEVER)
+    ok = s >= thr
     ranked = np.where(ok, s, -np.inf)
     out = np.zeros(s.shape, bool)
     order = np.argsort(-ranked, axis=1, kind="stable")[:, :top_k]
@@ -445,21 +446,18 @@ def map_labels(labels: Sequence[str], keys: Sequence[str], *, key_of: Callable[[
 
 
 def base_decisions(scores: np.ndarray, mapping: Mapping[int, int], genres: int, *, top_k: int,
-                   min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """What the backbone model writes (up to ``top_k`` labels scoring at least
-    ``min_confidence``), as library genres: (n, genres) bool, and per track whether it wrote
-    anything at all (a label outside the library's genres counts as written, to no genre)."""
+                   thresholds: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the backbone model writes (as ``tagger tag`` decides: up to ``top_k`` labels, best
+    first, among those reaching their threshold), as library genres: (n, genres) bool, and per
+    track whether it wrote anything at all (a label outside the library's genres counts as
+    written, to no genre)."""
     s = np.asarray(scores, np.float64)
-    order = np.argsort(-s, axis=1, kind="stable")[:, :top_k]
+    thr = np.broadcast_to(np.asarray(thresholds, np.float64), s.shape[1:])
+    chosen = decisions(s, thr, top_k=top_k)
     out = np.zeros((s.shape[0], genres), bool)
-    wrote = np.zeros(s.shape[0], bool)
-    for i in range(s.shape[0]):
-        for lab in order[i]:
-            if s[i, lab] >= min_confidence:
-                wrote[i] = True
-                if int(lab) in mapping:
-                    out[i, mapping[int(lab)]] = True
-    return out, wrote
+    for lab, col in mapping.items():
+        out[:, col] |= chosen[:, lab]
+    return out, chosen.any(axis=1)
 
 
 # -- figures ------------------------------------------------------------------------------------------------
@@ -519,7 +517,7 @@ def evaluation(data: Labelled, cv: CrossValidation, final_thresholds: Sequence[t
         thr, prec, rec = final_thresholds[j]
         genres.append({
             "key": key, "name": data.names[j], "tracks": int(y[:, j].sum()),
-            "threshold": NEVER if thr is None else round(float(thr), 6), "reachable": thr is not None,
+            "threshold": None if thr is None else round(float(thr), 6), "reachable": thr is not None,
             # on the pooled out-of-fold scores, at the final threshold (what chose it: optimistic)
             "threshold_precision": round_or_none(prec) if thr is not None else None,
             "threshold_recall": round_or_none(rec) if thr is not None else None,

@@ -57,7 +57,7 @@ def with_ci(v: float | None, ci: Any) -> str:
 
 def threshold_text(g: Mapping[str, Any]) -> str:
     if g.get("reachable"):
-        return f"{g['threshold']:.2f}"
+        return f"{g['threshold']:.3f}"
     best = g.get("best_precision")
     return "never" + (f" (best {best:.0%})" if isinstance(best, (int, float)) else "")
 

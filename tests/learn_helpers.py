@@ -21,7 +21,7 @@ SECONDS = 3.0
 
 #: genre -> the ways its albums spell it (one spelling per album, in turn)
 SPELLINGS = {
-    "Classical": ["Classical", "classical", "CLASSICAL ", "(32)"],
+    "Classical": ["Classical", "classical", "(32)", "CLASSICAL "],
     "Metal": ["Metal", "metal", "Metal; Rock", "(9)"],
     "Electronic": ["Electronic", "electronic", "Electronic/Dance", "ELECTRONIC"],
 }

@@ -195,10 +195,10 @@ def run_learn(paths: list[str], options, settings, *, out: str | None, dry_run: 
     owned = sum(1 for tr in tracks if tr.genres and tr.tagger_owned)
     if owned:
         _say(f"{owned} file(s) carry tagger's own genres: analysed, but not labels")
-    for path, why in unreadable:
-        log.warning("%s: %s", path, why)
     L.check_labels(tracks, taxonomy)
     if dry_run:
+        for path, why in unreadable:  # a real run's analysis reports them (once)
+            log.warning("%s: %s", path, why)
         _say(f"dry run: {len(taxonomy.genres)} genres would be learnt from {taxonomy.tracks_labelled} tracks")
         return EXIT_OK
     assert out is not None
@@ -239,13 +239,26 @@ def run_learn(paths: list[str], options, settings, *, out: str | None, dry_run: 
     meta = collected.meta
     mapping = L.map_labels(meta.labels, data.keys, key_of=taxonomy.key_of, display_names=meta.display_names,
                            user_map=options.genre_map)
+    from tagger.aggregate import thresholds_for
+
+    base_thresholds = thresholds_for(meta, options)
     base_pred, base_wrote = L.base_decisions(data.base_scores, mapping, len(data.keys), top_k=options.top_k,
-                                             min_confidence=options.min_confidence)
+                                             thresholds=base_thresholds.array(meta.labels))
     ev = L.evaluation(data, cv, thresholds, base_labels=meta.labels, mapping=mapping, base_predicted=base_pred,
                       base_wrote=base_wrote)
 
+    from tagger import learn_report
+
     report = _report(paths, tracks, unreadable, collected, taxonomy, data, plan, choice, ev, target=target,
                      options=options, started=started, seed=seed)
+    if not any(g["reachable"] for g in ev["genres"]):
+        for line in learn_report.genre_table(report):
+            _say(line)
+        learn_report_path = out_dir / REPORT_JSON
+        out_dir.mkdir(parents=True, exist_ok=True)
+        learn_report.write(report, learn_report_path)
+        raise L.LearnError(f"no genre reaches {target:.0%} precision: nothing to write (see {learn_report_path}); "
+                           "lower --target-precision")
     t = time.perf_counter()
     files = _export(out_dir, collected, data, final, ev, report, plan=plan, target=target, options=options)
     timing["export"] = time.perf_counter() - t
@@ -256,8 +269,6 @@ def run_learn(paths: list[str], options, settings, *, out: str | None, dry_run: 
         report["model"]["as_default"] = True
         report["model"]["config"] = str(_set_default(out_dir, config_file))
     report["timing"] = {k: round(v, 3) for k, v in timing.items()}
-    from tagger import learn_report
-
     learn_report.write(report, out_dir / REPORT_JSON)
     if report_path:
         learn_report.write(report, report_path, images=images)
@@ -268,12 +279,12 @@ def run_learn(paths: list[str], options, settings, *, out: str | None, dry_run: 
         _say(line)
     for g in ev["genres"]:
         if not g["reachable"]:
-            _say(f"note: {g['name']} cannot reach {target:.0%} precision (best {L.round_or_none(g['best_precision'])}): "
-                 "never written; lower --target-precision to have it written")
+            _say(f"note: {g['name']} cannot reach {target:.0%} precision (best {g['best_precision']:.0%}): left out "
+                 "of the model, never written; lower --target-precision to have it written")
     for line in learn_report.summary_lines(report):
         _say(line)
-    for path, why in collected.failed:
-        log.warning("failed: %s: %s", path, why)
+    if collected.failed:
+        _say(f"{len(collected.failed)} file(s) failed (their reasons: above, and in {out_dir / REPORT_JSON})")
     _say(f"model: {out_dir} (id {report['model']['model_id']}); report: {out_dir / REPORT_JSON}"
          + (f", {report_path}" if report_path else ""))
     if as_default:
@@ -336,7 +347,8 @@ def _report(paths, tracks, unreadable, collected, taxonomy, data, plan, choice, 
         },
         "taxonomy": _taxonomy_dict(taxonomy),
         "base_model": {"name": meta.name or meta.model_id, "model_id": meta.model_id, "backbone": collected.backbone,
-                       "top_k": options.top_k, "min_confidence": options.min_confidence, "mapping": mapping},
+                       "top_k": options.top_k, "min_confidence": _base_threshold(meta, options),
+                       "mapping": mapping},
         "embedding_size": int(data.x.shape[1]),
         "cv": {**plan.to_dict(), "l2": choice.l2, "l2_losses": {f"{k:g}": round(v, 5) for k, v in choice.losses.items()},
                "l2_folds": choice.folds, "target_precision": target, "top_k": options.top_k, "seed": seed,
@@ -344,6 +356,13 @@ def _report(paths, tracks, unreadable, collected, taxonomy, data, plan, choice, 
                              "at thresholds chosen on the other folds"},
         **ev,
     }
+
+
+def _base_threshold(meta, options) -> float | dict[str, float]:
+    from tagger.aggregate import thresholds_for
+
+    t = thresholds_for(meta, options)
+    return t.default if t.uniform else {label: t.of_label(label) for label in meta.labels}
 
 
 def _taxonomy_dict(taxonomy) -> dict[str, Any]:
@@ -367,8 +386,9 @@ def _export(out_dir: Path, collected, data, final, ev, report, *, plan, target, 
     training = {
         "description": f"a head for {len(data.keys)} genres a person wrote, learnt by `tagger learn` on the "
                        f"embeddings of {collected.meta.name or collected.meta.model_id}",
-        "library": {"paths": lib["paths"], "files": lib["files"], "labelled_tracks": lib["labelled_tracks"],
-                    "date": lib["date"]},
+        # "path" as `tagger info` reads it (learnt from: ...), "paths" as the learn report has it
+        "library": {"paths": lib["paths"], "path": lib["paths"], "files": lib["files"],
+                    "labelled_tracks": lib["labelled_tracks"], "date": lib["date"]},
         "taxonomy": {k: v for k, v in report["taxonomy"].items() if k != "table"},
         "cv": {k: report["cv"][k] for k in ("folds", "grouping", "groups", "notes", "l2", "target_precision", "top_k",
                                             "seed")},
@@ -378,13 +398,21 @@ def _export(out_dir: Path, collected, data, final, ev, report, *, plan, target, 
                            "backbone": collected.backbone},
         "command": ["tagger", *sys.argv[1:]],
     }
-    thresholds = {g["key"]: float(g["threshold"]) for g in ev["genres"]}
+    # a genre that cannot reach the target precision is not in the model: never written (a
+    # threshold of 1 could still be met by a score that float32 rounds to 1)
+    keep = [j for j, g in enumerate(ev["genres"]) if g["reachable"]]
+    unreached = [g for g in ev["genres"] if not g["reachable"]]
+    training["taxonomy"]["left_out"] = list(training["taxonomy"]["left_out"]) + [
+        {"key": g["key"], "name": g["name"], "tracks": g["tracks"],
+         "reason": f"cannot reach {target:.0%} precision (best {g['best_precision']:.0%})"} for g in unreached]
+    labels = [data.keys[j] for j in keep]
+    thresholds = {g["key"]: float(g["threshold"]) for g in ev["genres"] if g["reachable"]}
     metrics = L.model_metrics(ev, target=target, plan=plan, tracks=len(data.paths))
     out_dir.mkdir(parents=True, exist_ok=True)
-    return build_head_bundle(backbone, weights=final.weights, bias=final.bias, labels=list(data.keys),
-                             display_names=dict(zip(data.keys, data.names, strict=True)), thresholds=thresholds, out_dir=out_dir,
-                             model_name=f"learnt-{len(data.keys)}-genres", training=training, metrics=metrics,
-                             name="model")
+    return build_head_bundle(backbone, weights=final.weights[:, keep], bias=final.bias[keep], labels=labels,
+                             display_names={data.keys[j]: data.names[j] for j in keep}, thresholds=thresholds,
+                             out_dir=out_dir, model_name=f"learnt-{len(labels)}-genres", training=training,
+                             metrics=metrics, name="model")
 
 
 def _model_id(files) -> str:
