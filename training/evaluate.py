@@ -70,15 +70,16 @@ def summarise(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> 
     }
 
 
-def track_predictions(probs: np.ndarray, owner: np.ndarray, n_tracks: int) -> np.ndarray:
-    """Chunk probabilities -> track scores by :func:`tagger.aggregate.track_scores` (mean).
+def track_predictions(probs: np.ndarray, owner: np.ndarray, n_tracks: int, aggregation: str = "mean") -> np.ndarray:
+    """Chunk outputs -> track scores by :func:`tagger.aggregate.track_scores` (the model's
+    ``aggregation``: the mean of chunk probabilities for every model trained here).
 
     probs : shape (n_chunks, n_labels); owner : shape (n_chunks,), track index of each chunk.
     Returns shape (n_tracks, n_labels), float32.
     """
     from tagger.aggregate import track_scores
 
-    return np.stack([track_scores(probs[owner == i]) for i in range(n_tracks)])
+    return np.stack([track_scores(probs[owner == i], aggregation) for i in range(n_tracks)])
 
 
 # ---------------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def evaluate_run(run_dir: str | Path, *, side: str = "test") -> dict[str, Any]:
     x, owner = load_chunks(cache, [sha_of[t] for t in tracks])
     probs = model.predict(standardise(x, model.meta.features))
     labels = list(model.meta.labels)
-    scores = track_predictions(probs, owner, len(tracks))
+    scores = track_predictions(probs, owner, len(tracks), model.meta.aggregation)
     label_of = work.label_of
     index = {lab: i for i, lab in enumerate(labels)}
     y_true = np.array([index[label_of[t]] for t in tracks])
