@@ -458,7 +458,7 @@ def base_decisions(scores: np.ndarray, mapping: Mapping[int, int], genres: int, 
     out = np.zeros((s.shape[0], genres), bool)
     for lab, col in mapping.items():
         out[:, col] |= chosen[:, lab]
-    return out, chosen.any(axis=1)
+    return out, np.asarray(chosen.any(axis=1), bool)
 
 
 # -- figures ------------------------------------------------------------------------------------------------
