@@ -168,8 +168,9 @@ def _collect(paths: list[str], opts: TagOptions, state, *, progress: bool) -> Co
         found = list(discover.walk(paths, exclude=opts.exclude, problems=[]))
         stored = usable_analyses(state, found, meta, sampling_spec(opts))
         has_embedding = any(a.embedding is not None for a in stored.values())
-        # files analysed now and still no embedding anywhere: the model computes none
-        no_embeddings = first.stats.analysed > 0 and not has_embedding
+        # analyses made (now or stored) and no embedding anywhere: the model computes none (a model
+        # either computes one in every forward pass or never), so nothing is analysed again for it
+        no_embeddings = not has_embedding and (first.stats.analysed > 0 or bool(stored))
         again = [f.path for f in found if f.path not in failed
                  and (f.path not in stored or (stored[f.path].embedding is None and not no_embeddings))]
         if again:

@@ -97,3 +97,15 @@ def _open(db):
     from tagger.state import StateDB
 
     return StateDB(db)
+
+
+def test_collect_with_a_model_without_embeddings_reuses_the_store(tmp_path, tiny_model):
+    """A model that computes no embedding (the tiny test model has no penultimate layer): the
+    second collect takes every analysis from the store instead of analysing everything again."""
+    lib = make_library(tmp_path / "lib", albums_per_genre=1, tracks_per_album=2, genres=("Classical", "Metal"),
+                       untagged_albums=0, tagger_owned=0, seconds=2.0)
+    opts = TagOptions(model=str(tiny_model.weights), state_db=str(tmp_path / "state.db"), workers=2)
+    c = collect([str(lib.root)], opts, progress=False)
+    assert c.analysed == len(lib.truth) and all(t.analysis.embedding is None for t in c.tracks)
+    c2 = collect([str(lib.root)], opts, progress=False)
+    assert c2.analysed == 0 and c2.stored == len(lib.truth)
