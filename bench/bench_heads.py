@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         unit_chunk = unit_track = 0.0
         norms = fp32.head_norms
+        assert norms is not None  # build_head_bundle's head is a Dense layer
         head_worst, head_close, head_flips_after = 0.0, 0, 0
         for x in feats:
             fa, fb = fp32.predict_full(x), bf16.predict_full(x)

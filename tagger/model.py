@@ -589,7 +589,7 @@ class GenreModel:
         if self.meta.aggregation != "logit-mean":
             return None
         last = self.net.layers[-1] if getattr(self.net, "layers", None) else None
-        if type(last).__name__ != "Dense":
+        if last is None or type(last).__name__ != "Dense":
             return None
         import keras
 
