@@ -319,6 +319,7 @@ class Tagger:
         self._since_flush = 0
         self._explain: list[tuple[str, dict[str, Any]]] = []
         self._exact: Callable[[np.ndarray], np.ndarray] | None = None  # float32 re-check (bfloat16 CPU inference)
+        self._head_norms: np.ndarray | None = None  # a logit-mean head's column norms (its bfloat16 bound)
         self.state_problem: StateError | None = None  # the state database refused a write during the run
         self._decided = decision_key(options, self.meta)
         #: the thresholds in effect, as close calls take them (one number, or one per label)
@@ -635,6 +636,7 @@ class Tagger:
                 predict = predictors[0].predict_full
                 if predictors[0].approximate:  # bfloat16 on the CPU: close calls are re-done in float32
                     self._exact = predictors[0].predict_exact
+                    self._head_norms = predictors[0].head_norms  # a logit-mean head's own bound
             self.stats.startup["model"] = time.perf_counter() - t
             emb = (_predictor_info(predictors[:1]) or [{}])[0].get("embedding") or {}
             self._backbone = str(emb.get("backbone") or "") if emb.get("size") else ""
@@ -866,8 +868,8 @@ class Tagger:
             features = r["features"]
             if prior is not None:
                 scores, features = self._with_prior(r, prior, scores)
-            if self._exact is not None and _close_call(scores, top_k=self.options.top_k,
-                                                       min_confidence=self._thr, chunks=r["chunks"]):
+            if self._exact is not None and _close_call(scores, top_k=self.options.top_k, min_confidence=self._thr,
+                                                       chunks=r["chunks"], head_norms=self._head_norms):
                 t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
                 out = self._exact(np.asarray(features, dtype=np.float32))
                 exact = track_scores(out, self._agg)
@@ -1106,10 +1108,14 @@ def _adaptive():
     return adaptive
 
 
-def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float | np.ndarray, chunks: int) -> bool:
-    from tagger.model import close_call
+def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float | np.ndarray, chunks: int,
+                head_norms: np.ndarray | None = None) -> bool:
+    """Whether a bfloat16 track decision must be re-done in float32: the shipped models' bound,
+    or a logit-mean head's own (:func:`tagger.model.head_bf16_error`)."""
+    from tagger.model import close_call, head_bf16_error
 
-    return close_call(scores, top_k=top_k, min_confidence=min_confidence, chunks=chunks)
+    error = None if head_norms is None else head_bf16_error(scores, head_norms, chunks=chunks)
+    return close_call(scores, top_k=top_k, min_confidence=min_confidence, chunks=chunks, error=error)
 
 
 def _predictor_info(predictors) -> list[dict[str, Any]]:

@@ -174,6 +174,24 @@ def test_close_calls_with_per_label_thresholds():
             close_call(s, top_k=1, min_confidence=np.full(4, 0.4), error=0.02)
 
 
+def test_a_heads_bfloat16_bound_follows_its_weights_and_its_scores():
+    from tagger.model import HEAD_BF16_LOGIT, HEAD_BF16_LOGIT_CHUNK, close_call, head_bf16_error
+
+    norms = np.array([1.0, 2.0, 2.0, 0.0])
+    s = np.array([0.5, 0.5, 0.999999, 0.5])
+    err = head_bf16_error(s, norms, chunks=1)
+    d = HEAD_BF16_LOGIT + HEAD_BF16_LOGIT_CHUNK
+    assert err[0] == pytest.approx(sigmoid(d) - 0.5) and err[1] == pytest.approx(sigmoid(2 * d) - 0.5)
+    assert err[2] < 1e-5 and err[3] == 0.0  # a saturated score barely moves; a zero column not at all
+    assert np.all(head_bf16_error(s, norms, chunks=100) < err + 1e-12)
+    # per-label errors in close_call: one scalar for every label gives the old answers
+    scores = np.array([0.6, 0.55, 0.2, 0.1])
+    assert close_call(scores, top_k=1, min_confidence=0.4, error=np.full(4, 0.02)) == \
+        close_call(scores, top_k=1, min_confidence=0.4, error=0.02)
+    assert not close_call(scores, top_k=1, min_confidence=0.4, error=np.array([0.01, 0.01, 0.3, 0.3]))
+    assert close_call(scores, top_k=1, min_confidence=0.4, error=np.array([0.01, 0.05, 0.0, 0.0]))
+
+
 def _old_decision_key(o: TagOptions, min_confidence: float) -> str:
     d = {"top_k": o.top_k, "min_confidence": round(float(min_confidence), 6), "on_existing": o.on_existing,
          "genres": sorted(o.genre_map.items()), "albums": bool(o.albums),
@@ -537,7 +555,13 @@ def test_bfloat16_close_calls_of_a_head_are_redone_in_float32(backbone, tmp_path
     files, _, _ = _head(backbone, tmp_path / "head", weights=np.random.default_rng(4).normal(0, 3.0, (8, 4)))
     exact = _tag(track.parent, files.weights, tmp_path / "f.db", "--whole-track", "--min-confidence", "0")
     monkeypatch.setenv("TAGGER_CPU_BF16", "1")
-    monkeypatch.setattr(model, "BF16_ERROR", 10.0)  # every decision a close call
+    # the head's own bound decides (the shipped models' one is not used for it)
+    monkeypatch.setattr(model, "BF16_ERROR", 10.0)
+    monkeypatch.setattr(model, "HEAD_BF16_LOGIT", 0.0)
+    monkeypatch.setattr(model, "HEAD_BF16_LOGIT_CHUNK", 0.0)
+    clear = _tag(track.parent, files.weights, tmp_path / "c.db", "--whole-track", "--min-confidence", "0")
+    assert clear["timing"]["rechecked"] == 0
+    monkeypatch.setattr(model, "HEAD_BF16_LOGIT", 100.0)  # every decision a close call
     rep = _tag(track.parent, files.weights, tmp_path / "b.db", "--whole-track", "--min-confidence", "0")
     assert rep["timing"]["rechecked"] == 1
     assert any(p.get("exact_fallback") == "float32" for p in rep["model"]["inference"]["predictors"])
