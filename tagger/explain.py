@@ -17,7 +17,6 @@ the picture of each uncertain file into a folder beside the HTML report and link
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 
-from tagger.errors import AudioError, DecodeError, FatalError, FileError, TaggerError, TagReadError
+from tagger.errors import AudioError, DecodeError, FileError, TagReadError
 
 log = logging.getLogger(__name__)
 
@@ -656,96 +654,3 @@ def attach_to_report(tagger, options) -> None:
 def _safe_name(stem: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
     return keep.strip("._")[:60] or "track"
-
-
-# ---------------------------------------------------------------------------------------------
-# the command
-# ---------------------------------------------------------------------------------------------
-
-EXPLAIN_HELP = """Show why FILE gets the genre `tagger tag` would give it.
-
-Draws one picture (--out, PNG): the waveform, the log-mel spectrogram the model saw, the genre
-probabilities of every analysis chunk over time, and the track scores against the threshold,
-with the chosen genre(s), the model id and the file's existing genre. --json prints the same
-numbers instead. Uses the same decoding, features, model and decision as `tagger tag` (and its
-options and config file); never writes tags.
-
-Exit codes: 0 explained; 1 the file cannot be analysed (the reason is printed) or a bad model.
-"""
-
-
-@click.command("explain", help=EXPLAIN_HELP)
-@click.argument("file", type=click.Path(path_type=str))
-@click.option("--out", "-o", metavar="PNG", default=None,
-              help="Where to write the picture [default: FILE's name + .explain.png in the current folder; "
-                   "none with --json unless given].")
-@click.option("--json", "as_json", is_flag=True, help="Print the numbers (per-chunk probabilities, scores, decision) as JSON.")
-@click.option("--model", metavar="PATH", default=None, help="A model (NAME.keras or NAME.npz with NAME.json beside it, or its folder).")
-@click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), default=None, help="Shipped model to use.")
-@click.option("--top-k", type=click.IntRange(1, 10), default=None, help="Write up to K genres [default: 1].")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, help="Threshold [default: 0.4].")
-@click.option("--on-existing", type=click.Choice(["skip", "replace", "merge"]), default=None,
-              help="What `tag` does with a genre a person wrote [default: skip].")
-@click.option("--analysis-seconds", type=click.FloatRange(min=1), default=None,
-              help="Analyse about this many seconds, sampled across the track (as `tag` does).")
-@click.option("--albums/--no-albums", default=None,
-              help="Decide the track with its album, as `tag` does [default: --albums].")
-@click.option("--album-dissent", type=click.FloatRange(0, 1), default=None, metavar="SCORE",
-              help="As for `tag` [default: 0.8].")
-@click.option("--state-db", metavar="FILE", default=None,
-              help="The state database whose stored analyses give the album's other tracks [default: as `tag`].")
-@click.option("--config", "config_path", metavar="FILE", default=None, help="Config file (as for `tagger tag`).")
-@click.pass_context
-def explain_cmd(ctx: click.Context, file: str, out: str | None, as_json: bool, config_path: str | None, **cli) -> None:
-    from tagger.cli import fail, setup_logging
-    from tagger.config import load_config, resolve
-
-    root = ctx.find_root().obj
-    setup_logging(verbose=getattr(root, "verbose", 0))
-    try:
-        file_values, cfg_path = load_config(Path(config_path) if config_path else None, explicit=bool(config_path))
-        explicit = {k for k in cli
-                    if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE and cli[k] is not None}
-        options, _ = resolve(dict(cli), explicit, file_values, cfg_path)
-    except (TaggerError, ValueError) as exc:
-        fail(ctx, exc if isinstance(exc, TaggerError) else FatalError(str(exc)))
-        return
-    if not os.path.lexists(file):
-        fail(ctx, FatalError(f"{file}: no such file or folder"))
-    if os.path.isdir(file):
-        fail(ctx, FatalError(f"{file}: is a folder; explain takes one file (use `tagger tag --dry-run --report` for folders)"))
-    try:
-        expl = explain_file(file, options=options)
-        from tagger.state import default_state_path
-
-        album_context(expl, state_db=options.state_db or default_state_path())
-        picture = None
-        if out or not as_json:
-            picture = render_png(expl, out or f"{_safe_name(Path(file).stem)}.explain.png")
-    except TaggerError as exc:
-        fail(ctx, exc)
-        return
-    except OSError as exc:
-        fail(ctx, FatalError(f"cannot write the picture: {exc.strerror or exc}"))
-        return
-    if as_json:
-        data = expl.to_json()
-        if picture is not None:
-            data["picture"] = str(picture)
-        click.echo(json.dumps(data, indent=1, ensure_ascii=False))
-        return
-    d = expl.decision
-    best = ", ".join(f"{r.genre} {r.score:.2f}" for r in d.ranked[:3])
-    click.echo(f"{expl.path}: {expl.action}{' ' + '; '.join(d.genres) if d.genres else ''} ({d.reason})")
-    n = expl.probs.shape[0]
-    click.echo(f"  model {expl.meta.model_id}; top scores: {best}; {n} chunk{'s' * (n != 1)}")
-    a = expl.album
-    if a and a.get("album"):
-        how = ("the album overruled the track" if a["overruled"] else
-               "kept its own genre against the album" if a["dissent"] else "")
-        genres = "; ".join(a["album_genres"]) or "decided per track"
-        click.echo(f"  album {a['album']} ({a['tracks']} tracks, {a['analysed']} with stored analyses counted): "
-                   f"{genres}{'; ' + how if how else ''}{' (' + a['note'] + ')' if a['note'] else ''}")
-    elif a:
-        click.echo(f"  {a['note']}")
-    click.echo(f"  picture: {picture}")

@@ -1,0 +1,108 @@
+"""``tagger info``: the model in use, the versions of what tagger runs on, and the compute Ray sees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from tagger import __version__
+from tagger.commands.common import fail
+from tagger.errors import TaggerError
+
+
+@click.command("info")
+@click.option("--model", metavar="PATH", default=None, help="Describe this model instead of the shipped one.")
+@click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), default=None)
+@click.option("--ray/--no-ray", "use_ray", default=True, help="Also start Ray and show the compute it sees.")
+@click.option("--ray-address", metavar="ADDR", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def info_cmd(ctx, model, vocabulary, use_ray, ray_address, as_json) -> None:
+    """Show the model in use, versions, and the compute Ray sees."""
+    import json
+    import platform
+
+    from tagger.modelmeta import load_meta, locate
+
+    try:
+        files = locate(model, vocabulary=vocabulary)
+        meta = load_meta(files)
+    except TaggerError as exc:
+        fail(ctx, exc)
+        return
+    out: dict[str, Any] = {
+        "tagger": __version__,
+        "python": platform.python_version(),
+        "model": {
+            "path": str(files.weights), "model_id": meta.model_id, "name": meta.name,
+            "architecture": meta.architecture, "labels": list(meta.labels),
+            "output_activation": meta.output_activation, "features": meta.features.to_dict(),
+            "metrics": meta.metrics, "training": meta.training, "licence": meta.licence, "credits": meta.credits,
+        },
+        "versions": _versions(),
+    }
+    if use_ray:
+        from tagger import ray_backend as rb
+
+        try:
+            handle = rb.connect(ray_address)
+        except TaggerError as exc:
+            fail(ctx, exc)
+            return
+        try:
+            import ray
+
+            res = handle.resources
+            out["compute"] = {
+                "address": handle.address, "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+                "cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0),
+                "inference": rb.plan_inference(res, backend=meta.backend).__dict__,
+            }
+        finally:
+            handle.shutdown()
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    m = out["model"]
+    click.echo(f"tagger {__version__} (Python {out['python']})")
+    click.echo(f"model:        {m['name'] or '(unnamed)'}  id {m['model_id']}  [{m['architecture']}]")
+    click.echo(f"  file:       {m['path']}")
+    click.echo(f"  labels:     {', '.join(m['labels'])}")
+    f = meta.features
+    click.echo(f"  features:   {f.kind}, {f.sample_rate} Hz, n_fft {f.n_fft}, hop {f.hop_length}, {f.n_mels} mels, "
+               f"log {f.log}, chunks {f.chunk_seconds:.2f} s every {f.chunk_hop_seconds:.2f} s")
+    for line in _metric_lines(meta.metrics):
+        click.echo(f"  {line}")
+    if meta.credits:
+        click.echo(f"  credits:    {meta.credits}")
+    click.echo("versions:     " + ", ".join(f"{k} {v}" for k, v in out["versions"].items()))
+    if "compute" in out:
+        c = out["compute"]
+        click.echo(f"compute:      Ray {c['address']}: {c['nodes']} node(s), {c['cpus']:g} CPUs, {c['gpus']:g} GPUs; "
+                   f"inference on {c['inference']['where']} (batch {c['inference']['batch_size']})")
+
+
+def _metric_lines(metrics: dict) -> list[str]:
+    lines = []
+    for key, val in metrics.items():
+        if isinstance(val, dict) and "accuracy" in val:
+            ci = val.get("ci95") or val.get("accuracy_ci95")
+            extra = f" (95% CI {ci[0]:.1%}–{ci[1]:.1%})" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+            lines.append(f"{key}: accuracy {val['accuracy']:.1%}{extra}")
+        elif isinstance(val, (int, float, str)):
+            lines.append(f"{key}: {val}")
+    return lines
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in ("tensorflow", "keras", "ray", "librosa", "mutagen", "numpy", "soundfile", "av"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
