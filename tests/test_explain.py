@@ -286,7 +286,7 @@ def test_explain_module_imports_nothing_heavy():
     import subprocess
     import sys
 
-    code = ("import sys, tagger.explain, tagger.html_report\n"
+    code = ("import sys, tagger.explain, tagger.report.html_report\n"
             "heavy = [m for m in ('tensorflow', 'ray', 'keras', 'librosa', 'matplotlib') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     root = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tagger import html_report as hr
 from tagger.report import Report, Row
+from tagger.report import html_report as hr
 from tests.browser_helpers import Browser, find_chromium
 from tests.report_helpers import synthetic_report
 
@@ -325,3 +325,17 @@ def test_report_of_a_real_dry_run_in_chromium(tmp_path, fixture_dir, tiny_model)
         ARTIFACTS.mkdir(exist_ok=True)
         b.screenshot(ARTIFACTS / "html-report-dry-run.png")
         assert [u for u in b.requests() if not u.startswith(("file:", "data:", "about:"))] == []
+
+
+def test_style_and_script_are_the_asset_files_inlined():
+    """tagger/assets/report.css and report.js, read as package data, are the page's only style
+    and script (besides the rows' JSON), inlined whole."""
+    from importlib import resources
+
+    page = hr.render(synthetic_report(20, seed=3))
+    assets = resources.files("tagger").joinpath("assets")
+    css = assets.joinpath("report.css").read_text(encoding="utf-8")
+    js = assets.joinpath("report.js").read_text(encoding="utf-8")
+    assert css.startswith(":root{") and "function(){" in js
+    assert page.count("<style>") == 1 and f"<style>\n{css}</style>" in page
+    assert page.count("<script>") == 1 and f"<script>\n{js}</script>" in page

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from tagger import html_report as hr
+from tagger.report import html_report as hr
 from tagger.report import Report, Row
 
 

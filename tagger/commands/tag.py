@@ -44,9 +44,11 @@ file (see `tagger config`); the command line wins.
 
 def _check_report_suffix(ctx, param, value):
     """A report name tagger cannot write is a usage error (64), found before any work."""
+    from tagger.report.write import SUFFIXES_TEXT, report_format
+
     for r in value:
-        if not r.lower().endswith((".json", ".csv", ".html", ".htm")):
-            raise click.BadParameter(f"{r!r}: a report name must end in .json, .csv or .html")
+        if report_format(r) is None:
+            raise click.BadParameter(f"{r!r}: a report name must end in {SUFFIXES_TEXT}")
     return value
 
 
