@@ -58,7 +58,8 @@ Exit codes: 0 explained; 1 the file cannot be analysed (the reason is printed) o
 @CONFIG
 @click.pass_context
 def explain_cmd(ctx: click.Context, file: str, out: str | None, as_json: bool, config_path: str | None, **cli) -> None:
-    from tagger.explain import _safe_name, album_context, explain_file, render_png
+    from tagger.explain import album_context, explain_file
+    from tagger.explain_picture import render_png, safe_name
 
     setup_logging(verbose=verbosity(ctx))
     try:
@@ -77,7 +78,7 @@ def explain_cmd(ctx: click.Context, file: str, out: str | None, as_json: bool, c
         album_context(expl, state_db=options.state_db or default_state_path())
         picture = None
         if out or not as_json:
-            picture = render_png(expl, out or f"{_safe_name(Path(file).stem)}.explain.png")
+            picture = render_png(expl, out or f"{safe_name(Path(file).stem)}.explain.png")
     except TaggerError as exc:
         fail(ctx, exc)
         return

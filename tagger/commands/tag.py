@@ -147,8 +147,7 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
                         log.warning("%s", exc)
                     else:
                         tagger.state_problem = tagger.state_problem or exc
-            if tagger._explain and any(r.lower().endswith((".html", ".htm")) for r in options.reports):
-                _attach_explanations(tagger, options)
+            _attach_pictures(report, options, tagger.files)
             for r in options.reports:  # before any state problem ends the run: the report is not lost
                 report.write(r)
             reports_written = True
@@ -194,10 +193,19 @@ def _write_partial_reports(tagger, options, exc: BaseException) -> None:
             log.warning("cannot write the report %s: %s", r, err)
 
 
-def _attach_explanations(tagger, options) -> None:
-    try:
-        from tagger.explain import attach_to_report
-    except ImportError:
+def _attach_pictures(report, options, model_files) -> None:
+    """--explain-uncertain: pictures of the report's uncertain rows beside its (first) HTML report."""
+    from tagger.report.write import report_format
+
+    html = [r for r in options.reports if report_format(r) == "html"]
+    if not options.explain_uncertain or not html:
         return
-    attach_to_report(tagger, options)
+    from tagger.report.pictures import attach_pictures
+
+    def load_model():
+        from tagger.model import GenreModel
+
+        return GenreModel.load(model_files)
+
+    attach_pictures(report, html[0], options=options, load_model=load_model)
 
