@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tagger.palette import ACTION_COLOURS, THRESHOLD
+
 if TYPE_CHECKING:
     from tagger.explain import Explanation
 
@@ -25,7 +27,7 @@ MAX_SPEC_COLUMNS = 1600
 MAX_TAGGRAM_COLUMNS = 300
 MAX_TAGGRAM_ROWS = 12
 
-_COLOURS = {"would tag": "#2e7d32", "skipped": "#546e7a", "uncertain": "#c77700", "failed": "#c62828"}
+_COLOURS = ACTION_COLOURS  # tagger.palette: the HTML report's colours
 
 
 def render_png(expl: Explanation, out: str | os.PathLike, *, dpi: int = 100) -> Path:
@@ -291,7 +293,7 @@ def _draw_scores(ax, expl: Explanation, rows: list[int]) -> None:
     colours = [colour if labels[i] in chosen else "#b0bec5" for i in rows]
     ax.barh(y, vals, height=0.7, color=colours)
     thr = expl.options.min_confidence
-    ax.axvline(thr, color="#c77700", linestyle="--", linewidth=1.2)
+    ax.axvline(thr, color=THRESHOLD, linestyle="--", linewidth=1.2)
     for yy, v, i in zip(y, vals, rows):
         mark = "  chosen" if labels[i] in chosen else ""
         text = f"{v:.2f}{mark}"

@@ -3,7 +3,7 @@
 const D = JSON.parse(document.getElementById("data").textContent);
 const A = D.actions, F = D.folders, R = D.reasons, G = D.genres, SEP = D.sep;
 const ORDER = {"failed":0,"uncertain":1,"would tag":2,"tagged":2,"skipped":3};
-const COLOUR = {"tagged":"#2e7d32","would tag":"#2e7d32","skipped":"#78909c","uncertain":"#e09100","failed":"#c62828"};
+const COLOUR = __ACTION_COLOURS__;
 const PAGE = 100;
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));

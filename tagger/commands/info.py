@@ -24,6 +24,7 @@ def info_cmd(ctx, model, vocabulary, use_ray, ray_address, as_json) -> None:
     import platform
 
     from tagger.modelmeta import load_meta, locate
+    from tagger.report.model_card import metric_lines
 
     try:
         files = locate(model, vocabulary=vocabulary)
@@ -72,8 +73,8 @@ def info_cmd(ctx, model, vocabulary, use_ray, ray_address, as_json) -> None:
     f = meta.features
     click.echo(f"  features:   {f.kind}, {f.sample_rate} Hz, n_fft {f.n_fft}, hop {f.hop_length}, {f.n_mels} mels, "
                f"log {f.log}, chunks {f.chunk_seconds:.2f} s every {f.chunk_hop_seconds:.2f} s")
-    for line in _metric_lines(meta.metrics):
-        click.echo(f"  {line}")
+    for label, text in metric_lines(meta.metrics):  # the figures the HTML report's model card shows
+        click.echo(f"  {label}: {text}")
     if meta.credits:
         click.echo(f"  credits:    {meta.credits}")
     click.echo("versions:     " + ", ".join(f"{k} {v}" for k, v in out["versions"].items()))
@@ -81,18 +82,6 @@ def info_cmd(ctx, model, vocabulary, use_ray, ray_address, as_json) -> None:
         c = out["compute"]
         click.echo(f"compute:      Ray {c['address']}: {c['nodes']} node(s), {c['cpus']:g} CPUs, {c['gpus']:g} GPUs; "
                    f"inference on {c['inference']['where']} (batch {c['inference']['batch_size']})")
-
-
-def _metric_lines(metrics: dict) -> list[str]:
-    lines = []
-    for key, val in metrics.items():
-        if isinstance(val, dict) and "accuracy" in val:
-            ci = val.get("ci95") or val.get("accuracy_ci95")
-            extra = f" (95% CI {ci[0]:.1%}–{ci[1]:.1%})" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
-            lines.append(f"{key}: accuracy {val['accuracy']:.1%}{extra}")
-        elif isinstance(val, (int, float, str)):
-            lines.append(f"{key}: {val}")
-    return lines
 
 
 def _versions() -> dict[str, str]:

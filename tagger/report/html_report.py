@@ -32,6 +32,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from tagger.names import visible, visible_tree
+from tagger.palette import ACTION_COLOURS, OTHER
+from tagger.report import model_card
 from tagger.report.common import ACTIONS, iso_utc, tool_name
 
 if TYPE_CHECKING:
@@ -49,13 +51,7 @@ FAILURES_LISTED = 100
 #: Predicted genres carried per row.
 PREDICTED_PER_ROW = 5
 
-COLOURS = {
-    "tagged": "#2e7d32",
-    "would tag": "#2e7d32",
-    "skipped": "#78909c",
-    "uncertain": "#e09100",
-    "failed": "#c62828",
-}
+COLOURS = ACTION_COLOURS  # tagger.palette, shared with the explain pictures
 #: Action order in tables and charts: what needs attention first.
 ORDER = ("failed", "uncertain", "would tag", "tagged", "skipped")
 
@@ -348,13 +344,13 @@ def _model_card(report: Report) -> str:
         bits.append(f"inference on {_e(inf.get('where', '?'))}, batch {_e(inf.get('batch_size', '?'))}")
     if bits:
         add("features", " · ".join(bits))
-    for line in metric_lines(m.get("metrics") or {}):
+    for line in model_card.metric_lines(m.get("metrics") or {}):
         add(line[0], _e(line[1]))
     o = report.options or {}
     opts = [f"{k.replace('_', '-')} {_e(o[k])}" for k in ("top_k", "min_confidence", "on_existing") if k in o]
     if opts:
         add("decision", " · ".join(opts))
-    per_class = _per_class(m.get("metrics") or {})
+    per_class = model_card.per_class(m.get("metrics") or {})
     extra = ""
     if per_class:
         body = "".join(
@@ -366,44 +362,6 @@ def _model_card(report: Report) -> str:
     return f'<table class="kv" id="model-table">{"".join(rows)}</table>{extra}'
 
 
-def metric_lines(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """Readable evaluation figures: headline accuracy with its interval, then each part."""
-    out: list[tuple[str, str]] = []
-
-    def acc(d: dict[str, Any]) -> str:
-        text = f"accuracy {d['accuracy']:.1%}"
-        ci = d.get("accuracy_ci95")
-        if isinstance(ci, (list, tuple)) and len(ci) == 2:
-            text += f" (95% CI {ci[0]:.1%}–{ci[1]:.1%})"
-        if d.get("tracks"):
-            text += f" on {d['tracks']} tracks"
-        if d.get("macro_f1") is not None:
-            text += f", macro F1 {d['macro_f1']:.2f}"
-        if d.get("evaluated_on"):
-            text += f" — {d['evaluated_on']}"
-        return text
-
-    if isinstance(metrics.get("accuracy"), (int, float)):
-        out.append(("accuracy", acc(metrics)))
-    for key, val in metrics.items():
-        if isinstance(val, dict) and isinstance(val.get("accuracy"), (int, float)):
-            out.append((key.replace("_", " "), acc(val)))
-        elif key not in ("accuracy", "accuracy_ci95", "interval", "tracks", "evaluated_on", "level", "macro_f1") \
-                and isinstance(val, (int, float, str)) and not isinstance(val, bool):
-            out.append((key.replace("_", " "), f"{val:.4g}" if isinstance(val, float) else str(val)))
-    return out
-
-
-def _per_class(metrics: dict[str, Any]) -> dict[str, Any]:
-    for key in ("cross_validation", "test"):
-        part = metrics.get(key)
-        if isinstance(part, dict) and isinstance(part.get("per_class"), dict):
-            found: dict[str, Any] = part["per_class"]
-            return found
-    top = metrics.get("per_class")
-    return top if isinstance(top, dict) else {}
-
-
 def _fmt(v: Any) -> str:
     return f"{v:.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else _e(v if v is not None else "")
 
@@ -412,7 +370,7 @@ def _tiles(report: Report) -> str:
     out = []
     for a, n in report.counts.items():
         out.append(f'<button type="button" class="tile" id="count-{a.replace(" ", "-")}" data-action="{_e(a)}" '
-                   f'data-count="{n}" style="--c:{COLOURS.get(a, "#555")}"><span class="n">{n:,}</span>'
+                   f'data-count="{n}" style="--c:{COLOURS.get(a, OTHER)}"><span class="n">{n:,}</span>'
                    f'<span class="a">{_e(a)}</span></button>')
     return "".join(out)
 
@@ -465,8 +423,10 @@ def _href(path: str) -> str:
 
 @functools.cache
 def asset(name: str) -> str:
-    """The text of ``tagger/assets/NAME`` (the page's CSS and JS), read once."""
-    return resources.files("tagger").joinpath("assets", name).read_text(encoding="utf-8")
+    """The text of ``tagger/assets/NAME`` (the page's CSS and JS), read once; ``__ACTION_COLOURS__``
+    in it becomes :data:`tagger.palette.ACTION_COLOURS` as a JSON object."""
+    text = resources.files("tagger").joinpath("assets", name).read_text(encoding="utf-8")
+    return text.replace("__ACTION_COLOURS__", json.dumps(ACTION_COLOURS, separators=(",", ":")))
 
 
 def render(report: Report) -> str:
@@ -519,7 +479,7 @@ def page(report: Report) -> str:
 <button type="button" id="tab-albums" class="tab" data-view="albums">Albums</button></div>
 <div class="controls">
 <input id="q" type="search" placeholder="Filter: path, genre or reason…" autocomplete="off" aria-label="filter text">
-<span id="action-filter">{"".join(f'<label class="af" style="--c:{COLOURS.get(a, "#555")}"><input type="checkbox" data-action="{_e(a)}" checked> {_e(a)}</label>' for a in report.counts)}</span>
+<span id="action-filter">{"".join(f'<label class="af" style="--c:{COLOURS.get(a, OTHER)}"><input type="checkbox" data-action="{_e(a)}" checked> {_e(a)}</label>' for a in report.counts)}</span>
 <label id="flag-filter" class="af" hidden><input type="checkbox" id="only-flagged"> only disagreeing albums</label>
 </div>
 <p id="status" class="status"></p>
