@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from tagger.names import visible, visible_tree
 from tagger.palette import ACTION_COLOURS, OTHER
-from tagger.report import model_card
 from tagger.report.common import ACTIONS, iso_utc, tool_name
+from tagger.report.model_card import metric_lines, per_class
 
 if TYPE_CHECKING:
     from tagger.report.model import Report, Row
@@ -344,19 +344,19 @@ def _model_card(report: Report) -> str:
         bits.append(f"inference on {_e(inf.get('where', '?'))}, batch {_e(inf.get('batch_size', '?'))}")
     if bits:
         add("features", " · ".join(bits))
-    for line in model_card.metric_lines(m.get("metrics") or {}):
+    for line in metric_lines(m.get("metrics") or {}):
         add(line[0], _e(line[1]))
     o = report.options or {}
     opts = [f"{k.replace('_', '-')} {_e(o[k])}" for k in ("top_k", "min_confidence", "on_existing") if k in o]
     if opts:
         add("decision", " · ".join(opts))
-    per_class = model_card.per_class(m.get("metrics") or {})
+    by_genre = per_class(m.get("metrics") or {})
     extra = ""
-    if per_class:
+    if by_genre:
         body = "".join(
             f"<tr><td>{_e(lab)}</td><td>{_fmt(v.get('precision'))}</td><td>{_fmt(v.get('recall'))}</td>"
             f"<td>{_fmt(v.get('f1'))}</td><td>{_e(v.get('support', ''))}</td></tr>"
-            for lab, v in per_class.items() if isinstance(v, dict))
+            for lab, v in by_genre.items() if isinstance(v, dict))
         extra = ('<details><summary>scores per genre</summary><table class="kv small"><tr><th>genre</th>'
                  f'<th>precision</th><th>recall</th><th>F1</th><th>tracks</th></tr>{body}</table></details>')
     return f'<table class="kv" id="model-table">{"".join(rows)}</table>{extra}'
