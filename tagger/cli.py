@@ -33,8 +33,11 @@ class LazyGroup(common.LazyGroup):
     lazy = {
         "config": ("tagger.commands.config", "config_cmd",
                    "Print the effective settings for `tagger tag` and where each came from."),
+        "evaluate": ("tagger.commands.evaluate", "evaluate_cmd",
+                     "How the model agrees with the genres you wrote; writes nothing."),
         "explain": ("tagger.commands.explain", "explain_cmd", "Show why a track got its genre (picture or JSON)."),
         "info": ("tagger.commands.info", "info_cmd", "Show the model in use, versions, and the compute Ray sees."),
+        "learn": ("tagger.commands.learn", "learn_cmd", "Learn your library's own genres from the genres you wrote."),
         "runs": ("tagger.commands.runs", "runs_cmd",
                  "List recent runs (newest first) with their ids, for `tagger undo`."),
         "tag": ("tagger.commands.tag", "tag_cmd",

@@ -5,7 +5,8 @@ of ``tagger tag --explain-uncertain``.
 Everything comes from the code ``tagger tag`` runs, never a copy of it:
 :func:`tagger.analyse.analyse_file` (``tags.read_tags`` -> ``plan_segments`` -> ``decode.decode``
 -> ``features.extract_segments``, asked to keep the decoded audio), :class:`tagger.model.GenreModel`,
-and :func:`tagger.aggregate.track_scores` / :func:`~tagger.aggregate.decide` with the options of
+and :func:`tagger.aggregate.track_scores` (the model's aggregation) / :func:`~tagger.aggregate.decide`
+(the thresholds in effect: the model's per-genre ones unless --min-confidence is given) with the options of
 ``tagger tag`` (command line > config file > defaults); :func:`album_context` decides the
 track with its album as ``tagger tag --albums`` would. Nothing here writes tags, and Ray is not
 used: one file is analysed in this process.
@@ -47,7 +48,7 @@ class Explanation:
     audio: list[np.ndarray]  # the decoded stretches, mono at meta.features.sample_rate
     features: np.ndarray  # (n_chunks, *input_shape), what the model saw
     spans: np.ndarray  # (n_chunks, 2) start, end of each chunk in seconds
-    probs: np.ndarray  # (n_chunks, n_labels)
+    probs: np.ndarray  # (n_chunks, n_labels) probabilities per chunk (the taggram)
     scores: np.ndarray  # (n_labels,) track scores
     decision: Any  # tagger.aggregate.Decision
     #: ``tagger tag`` leaves this file alone without even decoding it (its policy on existing
@@ -56,6 +57,18 @@ class Explanation:
     #: the album decision behind ``decision`` (``album_context``), None when not decided as part
     #: of an album (per-track mode, a loose single, no state database)
     album: dict[str, Any] | None = None
+    #: (n_chunks, n_labels) the network's per-chunk logits, for a ``logit-mean`` model (None otherwise)
+    logits: np.ndarray | None = None
+
+    @property
+    def thresholds(self):
+        """The thresholds in effect (:class:`tagger.aggregate.Thresholds`)."""
+        from tagger.aggregate import thresholds_for
+
+        return thresholds_for(self.meta, self.options)
+
+    def threshold_of(self, index: int) -> float:
+        return self.thresholds.of_label(self.meta.labels[index])
 
     @property
     def action(self) -> str:
@@ -83,6 +96,14 @@ class Explanation:
 
         meta, o, d = self.meta, self.options, self.decision
         fp = meta.features
+        t = self.thresholds
+        chunks = []
+        for j, ((s, e), row) in enumerate(zip(self.spans, self.probs, strict=True)):
+            c: dict[str, Any] = {"start": round(float(s), 3), "end": round(float(e), 3),
+                                 "probs": [round(float(p), 6) for p in row]}
+            if self.logits is not None:
+                c["logits"] = [round(float(v), 6) for v in self.logits[j]]
+            chunks.append(c)
         return {
             "tool": f"tagger {__version__}",
             "path": self.path,
@@ -102,10 +123,7 @@ class Explanation:
             "segments": [{"start": round(s, 3), "end": round(e, 3)} for s, e in self.segments],
             "labels": list(meta.labels),
             "genres": self.genres,
-            "chunks": [
-                {"start": round(float(s), 3), "end": round(float(e), 3), "probs": [round(float(p), 6) for p in row]}
-                for (s, e), row in zip(self.spans, self.probs)
-            ],
+            "chunks": chunks,
             "track_scores": [{"label": r.label, "genre": r.genre, "score": round(r.score, 6)} for r in d.ranked],
             "decision": {
                 "action": self.action,
@@ -113,7 +131,8 @@ class Explanation:
                 "chosen": [{"label": r.label, "genre": r.genre, "score": round(r.score, 6)} for r in d.chosen],
                 "reason": d.reason,
                 "before_analysis": self.before_analysis,
-                "threshold": o.min_confidence,
+                "threshold": t.default,
+                "thresholds": None if t.uniform else {lab: t.of_label(lab) for lab in meta.labels},
                 "top_k": o.top_k,
                 "on_existing": o.on_existing,
             },
@@ -133,7 +152,7 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
     Raises a :class:`~tagger.errors.FileError` (one-line reason) for a file that cannot be
     analysed and :class:`~tagger.errors.ModelError` for an unusable model.
     """
-    from tagger.aggregate import SKIP, Decision, decide_for, needs_analysis, track_scores
+    from tagger.aggregate import SKIP, Decision, chunk_probabilities, decide_for, needs_analysis, track_scores
     from tagger.analyse import analyse_file, chunk_spans
 
     if model is None:
@@ -161,8 +180,9 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
                     path, spans.shape[0], features.shape[0])
         starts = np.arange(features.shape[0]) * fp.chunk_hop_seconds
         spans = np.stack([starts, starts + fp.chunk_seconds], axis=1)
-    probs = model.predict(features)
-    scores = track_scores(probs)
+    outputs = model.predict(features)  # probabilities, or a logit-mean model's logits
+    probs = chunk_probabilities(outputs, meta.aggregation)
+    scores = track_scores(outputs, meta.aggregation)
     d = decide_for(scores, res=res, meta=meta, options=options)
     # tagger tag never decodes a file this policy leaves alone: its decision is that skip
     early = needs_analysis(existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"],
@@ -174,7 +194,7 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
         path=path, format=res["format"] or "", existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"],
         provenance=res["provenance"], meta=meta, options=options, duration=float(res["duration"] or 0.0),
         segments=segments, audio=audio, features=features, spans=spans, probs=probs, scores=scores, decision=d,
-        before_analysis=bool(early),
+        before_analysis=bool(early), logits=outputs if meta.aggregation == "logit-mean" else None,
     )
 
 
@@ -186,6 +206,7 @@ def album_context(expl: Explanation, *, state_db: str | os.PathLike | None) -> N
     track, ``expl.decision``. Reads only (a missing database is not created)."""
     from tagger import albums as al
     from tagger import discover, tags
+    from tagger.aggregate import user_names
     from tagger.pipeline import sampling_spec, usable_analyses
 
     o, meta = expl.options, expl.meta
@@ -227,9 +248,11 @@ def album_context(expl: Explanation, *, state_db: str | os.PathLike | None) -> N
         a, i = stored.get(p), info[p]
         members.append(al.Member(p, None if a is None else np.asarray(a.scores), 0.0 if a is None else a.seconds,
                                  tuple(i.genres), i.tagger_owned, i.provenance.model_id if i.provenance else None))
+    t = expl.thresholds
     ad = al.decide_album(members, meta.labels, name=album.name, compilation=album.compilation, top_k=o.top_k,
-                         min_confidence=o.min_confidence, on_existing=o.on_existing, model_id=meta.model_id,
-                         names=meta.display_names, user_map=o.genre_map, dissent=o.album_dissent)
+                         min_confidence=t.default, thresholds=t.per_label, on_existing=o.on_existing,
+                         model_id=meta.model_id, names=meta.display_names, user_map=user_names(meta, o),
+                         dissent=o.album_dissent, aggregation=meta.aggregation)
     outcome = ad.outcomes.get(expl.path)
     expl.album = {
         "album": album.name, "tracks": ad.tracks, "analysed": ad.analysed, "album_genres": list(ad.genres),

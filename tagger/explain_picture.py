@@ -3,8 +3,10 @@
 One figure (matplotlib, Agg) of a :class:`tagger.explain.Explanation`: a header (the file, the
 model, the decision and why), the waveform as decoded (the analysed stretches shaded), the
 log-mel spectrogram the model saw, the taggram (genre probabilities per analysis chunk over
-time) and the track scores against the threshold with the chosen genres marked. Drawing only:
-the numbers all come from the explanation. Matplotlib is imported when a picture is drawn.
+time; for a ``logit-mean`` model the sigmoid of each chunk's logits, while the track score is the
+sigmoid of their mean) and the track scores against the threshold (each genre's own, where the
+model has them) with the chosen genres marked. Drawing only: the numbers all come from the
+explanation. Matplotlib is imported when a picture is drawn.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def _draw_header(ax, expl: Explanation) -> None:
     owner = expl.existing_owner()
     existing = f"{'; '.join(expl.existing)} (written by {owner})" if expl.existing else "none"
     ax.text(0, 0.38, f"model {meta.name or meta.architecture}  id {meta.model_id}   ·   existing genre: {existing}"
-            f"   ·   top-k {o.top_k}, threshold {o.min_confidence:.2f}, on-existing {o.on_existing}",
+            f"   ·   top-k {o.top_k}, {_threshold_text(expl)}, on-existing {o.on_existing}",
             fontsize=9.5, va="top", transform=ax.transAxes)
     colour = _COLOURS[expl.action]
     what = expl.action + (f" {'; '.join(d.genres)}" if d.genres else "")
@@ -292,8 +294,13 @@ def _draw_scores(ax, expl: Explanation, rows: list[int]) -> None:
     vals = [float(expl.scores[i]) for i in rows]
     colours = [colour if labels[i] in chosen else "#b0bec5" for i in rows]
     ax.barh(y, vals, height=0.7, color=colours)
-    thr = expl.options.min_confidence
-    ax.axvline(thr, color=THRESHOLD, linestyle="--", linewidth=1.2)
+    t = expl.thresholds
+    if t.uniform:
+        ax.axvline(t.default, color=THRESHOLD, linestyle="--", linewidth=1.2)
+    else:  # each genre's own threshold, across its bar
+        for yy, i in zip(y, rows, strict=True):
+            x = expl.threshold_of(i)
+            ax.plot([x, x], [yy - 0.45, yy + 0.45], color=THRESHOLD, linestyle="--", linewidth=1.2)
     for yy, v, i in zip(y, vals, rows):
         mark = "  chosen" if labels[i] in chosen else ""
         text = f"{v:.2f}{mark}"
@@ -305,10 +312,10 @@ def _draw_scores(ax, expl: Explanation, rows: list[int]) -> None:
                     fontweight="bold" if mark else "normal", color=colour if mark else "#333333")
     ax.set_xlim(0, 1.0)
     ax.set_xticks([0, 0.5, 1.0])
-    for t in ax.get_yticklabels():
-        t.set_visible(False)
+    for tick in ax.get_yticklabels():
+        tick.set_visible(False)
     ax.tick_params(axis="y", length=0)
-    ax.set_title(f"track score; threshold {thr:.2f} (dashed)", fontsize=9.5, loc="left")
+    ax.set_title(f"track score; {_threshold_text(expl)} (dashed)", fontsize=9.5, loc="left")
     ax.spines[["top", "right"]].set_visible(False)
 
 
@@ -325,7 +332,10 @@ def _draw_facts(ax_top, ax_mid, expl: Explanation, mesh, fig) -> None:
     if fp.kind != "waveform":
         what.append(f"FFT {fp.n_fft}, hop {fp.hop_length}" + (f", {fp.n_mels} mel bands" if fp.kind == "logmel" else ""))
     what.append(f"chunk {fp.chunk_seconds:.2f} s every {fp.chunk_hop_seconds:.2f} s")
-    what.append(f"track score = {expl.meta.aggregation} of the chunks")
+    if expl.meta.aggregation == "logit-mean":
+        what.append("track score = sigmoid of the chunks' mean logit")
+    else:
+        what.append(f"track score = {expl.meta.aggregation} of the chunks")
     ax_mid.text(0.06, 0.95, "\n".join(what), va="top", fontsize=8.5, linespacing=1.6, color="#444444",
                 transform=ax_mid.transAxes)
     # the taggram's colour scale, small, above its top-right corner
@@ -334,6 +344,16 @@ def _draw_facts(ax_top, ax_mid, expl: Explanation, mesh, fig) -> None:
     cb.ax.tick_params(labelsize=7, length=2, pad=1)
     cb.ax.xaxis.set_ticks_position("top")
     cax.text(-0.03, 0.5, "probability", fontsize=7.5, ha="right", va="center", transform=cax.transAxes)
+
+
+def _threshold_text(expl: Explanation) -> str:
+    """``threshold 0.40``, or for per-genre thresholds ``per-genre thresholds 0.31–0.74``."""
+    t = expl.thresholds
+    if t.uniform:
+        return f"threshold {t.default:.2f}"
+    vals = [expl.threshold_of(i) for i in range(len(expl.meta.labels))]
+    lo, hi = min(vals), max(vals)
+    return f"per-genre thresholds {lo:.2f}–{hi:.2f}" if hi > lo else f"per-genre thresholds {lo:.2f}"
 
 
 def _cmap(name: str):

@@ -156,24 +156,39 @@ BF16_ERROR = 0.015
 BF16_ERROR_CHUNK = 0.04
 
 
-def close_call(scores: np.ndarray, *, top_k: int, min_confidence: float, chunks: int = 1,
+def close_call(scores: np.ndarray, *, top_k: int, min_confidence: float | np.ndarray, chunks: int = 1,
                error: float | None = None) -> bool:
     """Whether a decision on ``scores`` could change if every score moved by up to ``error``.
 
-    scores: (n_labels,) track scores, the mean over ``chunks`` chunks. The decision reads the
-    ranking of the best ``top_k + 1`` scores and compares the best ``top_k`` with
-    ``min_confidence``: a call is close when two neighbours in that ranking are less than
-    ``2 * error`` apart (both may move, towards each other), or one of the best ``top_k`` is
-    less than ``error`` from ``min_confidence``. The pipeline re-computes such a track in
-    float32, so a bfloat16 run writes (and ranks first) what a float32 run would.
+    scores: (n_labels,) track scores, the mean over ``chunks`` chunks. ``min_confidence``: the
+    threshold, one for every label, or an array of one per label (:class:`tagger.aggregate.Thresholds`).
+    The decision reads the ranking of the best ``top_k + 1`` scores and compares the qualifying
+    labels with their thresholds: a call is close when two neighbours in that ranking are less
+    than ``2 * error`` apart (both may move, towards each other), or one of the best ``top_k``
+    labels that could qualify is less than ``error`` from its threshold (or, with per-label
+    thresholds, two neighbours among the labels that could qualify are less than ``2 * error``
+    apart). With one threshold the two rules are the same. The pipeline re-computes such a track
+    in float32, so a bfloat16 run writes (and ranks first) what a float32 run would.
     ``error`` None: the bfloat16 bound for a track of ``chunks`` chunks.
     """
     if error is None:
         error = BF16_ERROR + BF16_ERROR_CHUNK / max(1, chunks)
-    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1][: top_k + 1]
+    scores = np.asarray(scores, dtype=np.float64)
+    s = np.sort(scores)[::-1][: top_k + 1]
     if s.size > 1 and np.any(np.diff(-s) < 2 * error):
         return True
-    return bool(np.any(np.abs(s[:top_k] - min_confidence) < error))
+    thr = np.asarray(min_confidence, dtype=np.float64)
+    if thr.ndim == 0:
+        return bool(np.any(np.abs(s[:top_k] - float(thr)) < error))
+    if thr.shape != scores.shape:
+        raise ValueError(f"need one threshold per score: {thr.shape} thresholds for {scores.shape} scores")
+    # the labels that could qualify, best first: what the decision picks its top_k from
+    order = np.argsort(-scores, kind="stable")
+    could = order[scores[order] > thr[order] - error][: top_k + 1]
+    if np.any(np.abs(scores[could[:top_k]] - thr[could[:top_k]]) < error):
+        return True
+    c = scores[could]
+    return bool(c.size > 1 and np.any(np.diff(-c) < 2 * error))
 
 
 def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -196,6 +211,8 @@ def keep_mixed_precision(reference: np.ndarray, candidate: np.ndarray, *, min_ag
     reference: (n, n_labels) float32 scores of a batch; candidate: the same batch under
     mixed_float16. True when the top-1 labels agree on at least ``min_agreement`` of the rows
     (default: every row) and every candidate score is finite; otherwise inference stays float32.
+    The outputs may be probabilities or, for a ``logit-mean`` model, logits: the sigmoid is
+    monotonic, so both give the same top-1 labels.
     """
     candidate = np.asarray(candidate)
     if not np.all(np.isfinite(candidate)):

@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 
 from tagger import discover
-from tagger.aggregate import TAG, UNCERTAIN, decide_for, track_scores
+from tagger.aggregate import (
+    TAG,
+    UNCERTAIN,
+    decide_for,
+    thresholds_for,
+    track_logits,
+    track_scores,
+    user_names,
+)
 from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError, StateError
 from tagger.modelmeta import ModelMeta, load_meta, locate
 from tagger.options import TagOptions
@@ -96,16 +104,21 @@ class Plan:
     left: set[str] = field(default_factory=set)  # files of the walk left for the next run by --max-files
 
 
-def decision_key(options: TagOptions) -> str:
-    """The decision settings (top-k, threshold, --on-existing, [genres] names) as a short hash.
+def decision_key(options: TagOptions, meta: ModelMeta | None = None) -> str:
+    """The decision settings (top-k, the thresholds in effect, --on-existing, [genres] names,
+    --genre-style) as a short hash. ``meta``: the model, whose per-label thresholds apply unless
+    --min-confidence was given (None: a model without thresholds). Runs with one threshold for
+    every label, and the default style, keep the key they had before models carried thresholds
+    and before --genre-style.
 
     A file handled under other settings is decided again (from the store of analyses, where its
     analysis is there); "nothing to do" means nothing would change."""
     import hashlib
     import json
 
-    d = {"top_k": options.top_k, "min_confidence": round(float(options.min_confidence), 6),
+    d = {"top_k": options.top_k, **thresholds_for(meta, options).key(),
          "on_existing": options.on_existing, "genres": sorted(options.genre_map.items()),
+         **({"genre_style": options.genre_style} if options.genre_style != "as-is" else {}),
          "albums": bool(options.albums), "album_dissent": round(float(options.album_dissent), 6)}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode("utf-8")).hexdigest()[:12]
 
@@ -164,9 +177,9 @@ def needs_extension(a: StoredAnalysis, options: TagOptions, meta: ModelMeta) -> 
     fp = meta.features
     heard = adaptive.first_plan(a.duration, first_seconds=first, max_seconds=options.max_analysis_seconds, params=fp)
     rest, share = adaptive.plan_rest(a.duration, heard, max_seconds=options.max_analysis_seconds, params=fp)
+    thr = thresholds_for(meta, options).for_close_call(meta.labels)
     if rest and adaptive.needs_rest(np.asarray(a.scores), share=share, top_k=options.top_k,
-                                    min_confidence=options.min_confidence,
-                                    extra_error=adaptive.decision_error(a.chunks)):
+                                    min_confidence=thr, extra_error=adaptive.decision_error(a.chunks)):
         return rest
     return []
 
@@ -215,13 +228,22 @@ class Stats:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def model_summary(meta: ModelMeta) -> dict[str, Any]:
-    return {
+def model_summary(meta: ModelMeta, options: TagOptions | None = None) -> dict[str, Any]:
+    """The report's ``model``; ``thresholds`` (label -> threshold) where per-label thresholds
+    are in effect (the model's, no --min-confidence given)."""
+    out: dict[str, Any] = {
         "model_id": meta.model_id, "name": meta.name, "architecture": meta.architecture,
         "labels": list(meta.labels), "output_activation": meta.output_activation,
+        "aggregation": meta.aggregation,
         "sample_rate": meta.features.sample_rate, "chunk_seconds": round(meta.features.chunk_seconds, 3),
         "metrics": meta.metrics,
     }
+    if options is not None:
+        t = thresholds_for(meta, options)
+        out["threshold"] = t.default
+        if not t.uniform:
+            out["thresholds"] = {lab: t.of_label(lab) for lab in meta.labels}
+    return out
 
 
 def make_plan(paths, options: TagOptions, meta: ModelMeta, state) -> Plan:
@@ -232,7 +254,7 @@ def make_plan(paths, options: TagOptions, meta: ModelMeta, state) -> Plan:
     unchanged = 0
     redecide: set[str] = set()
     if state is not None and not options.force:
-        key = decision_key(options)
+        key = decision_key(options, meta)
         records = state.records(f.path for f in found)
         todo = []
         for f in found:
@@ -289,7 +311,7 @@ class Tagger:
         self.stop = stop if stop is not None else StopFlag()
         self.files = locate(options.model, vocabulary=options.vocabulary)
         self.meta = load_meta(self.files)
-        self.report = Report(dry_run=options.dry_run, run_id=run_id or "", model=model_summary(self.meta),
+        self.report = Report(dry_run=options.dry_run, run_id=run_id or "", model=model_summary(self.meta, options),
                              options=_options_dict(options))
         self.stats = Stats()
         self.deadline = None if options.time_budget is None else time.monotonic() + options.time_budget
@@ -298,7 +320,10 @@ class Tagger:
         self._explain: list[tuple[str, dict[str, Any]]] = []
         self._exact: Callable[[np.ndarray], np.ndarray] | None = None  # float32 re-check (bfloat16 CPU inference)
         self.state_problem: StateError | None = None  # the state database refused a write during the run
-        self._decided = decision_key(options)
+        self._decided = decision_key(options, self.meta)
+        #: the thresholds in effect, as close calls take them (one number, or one per label)
+        self._thr = thresholds_for(self.meta, options).for_close_call(self.meta.labels)
+        self._agg = self.meta.aggregation
         self._sampling = sampling_spec(options)
         self._backbone = ""  # the predictor's backbone id, where its model computes embeddings
         # album mode (tagger.albums): analysed tracks wait here until every file of their album
@@ -485,8 +510,10 @@ class Tagger:
         tracks += [al.TrackTags.of(p, info.album_tags()) for p, (_, info) in others.items()]
         albums, alone = al.group(tracks)
         o, meta = self.options, self.meta
-        kw = dict(top_k=o.top_k, min_confidence=o.min_confidence, on_existing=o.on_existing,
-                  model_id=meta.model_id, names=meta.display_names, user_map=o.genre_map, dissent=o.album_dissent)
+        t = thresholds_for(meta, o)
+        kw = dict(top_k=o.top_k, min_confidence=t.default, thresholds=t.per_label, on_existing=o.on_existing,
+                  model_id=meta.model_id, names=meta.display_names, user_map=user_names(meta, o), dissent=o.album_dissent,
+                  aggregation=meta.aggregation)
         for p in alone:  # loose singles: decided per track
             if p in held:
                 res, scores, found = held[p]
@@ -829,7 +856,9 @@ class Tagger:
             r["chunks"], r["analysis"] = n, "now"
             full = r.pop("_probs")
             labels = len(self.meta.labels)
-            scores = track_scores(full[:, :labels])
+            scores = track_scores(full[:, :labels], self._agg)
+            # a logit-mean model's exact mean logits: an adaptive rest combines with them
+            r["_logits"] = track_logits(full[:, :labels]) if self._agg == "logit-mean" else None
             # the backbone's pooled track embedding (mean over chunks), for heads trained later
             r["embedding"] = full[:, labels:].mean(axis=0) if full.shape[1] > labels else None
             if prior is None and self._adaptive and self._wants_rest(r, scores, by_path):
@@ -838,12 +867,14 @@ class Tagger:
             if prior is not None:
                 scores, features = self._with_prior(r, prior, scores)
             if self._exact is not None and _close_call(scores, top_k=self.options.top_k,
-                                                       min_confidence=self.options.min_confidence,
-                                                       chunks=r["chunks"]):
+                                                       min_confidence=self._thr, chunks=r["chunks"]):
                 t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
-                exact = track_scores(self._exact(np.asarray(features, dtype=np.float32)))
+                out = self._exact(np.asarray(features, dtype=np.float32))
+                exact = track_scores(out, self._agg)
                 if prior is not None and prior["features"] is None:  # a stored first pass: the new part only
-                    exact = _adaptive().combine(prior["scores"], prior["chunks"], exact, n)
+                    exact = _adaptive().combine_scores(
+                        prior["scores"], prior["chunks"], exact, n, aggregation=self._agg,
+                        rest_logits=track_logits(out) if self._agg == "logit-mean" else None)
                 scores = exact
                 self.stats.infer += time.perf_counter() - t
                 self.stats.rechecked += 1
@@ -858,8 +889,9 @@ class Tagger:
                                    max_seconds=self.options.max_analysis_seconds, params=self.meta.features)
         n = r["chunks"]
         if rest and ad.needs_rest(scores, share=share, top_k=self.options.top_k,
-                                  min_confidence=self.options.min_confidence, extra_error=ad.decision_error(n)):
-            self._priors[r["path"]] = {"scores": scores, "chunks": n, "seconds": r.get("analysed") or 0.0,
+                                  min_confidence=self._thr, extra_error=ad.decision_error(n)):
+            self._priors[r["path"]] = {"scores": scores, "logits": r.get("_logits"), "chunks": n,
+                                       "seconds": r.get("analysed") or 0.0,
                                        "embedding": r.get("embedding"), "features": r["features"],
                                        "size": r.get("size"), "mtime_ns": r.get("mtime_ns"), "stored": False}
             self._rest_queue.append((by_path[r["path"]], rest))
@@ -876,7 +908,8 @@ class Tagger:
         ad = _adaptive()
         n = r["chunks"]
         total = prior["chunks"] + n
-        combined = ad.combine(prior["scores"], prior["chunks"], scores, n)
+        combined = ad.combine_scores(prior["scores"], prior["chunks"], scores, n, aggregation=self._agg,
+                                     first_logits=prior.get("logits"), rest_logits=r.get("_logits"))
         if r.get("embedding") is not None and prior.get("embedding") is not None \
                 and len(prior["embedding"]) == len(r["embedding"]):
             r["embedding"] = ad.combine(prior["embedding"], prior["chunks"], r["embedding"], n)
@@ -1073,7 +1106,7 @@ def _adaptive():
     return adaptive
 
 
-def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float, chunks: int) -> bool:
+def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float | np.ndarray, chunks: int) -> bool:
     from tagger.model import close_call
 
     return close_call(scores, top_k=top_k, min_confidence=min_confidence, chunks=chunks)

@@ -59,6 +59,8 @@ def test_usage_error_is_64():
     (["info", "--vocabulary", "spotify"], "'--vocabulary'"),
     (["train", "fit", "--no-such-option"], "No such option"),
     (["train", "prepare"], "Missing argument"),
+    (["evaluate"], "Missing argument 'PATHS...'"),
+    (["evaluate", "x", "--top-k", "0"], "'--top-k': 0 is not in the range"),
 ])
 def test_usage_errors_exit_64_for_every_command(args, words, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

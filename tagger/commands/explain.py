@@ -19,6 +19,7 @@ from tagger.commands.options import (
     ALBUMS,
     ANALYSIS_SECONDS,
     CONFIG,
+    GENRE_STYLE,
     MIN_CONFIDENCE,
     MODEL_OPTIONS,
     ON_EXISTING,
@@ -53,6 +54,7 @@ Exit codes: 0 explained; 1 the file cannot be analysed (the reason is printed) o
 @ANALYSIS_SECONDS
 @ALBUMS
 @ALBUM_DISSENT
+@GENRE_STYLE
 @click.option("--state-db", metavar="FILE", default=None,
               help="The state database whose stored analyses give the album's other tracks [default: as `tag`].")
 @CONFIG

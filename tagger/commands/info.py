@@ -38,7 +38,8 @@ def info_cmd(ctx, model, vocabulary, use_ray, ray_address, as_json) -> None:
         "model": {
             "path": str(files.weights), "model_id": meta.model_id, "name": meta.name,
             "architecture": meta.architecture, "labels": list(meta.labels),
-            "output_activation": meta.output_activation, "features": meta.features.to_dict(),
+            "output_activation": meta.output_activation, "aggregation": meta.aggregation,
+            "thresholds": dict(meta.thresholds), "features": meta.features.to_dict(),
             "metrics": meta.metrics, "training": meta.training, "licence": meta.licence, "credits": meta.credits,
         },
         "versions": _versions(),
@@ -70,6 +71,12 @@ def info_cmd(ctx, model, vocabulary, use_ray, ray_address, as_json) -> None:
     click.echo(f"model:        {m['name'] or '(unnamed)'}  id {m['model_id']}  [{m['architecture']}]")
     click.echo(f"  file:       {m['path']}")
     click.echo(f"  labels:     {', '.join(m['labels'])}")
+    if meta.aggregation != "mean":
+        click.echo(f"  scores:     {meta.aggregation}: sigmoid of the mean of the chunks' logits")
+    for line in _threshold_lines(meta):
+        click.echo(f"  {line}")
+    for line in _library_lines(meta.training):
+        click.echo(f"  {line}")
     f = meta.features
     click.echo(f"  features:   {f.kind}, {f.sample_rate} Hz, n_fft {f.n_fft}, hop {f.hop_length}, {f.n_mels} mels, "
                f"log {f.log}, chunks {f.chunk_seconds:.2f} s every {f.chunk_hop_seconds:.2f} s")
@@ -82,6 +89,32 @@ def info_cmd(ctx, model, vocabulary, use_ray, ray_address, as_json) -> None:
         c = out["compute"]
         click.echo(f"compute:      Ray {c['address']}: {c['nodes']} node(s), {c['cpus']:g} CPUs, {c['gpus']:g} GPUs; "
                    f"inference on {c['inference']['where']} (batch {c['inference']['batch_size']})")
+
+
+def _threshold_lines(meta) -> list[str]:
+    """``thresholds: Rock 0.52, Jazz 0.61, ...`` (display names) for a model with its own."""
+    if not meta.thresholds:
+        return []
+    from tagger.aggregate import DEFAULT_MIN_CONFIDENCE, display_name
+
+    shown = ", ".join(f"{display_name(lab, model_names=meta.display_names)} {meta.thresholds[lab]:.3f}"
+                      for lab in meta.labels if lab in meta.thresholds)
+    rest = len(meta.labels) - len(meta.thresholds)
+    tail = f"; the other {rest} genre(s) {DEFAULT_MIN_CONFIDENCE}" if rest else ""
+    return [f"thresholds: {shown}{tail} (--min-confidence overrides them)"]
+
+
+def _library_lines(training: dict) -> list[str]:
+    """``learnt from: PATH (N files, DATE)`` where the model's training has a ``library`` block."""
+    lib = training.get("library") if isinstance(training, dict) else None
+    if not isinstance(lib, dict):
+        return []
+    path = lib.get("path")
+    where = "; ".join(str(p) for p in path) if isinstance(path, (list, tuple)) else str(path or "?")
+    bits = [f"{lib['files']} files" if isinstance(lib.get("files"), int) else "",
+            str(lib.get("date") or "")]
+    extra = ", ".join(b for b in bits if b)
+    return [f"learnt from: {where}" + (f" ({extra})" if extra else "")]
 
 
 def _versions() -> dict[str, str]:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from tagger.config import HELP
+from tagger.options import GENRE_STYLES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,12 +32,15 @@ VOCABULARY = click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), d
 TOP_K = click.option("--top-k", type=click.IntRange(1, 10), default=None, metavar="K",
                      help=option_help("top_k", "[default: 1]"))
 MIN_CONFIDENCE = click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
-                              help=option_help("min_confidence", "[default: 0.4]"))
+                              help=option_help("min_confidence",
+                                               "[default: the model's per-genre thresholds, else 0.4]"))
 ON_EXISTING = click.option("--on-existing", type=click.Choice(["skip", "replace", "merge"]), default=None,
                            help=option_help("on_existing", "[default: skip]"))
 ALBUMS = click.option("--albums/--no-albums", default=None, help=option_help("albums", "[default: --albums]"))
 ALBUM_DISSENT = click.option("--album-dissent", type=click.FloatRange(0, 1), default=None, metavar="SCORE",
                              help=option_help("album_dissent", "[default: 0.8]"))
+GENRE_STYLE = click.option("--genre-style", type=click.Choice(list(GENRE_STYLES)), default=None,
+                           help=option_help("genre_style", "[default: as-is]"))
 ANALYSIS_SECONDS = click.option("--analysis-seconds", type=click.FloatRange(min=1), default=None, metavar="SECONDS",
                                 help=option_help("analysis_seconds"))
 CONFIG = click.option("--config", "config_path", metavar="FILE", default=None,
@@ -58,7 +62,7 @@ def apply(*options: Callable[[F], F]) -> Callable[[F], F]:
 
 #: The options that choose the model and the decision, in ``--help`` order.
 MODEL_OPTIONS = apply(MODEL, VOCABULARY)
-DECISION_OPTIONS = apply(TOP_K, MIN_CONFIDENCE, ON_EXISTING, ALBUMS, ALBUM_DISSENT)
+DECISION_OPTIONS = apply(TOP_K, MIN_CONFIDENCE, ON_EXISTING, ALBUMS, ALBUM_DISSENT, GENRE_STYLE)
 
 
 def resolve_tag_options(ctx: click.Context, cli: Mapping[str, Any], config_path: str | None, *,

@@ -20,6 +20,7 @@ from tagger.commands.options import (
     ALBUMS,
     ANALYSIS_SECONDS,
     CONFIG,
+    GENRE_STYLE,
     MIN_CONFIDENCE,
     MODEL,
     ON_EXISTING,
@@ -67,6 +68,7 @@ _RENAME = {"report": "reports"}
 @ON_EXISTING
 @ALBUMS
 @ALBUM_DISSENT
+@GENRE_STYLE
 @click.option("--id3v23", is_flag=True, default=None, help=option_help("id3v23"))
 @click.option("--exclude", multiple=True, metavar="GLOB", help=option_help("exclude"))
 @click.option("--batch-size", type=click.IntRange(1, 65536), default=None,

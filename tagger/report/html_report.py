@@ -292,6 +292,8 @@ def confidence_chart(report: Report) -> str:
     out.append(f'<text x="{left + plot_w / 2}" y="{base + 30}" text-anchor="middle" class="label">'
                f'score of the best genre</text>')
     thr = report.options.get("min_confidence")
+    if thr is None and not (report.model or {}).get("thresholds"):  # the model's, one for every label
+        thr = (report.model or {}).get("threshold")
     if isinstance(thr, (int, float)):
         x = left + plot_w * float(thr)
         right = float(thr) <= 0.75  # the label goes where there is room
@@ -305,6 +307,13 @@ def confidence_chart(report: Report) -> str:
 # ---------------------------------------------------------------------------------------------
 # the page
 # ---------------------------------------------------------------------------------------------
+
+def _threshold_hint(report: Report) -> str:
+    if (report.model or {}).get("thresholds") and report.options.get("min_confidence") is None:
+        return ("Each genre has its own threshold (the model's, listed with the model below): a file none "
+                "of whose genres reaches its threshold is <b>uncertain</b> and is not tagged.")
+    return "Files left of the threshold are <b>uncertain</b> and are not tagged."
+
 
 def headline(report: Report) -> str:
     c = report.counts
@@ -347,9 +356,13 @@ def _model_card(report: Report) -> str:
     for line in metric_lines(m.get("metrics") or {}):
         add(line[0], _e(line[1]))
     o = report.options or {}
-    opts = [f"{k.replace('_', '-')} {_e(o[k])}" for k in ("top_k", "min_confidence", "on_existing") if k in o]
+    opts = [f"{k.replace('_', '-')} {_e(o[k])}" for k in ("top_k", "min_confidence", "on_existing")
+            if o.get(k) is not None]
     if opts:
         add("decision", " · ".join(opts))
+    per_label = m.get("thresholds") or {}
+    if per_label:  # the model's own thresholds, in effect (no --min-confidence given)
+        add("thresholds", " ".join(f'<span class="chip">{_e(lab)} {float(v):.2f}</span>' for lab, v in per_label.items()))
     by_genre = per_class(m.get("metrics") or {})
     extra = ""
     if by_genre:
@@ -471,7 +484,7 @@ def page(report: Report) -> str:
 <div class="grid2">
 <section class="card"><h2>Top predicted genre per file</h2>{genre_chart(report)}</section>
 <section class="card"><h2>How confident the model is</h2>{confidence_chart(report)}
-<p class="hint">Files left of the threshold are <b>uncertain</b> and are not tagged.</p></section>
+<p class="hint">{_threshold_hint(report)}</p></section>
 </div>
 <section id="model" class="card"><h2>Model</h2>{_model_card(report)}</section>
 <section id="files" class="card">
