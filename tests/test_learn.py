@@ -295,3 +295,18 @@ def test_learn_then_tag_info_explain_with_the_model_and_learn_again(small_lib, e
     assert "analysis: 3 file(s) analysed now, 36 from the store of analyses, 1 failed" in r.stdout
     rep = json.loads((out / "learn.json").read_text(encoding="utf-8"))
     assert rep["library"]["labelled_tracks"] == 29
+
+
+def test_bench_learn_runs_and_reports_every_step(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_learn", L.__file__.replace("tagger/learn.py", "bench/bench_learn.py"))
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "b.json"
+    assert bench.main(["--tracks", "240", "--genres", "3", "--folds", "3", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["tracks"] == 240 and res["embedding"] == 200 and res["folds"] == 3
+    assert set(res["steps"]) == {"folds", "choose_l2", "cv", "final_fit", "thresholds", "figures"}
+    assert res["l2"] in L.L2_GRID

@@ -381,13 +381,21 @@ def _export(out_dir: Path, collected, data, final, ev, report, *, plan, target, 
 
     backbone = locate(options.model, vocabulary=options.vocabulary)
     lib = report["library"]
-    training = {
+    # a genre that cannot reach the target precision is not in the model: never written (a
+    # threshold of 1 could still be met by a score that float32 rounds to 1)
+    keep = [j for j, g in enumerate(ev["genres"]) if g["reachable"]]
+    unreached = [g for g in ev["genres"] if not g["reachable"]]
+    taxonomy = {k: v for k, v in report["taxonomy"].items() if k != "table"}
+    taxonomy["left_out"] = list(taxonomy["left_out"]) + [
+        {"key": g["key"], "name": g["name"], "tracks": g["tracks"],
+         "reason": f"cannot reach {target:.0%} precision (best {g['best_precision']:.0%})"} for g in unreached]
+    training: dict[str, Any] = {
         "description": f"a head for {len(data.keys)} genres a person wrote, learnt by `tagger learn` on the "
                        f"embeddings of {collected.meta.name or collected.meta.model_id}",
         # "path" as `tagger info` reads it (learnt from: ...), "paths" as the learn report has it
         "library": {"paths": lib["paths"], "path": lib["paths"], "files": lib["files"],
                     "labelled_tracks": lib["labelled_tracks"], "date": lib["date"]},
-        "taxonomy": {k: v for k, v in report["taxonomy"].items() if k != "table"},
+        "taxonomy": taxonomy,
         "cv": {k: report["cv"][k] for k in ("folds", "grouping", "groups", "notes", "l2", "target_precision", "top_k",
                                             "seed")},
         "head": {"kind": "one-vs-rest logistic regression", "l2": final.l2, "class_weight": "balanced per genre",
@@ -396,13 +404,6 @@ def _export(out_dir: Path, collected, data, final, ev, report, *, plan, target, 
                            "backbone": collected.backbone},
         "command": ["tagger", *sys.argv[1:]],
     }
-    # a genre that cannot reach the target precision is not in the model: never written (a
-    # threshold of 1 could still be met by a score that float32 rounds to 1)
-    keep = [j for j, g in enumerate(ev["genres"]) if g["reachable"]]
-    unreached = [g for g in ev["genres"] if not g["reachable"]]
-    training["taxonomy"]["left_out"] = list(training["taxonomy"]["left_out"]) + [
-        {"key": g["key"], "name": g["name"], "tracks": g["tracks"],
-         "reason": f"cannot reach {target:.0%} precision (best {g['best_precision']:.0%})"} for g in unreached]
     labels = [data.keys[j] for j in keep]
     thresholds = {g["key"]: float(g["threshold"]) for g in ev["genres"] if g["reachable"]}
     metrics = L.model_metrics(ev, target=target, plan=plan, tracks=len(data.paths))
