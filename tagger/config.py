@@ -55,8 +55,6 @@ FROM_DEFAULT = "default"
 
 #: Fields holding file-system paths (resolved against the config file's folder).
 PATH_FIELDS = frozenset({"model", "state_db", "log_file", "reports"})
-#: Report formats, by suffix (kept in step with tagger.report).
-REPORT_SUFFIXES = (".json", ".csv", ".html", ".htm")
 
 #: One line of help per option, the single source of every option's text: ``tagger tag --help``
 #: (tagger.cli adds the defaults), the example config, ``tagger config`` and error messages.
@@ -264,8 +262,10 @@ def _check(name: str, value: Any) -> Any:
     if name in _POSITIVE and not value > 0:
         raise _Bad(f"expected a number greater than 0, got {value:g}")
     if name == "reports":
+        from tagger.report.write import REPORT_SUFFIXES, report_format  # the one table of formats
+
         for r in value:
-            if not r.lower().endswith(REPORT_SUFFIXES):
+            if report_format(r) is None:
                 raise _Bad(f"expected paths ending in {', '.join(REPORT_SUFFIXES)}, got {r!r}")
     if name == "vocabulary":
         from tagger.modelmeta import SHIPPED  # lazy: modelmeta imports numpy via tagger.features

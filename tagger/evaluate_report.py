@@ -1,6 +1,6 @@
 """``tagger evaluate``'s reports: JSON (everything), CSV (a row per file) and HTML (one
 self-contained page in the tag report's style: its CSS and helpers from
-:mod:`tagger.html_report`, the confusion matrix as a table and as the PNG inline).
+:mod:`tagger.report.html_report`, the confusion matrix as a table and as the PNG inline).
 
 Strings in, strings out: :func:`write` is the only function that touches the disk (atomically,
 as the tag report does).
@@ -16,23 +16,18 @@ from typing import Any
 
 from tagger.evaluate import EVALUATED, FAILED, NO_GENRE, NO_PERSON, ROW_FIELDS, Evaluation, Figure
 from tagger.names import json_text, visible
-from tagger.report import plural
+from tagger.report import atomic_write_text, plural, tool_name
+from tagger.report.html_report import _e, asset
+from tagger.report.model_card import metric_lines
 
-try:  # the tag report's page, as tagger/report/ lays it out (wt-layout): its CSS is an asset file
-    from tagger.report.html_report import _e, asset, metric_lines
-
-    REPORT_CSS = asset("report.css")
-except ImportError:  # the single-module layout (tagger/html_report.py, CSS as a string)
-    from tagger.html_report import CSS as REPORT_CSS
-    from tagger.html_report import _e, metric_lines
+#: The tag report's stylesheet (tagger/assets/report.css), so the page looks like it.
+REPORT_CSS = asset("report.css")
 
 SUFFIXES = (".json", ".csv", ".html", ".htm")
 
 
 def to_json(ev: Evaluation) -> str:
-    from tagger.report import _tool
-
-    return json_text({"tool": _tool(), "command": "evaluate", **ev.to_dict()}, indent=1) + "\n"
+    return json_text({"tool": tool_name(), "command": "evaluate", **ev.to_dict()}, indent=1) + "\n"
 
 
 def to_csv(ev: Evaluation) -> str:
@@ -60,8 +55,6 @@ def _cell(v: Any) -> str:
 def write(ev: Evaluation, path: str | Path, *, png: bytes | None = None) -> Path:
     """Write the report in the format its suffix names; ``png``: the confusion matrix picture
     for the HTML page (inlined)."""
-    from tagger.report import _atomic_write_text
-
     path = Path(path)
     ext = path.suffix.lower()
     if ext == ".json":
@@ -72,7 +65,7 @@ def write(ev: Evaluation, path: str | Path, *, png: bytes | None = None) -> Path
         text = visible(render(ev, png=png))
     else:
         raise ValueError(f"{path}: report format must be .json, .csv or .html")
-    _atomic_write_text(path, text)
+    atomic_write_text(path, text)
     return path
 
 
@@ -267,8 +260,6 @@ def _model(ev: Evaluation) -> str:
 
 def render(ev: Evaluation, *, png: bytes | None = None) -> str:
     """The whole page as one string (no network: everything inline)."""
-    from tagger.report import _tool
-
     notes = "".join(f"<li>{_e(n)}</li>" for n in ev.notes)
     counts = ev.library
     paths = ", ".join(counts.get("paths") or [])
@@ -282,7 +273,7 @@ def render(ev: Evaluation, *, png: bytes | None = None) -> str:
 <header><div class="wrap">
 <h1>tagger evaluate: how the model agrees with your genres</h1>
 <p id="headline" class="headline">{_e(headline(ev))}</p>
-<p class="meta">{_e(_tool())} · {_e(paths)} · {counts.get('files', 0):,} files ({counts.get('evaluated', 0):,} compared,
+<p class="meta">{_e(tool_name())} · {_e(paths)} · {counts.get('files', 0):,} files ({counts.get('evaluated', 0):,} compared,
 {counts.get('no_person', 0):,} without a person's genre, {counts.get('failed', 0):,} failed) · nothing was written to any file</p>
 </div></header>
 <main class="wrap">
@@ -298,7 +289,7 @@ def render(ev: Evaluation, *, png: bytes | None = None) -> str:
 <section id="model" class="card"><h2>Model</h2>{_model(ev)}</section>
 <p class="hint">Every file, with its scores and whether it agrees: the JSON or CSV report.</p>
 </main>
-<footer class="wrap">Written by {_e(_tool())}. This page is self-contained: no network access is needed or made.</footer>
+<footer class="wrap">Written by {_e(tool_name())}. This page is self-contained: no network access is needed or made.</footer>
 </body></html>
 """
 

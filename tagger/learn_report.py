@@ -1,6 +1,6 @@
 """``tagger learn``'s report: JSON (everything: ``MODEL_DIR/learn.json`` always) and HTML (one
-self-contained page in the tag report's style: its CSS and helpers from :mod:`tagger.html_report`,
-the pictures inline).
+self-contained page in the tag report's style: its CSS and helpers from
+:mod:`tagger.report.html_report`, the pictures inline).
 
 Strings in, strings out: :func:`write` is the only function that touches the disk (atomically,
 as the tag report does).
@@ -13,9 +13,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tagger.html_report import CSS as REPORT_CSS
-from tagger.html_report import _e
 from tagger.names import json_text, visible
+from tagger.report import atomic_write_text
+from tagger.report.html_report import _e, asset
+
+#: The tag report's stylesheet (tagger/assets/report.css), so the page looks like it.
+REPORT_CSS = asset("report.css")
 
 SUFFIXES = (".json", ".html", ".htm")
 
@@ -26,8 +29,6 @@ def to_json(report: Mapping[str, Any]) -> str:
 
 def write(report: Mapping[str, Any], path: str | Path, *, images: Mapping[str, bytes] | None = None) -> Path:
     """Write the report in the format its suffix names (``images``: name -> PNG bytes, inlined in HTML)."""
-    from tagger.report import _atomic_write_text
-
     path = Path(path)
     ext = path.suffix.lower()
     if ext == ".json":
@@ -36,7 +37,7 @@ def write(report: Mapping[str, Any], path: str | Path, *, images: Mapping[str, b
         text = visible(render(report, images=images or {}))
     else:
         raise ValueError(f"{path}: a learn report must end in .json or .html")
-    _atomic_write_text(path, text)
+    atomic_write_text(path, text)
     return path
 
 

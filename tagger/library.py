@@ -225,9 +225,9 @@ def _run(paths: list[str], opts: TagOptions, state, stop, *, progress: bool):
 
 
 def _progress(opts: TagOptions):
-    from tagger.cli import _make_progress
+    from tagger.commands.progress import make_progress
 
-    return _make_progress(opts)
+    return make_progress(opts)
 
 
 def _note_failures(report, failed: dict[str, str]) -> None:

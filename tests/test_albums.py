@@ -263,7 +263,7 @@ def test_album_tags_are_read_in_every_format_and_never_written(kind, fixture_dir
 
 
 def test_html_album_view_groups_by_album_and_shows_decision_and_dissenters():
-    from tagger import html_report as hr
+    from tagger.report import html_report as hr
     from tagger.report import Report, Row
 
     report = Report(dry_run=True)

@@ -70,7 +70,7 @@ def test_example_config_saved_as_is_changes_nothing(tmp_path):
 
 
 def _tag_help() -> dict[str, str]:
-    from tagger.cli import tag_cmd
+    from tagger.commands.tag import tag_cmd
 
     return {p.name: " ".join(p.help.split()) for p in tag_cmd.params if getattr(p, "help", None)}
 

@@ -111,7 +111,7 @@ def test_report_writers_keep_undecodable_names(tmp_path, ext):
 def test_log_and_console_lines_with_undecodable_names(tmp_path, monkeypatch):
     """A UTF-8 console (errors strict, as a UTF-8 locale gives) and the --log-file: the line is
     written with \\xNN, not lost to a logging error."""
-    from tagger.cli import setup_logging
+    from tagger.commands.common import setup_logging
 
     raw = io.BytesIO()
     console = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)

@@ -1,1 +1,2 @@
-"""tagger's sub-commands that live in modules of their own (registered in ``tagger.cli.LazyGroup.lazy``)."""
+"""The ``tagger`` commands, one module each; :mod:`tagger.cli` lists them (``LazyGroup.lazy``)
+and :mod:`tagger.commands.common` is the plumbing they share."""

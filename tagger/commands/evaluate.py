@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from tagger.commands.common import echo, fail, setup_logging, verbosity
 from tagger.errors import EXIT_FILES_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, FatalError, TaggerError
 
 EVALUATE_HELP = """How the model's decisions agree with the genres a person already wrote in PATHS.
@@ -80,7 +81,6 @@ def _check_report_suffix(ctx, param, value):
                    "config directory].")
 @click.pass_context
 def evaluate_cmd(ctx: click.Context, paths, reports, disagreements, config_path, **cli) -> None:
-    from tagger.cli import fail, setup_logging
     from tagger.config import evaluate_map, load_config, resolve
 
     try:
@@ -93,7 +93,7 @@ def evaluate_cmd(ctx: click.Context, paths, reports, disagreements, config_path,
     except (TaggerError, ValueError) as exc:
         fail(ctx, exc if isinstance(exc, TaggerError) else FatalError(str(exc)))
         return
-    setup_logging(verbose=ctx.find_root().obj.verbose, quiet=bool(options.quiet))
+    setup_logging(verbose=verbosity(ctx), quiet=bool(options.quiet))
     from tagger.report import check_report_path
 
     for r in reports:
@@ -174,7 +174,6 @@ def thresholds_in_effect(meta, options) -> tuple[float, dict[str, float], str]:
 def run_evaluate(paths: list[str], options, *, overrides, settings, reports: list[str],
                  disagreements: int) -> int:
     from tagger.aggregate import user_names
-    from tagger.cli import echo
     from tagger.evaluate import build_evaluation
     from tagger.library import collect
 

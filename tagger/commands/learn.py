@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from tagger.commands.common import echo, fail, setup_logging, verbosity
 from tagger.errors import EXIT_FILES_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, FatalError, TaggerError
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,6 @@ def _check_report(ctx, param, value):
 @click.pass_context
 def learn_cmd(ctx: click.Context, paths, out, dry_run, min_tracks, min_albums, target_precision, folds, group_by,
               model, workers, ray_address, state_db, report_path, as_default, seed, quiet, config_path) -> None:
-    from tagger.cli import fail, setup_logging
     from tagger.config import load_config
 
     if out is None and not dry_run:
@@ -120,7 +120,7 @@ def learn_cmd(ctx: click.Context, paths, out, dry_run, min_tracks, min_albums, t
     except (TaggerError, ValueError) as exc:
         fail(ctx, exc if isinstance(exc, TaggerError) else FatalError(str(exc)))
         return
-    setup_logging(verbose=ctx.find_root().obj.verbose, quiet=quiet)
+    setup_logging(verbose=verbosity(ctx), quiet=quiet)
     for p in paths:
         if not os.path.lexists(p):
             fail(ctx, FatalError(f"{p}: no such file or folder"))
@@ -168,8 +168,6 @@ def _settings(file_values: dict[str, Any], *, min_tracks: int | None, min_albums
 
 
 def _say(text: str = "") -> None:
-    from tagger.cli import echo
-
     echo(text)
 
 
@@ -327,7 +325,7 @@ def _now() -> str:
 
 def _report(paths, tracks, unreadable, collected, taxonomy, data, plan, choice, ev, *, target, options, started,
             seed) -> dict[str, Any]:
-    from tagger.report import _tool
+    from tagger.report import tool_name
 
     meta = collected.meta
     failed = dict(unreadable)
@@ -335,7 +333,7 @@ def _report(paths, tracks, unreadable, collected, taxonomy, data, plan, choice, 
     person = [t for t in tracks if t.genres and not t.tagger_owned]
     mapping = {g["base_label"]: g["name"] for g in ev["genres"] if g.get("base_label")}
     return {
-        "tool": _tool(), "command": "learn", "created": _now(),
+        "tool": tool_name(), "command": "learn", "created": _now(),
         "library": {
             "paths": [os.path.abspath(os.path.expanduser(p)) for p in paths],
             "files": len(tracks) + len(unreadable), "person_tagged": len(person),
