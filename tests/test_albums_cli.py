@@ -25,6 +25,8 @@ from tests.test_pipeline import genres_of
 
 LABELS = TINY_LABELS  # blues classical hiphop jazz rock
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def scores(**kw) -> tuple[float, ...]:
     v = np.zeros(len(LABELS))

@@ -19,6 +19,8 @@ sys.path.insert(0, str(BENCH))
 import bench_throughput as bt  # noqa: E402
 import musiclib  # noqa: E402
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def test_library_plan_is_a_prefix_and_deterministic():
     small = musiclib.plan(4, seconds=(180, 240), seed=3)

@@ -15,6 +15,8 @@ from tagger import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.pure
+
 
 def test_every_command_in_the_table_loads_and_is_listed():
     r = CliRunner().invoke(cli.main, ["--help"])

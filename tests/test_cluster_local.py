@@ -34,7 +34,7 @@ NODE2 = "tagger_test_lost_node"
 FAST_HEALTH = {"PYTHONPATH": str(ROOT), "RAY_health_check_initial_delay_ms": "0", "RAY_health_check_period_ms": "300",
                "RAY_health_check_timeout_ms": "300", "RAY_health_check_failure_threshold": "2"}
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.tf, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")

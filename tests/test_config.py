@@ -23,6 +23,8 @@ from tagger.config import (
 from tagger.errors import EXIT_FATAL, FatalError
 from tagger.options import TagOptions, option_names
 
+pytestmark = pytest.mark.pure
+
 
 def _write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
     p = tmp_path / name

@@ -12,6 +12,8 @@ from tagger.config import HELP, example_config, load_config, resolve
 from tagger.errors import EXIT_FATAL, FatalError
 from tagger.options import option_names
 
+pytestmark = pytest.mark.pure
+
 
 def _write(tmp_path, text: str):
     p = tmp_path / "config.toml"

@@ -13,6 +13,8 @@ from tagger.config import example_config, format_effective, load_config, resolve
 from tagger.errors import FatalError
 from tagger.taxonomy import DEFAULT_DROP, LearnSettings, learn_settings
 
+pytestmark = pytest.mark.pure
+
 
 def _write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
     p = tmp_path / name

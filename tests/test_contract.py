@@ -12,6 +12,8 @@ from tagger.features import FeatureParams, chunk_frames, extract, extract_segmen
 from tagger.modelmeta import ModelMeta, load_meta, locate, model_id_for
 from tests.conftest import TINY_FEATURES, build_tiny_model, tone
 
+pytestmark = pytest.mark.tf
+
 
 def test_chunking_overlap_and_count():
     p = FeatureParams(chunk_frames=4, chunk_hop_frames=2)

@@ -22,6 +22,8 @@ from tests.test_pipeline import audio_of, genres_of, make_lib, tag_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def env():
     return {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled", "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -40,6 +40,8 @@ from tagger.taxonomy import genre_key
 
 GTZAN = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def _written(labels=GTZAN, user_map=None):
     return written_names(labels, {}, user_map)

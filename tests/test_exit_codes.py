@@ -31,6 +31,8 @@ from tagger.errors import (
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTED = {EXIT_OK, EXIT_FATAL, EXIT_FILES_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_SIGINT, EXIT_SIGTERM}
 
+pytestmark = pytest.mark.train
+
 
 def invoke(*args) -> tuple[int, str]:
     r = CliRunner().invoke(main, [str(a) for a in args])

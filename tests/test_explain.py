@@ -20,6 +20,8 @@ from tests.conftest import TINY_FEATURES, tone
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray, pytest.mark.train]
+
 
 def cli(args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)

@@ -16,6 +16,8 @@ from tests.conftest import TINY_LABELS, tone
 from tests.test_albums_cli import no_analysis, scores, store, track
 from tests.test_pipeline import genres_of
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def run(args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)

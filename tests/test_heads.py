@@ -34,6 +34,8 @@ from tests.conftest import TINY_FEATURES, TINY_LABELS, build_tiny_model
 LABELS = ("blues", "hiphop", "jazz", "rock")
 TINY_RATE = int(TINY_FEATURES["sample_rate"])
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 # -- pure: aggregation ---------------------------------------------------------------------------
 

@@ -20,6 +20,8 @@ from tests.report_helpers import synthetic_report
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray, pytest.mark.browser]
+
 
 def embedded_data(page: str) -> dict:
     m = re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S)

@@ -16,6 +16,8 @@ from tagger import learn as L
 from tagger.cli import main
 from tests.learn_helpers import make_library, model_with_embedding, sound, tag_as_tagger, write_flac
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 # -- groups and folds ------------------------------------------------------------------------------------
 
 

@@ -15,6 +15,8 @@ from tagger.library import album_key, artist_key, collect, collect_options
 from tagger.options import TagOptions
 from tests.learn_helpers import make_library, model_with_embedding, sound, write_flac
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def test_grouping_keys():
     assert album_key("/m/A/X/01.flac", "Blue Train", "John Coltrane") == "john coltrane — blue train"

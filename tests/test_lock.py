@@ -29,6 +29,8 @@ lock.release()
 print("released", flush=True)
 """
 
+pytestmark = pytest.mark.pure
+
 
 class Holder:
     """A real second process holding the lock (synchronised through pipes, no sleeps)."""

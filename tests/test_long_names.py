@@ -19,6 +19,8 @@ from tests.bad_input_helpers import audio_digest, other_tags
 PROV = tags.Provenance(model_id="0123456789abcdef", genres=("Rock",), scores=(0.9,),
                        date="2026-01-01T00:00:00Z")
 
+pytestmark = pytest.mark.pure
+
 
 def _name(stem_char: str, ext: str, limit: int = 255) -> str:
     """A name of exactly ``limit`` bytes: ``stem_char`` repeated, padded with ASCII, then ``ext``."""

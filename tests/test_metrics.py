@@ -20,6 +20,8 @@ from tagger.metrics import (
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
+pytestmark = pytest.mark.train
+
 
 def test_wilson_interval_matches_published_values_and_is_the_one_training_uses():
     import training.evaluate as te

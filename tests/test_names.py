@@ -29,6 +29,8 @@ LATIN1 = b"caf\xe9 \xff.wav"  # "café ÿ.wav" written by a Latin-1 system: not 
 BAD_DIR = b"\xfe\xfd disc"  # a folder whose name is not valid UTF-8 either
 BROKEN = b"broken \xff.mp3"  # random bytes: a failed file (a warning on the console)
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def _str(raw: bytes, root: Path) -> str:
     return os.path.join(str(root), os.fsdecode(raw))

@@ -12,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.pure
+
 
 def _source_copy(dest: Path) -> Path:
     """What the build reads, without this checkout's build/ folder: setuptools adds whatever an

@@ -11,6 +11,8 @@ import pytest
 from tagger.report import Report, Row
 from tagger.report import html_report as hr
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
 @pytest.mark.parametrize("ext", ["json", "csv", "html"])

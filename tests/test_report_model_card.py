@@ -14,6 +14,8 @@ from tagger.report import html_report as hr
 from tagger.report.model_card import accuracy_text, metric_lines, per_class
 from tests.report_helpers import MODEL
 
+pytestmark = pytest.mark.pure
+
 
 def test_accuracy_line_with_interval_tracks_f1_and_source():
     d = {"accuracy": 0.781, "accuracy_ci95": [0.702, 0.844], "tracks": 100, "macro_f1": 0.77,

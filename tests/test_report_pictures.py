@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from tagger.options import TagOptions
 from tagger.report import Report, Row
 from tagger.report.pictures import attach_pictures, explain_folder, scores_differ, uncertain_rows
 from tests.conftest import tone
+
+pytestmark = pytest.mark.tf
 
 
 def _row(path, action="uncertain", scores=((("rock", 0.3), ("jazz", 0.2)))):

@@ -10,6 +10,8 @@ from tagger.config import check_value
 from tagger.report import REPORT_SUFFIXES, Report, Row, check_report_path, report_format
 from tagger.report.write import SUFFIXES_TEXT
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 @pytest.mark.parametrize("name, fmt", [
     ("r.json", "json"), ("r.csv", "csv"), ("r.html", "html"), ("r.htm", "html"), ("R.HTM", "html"),

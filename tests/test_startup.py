@@ -11,6 +11,8 @@ import pytest
 from tagger.options import TagOptions
 from tests.test_pipeline import make_lib
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def test_the_bar_names_each_stage_and_its_clock_starts_with_the_first_file(monkeypatch):
     from tagger.commands.progress import TqdmProgress

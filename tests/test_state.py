@@ -28,6 +28,8 @@ from tagger.state import (
 )
 from tests.state_helpers import open_tmpdir, unprivileged
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.fixture
 def db_path(tmp_path):

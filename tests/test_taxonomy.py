@@ -22,6 +22,8 @@ from tagger.taxonomy import (
     styled,
 )
 
+pytestmark = pytest.mark.pure
+
 # -- genre_key -------------------------------------------------------------------------------------
 
 
