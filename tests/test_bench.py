@@ -75,6 +75,7 @@ def test_peak_rss_sees_the_whole_process_tree():
     finally:
         proc.stdin.close()
         proc.wait(timeout=60)
+        proc.stdout.close()
     assert mem["workers"] == 1
     assert mem["worker_mb"] >= 120
     assert 0 < mem["driver_mb"] < 120

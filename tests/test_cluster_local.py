@@ -113,6 +113,8 @@ def test_a_node_killed_mid_run_costs_only_its_files(cluster, tiny_model, tmp_pat
         rc = proc.wait()
     finally:
         timer.cancel()
+        proc.stdout.close()
+        proc.stderr.close()
     assert killed, "".join(err)[-3000:]
     assert rc in (0, 2), out + "".join(err)[-3000:]
     data = json.loads(report.read_text())

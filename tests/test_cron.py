@@ -49,6 +49,7 @@ def test_concurrent_run_exits_75_naming_the_holder(tmp_path, tiny_model):
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+        holder.stdout.close()
     # the holder is gone: its lock is taken over
     lock = RunLock(state)
     lock.acquire()
@@ -77,6 +78,8 @@ def test_signal_mid_run_loses_nothing(tmp_path, tiny_model, sig, code, name, alb
             break
     proc.stderr.read()
     out = proc.stdout.read()
+    proc.stdout.close()
+    proc.stderr.close()
     assert proc.wait(timeout=120) == code, out
     assert f"interrupted by {name}" in out
 

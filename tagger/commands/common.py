@@ -134,6 +134,7 @@ def setup_logging(*, verbose: int = 0, quiet: bool = False, log_file: str | None
     for h in list(root.handlers):
         if getattr(h, "_tagger", False):
             root.removeHandler(h)
+            h.close()  # a --log-file from an earlier set-up is closed, not left to the garbage collector
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
     if quiet:
         level = logging.ERROR
