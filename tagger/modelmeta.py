@@ -116,7 +116,7 @@ class ModelMeta:
         return {k: d[k] for k in order}
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "metadata") -> "ModelMeta":
+    def from_dict(cls, data: Any, *, source: str = "metadata") -> ModelMeta:
         """Parse and validate; raises ModelError naming the first problem."""
         if not isinstance(data, dict):
             raise ModelError(f"{source}: not a JSON object")
@@ -226,7 +226,7 @@ DESCRIPTIVE = frozenset({"schema", "model_id", "name", "architecture", "training
                          "licence", "credits"})
 
 
-def model_id_for(weights: Path, meta: "ModelMeta | dict[str, Any]") -> str:
+def model_id_for(weights: Path, meta: ModelMeta | dict[str, Any]) -> str:
     """The model id: sha256 over the weights file and the canonical JSON of every metadata field
     that changes what is written (all but :data:`DESCRIPTIVE`), first 16 hex digits."""
     data = meta.to_dict() if isinstance(meta, ModelMeta) else dict(meta)
@@ -385,7 +385,7 @@ def save_bundle(net: Any, out: Path, *, meta_fields: dict[str, Any], name: str =
         model_id="0" * 16,  # replaced below, once the fields are canonical
         features=features,
         input_shape=list(FeatureParams.from_dict(features).input_shape),
-        created=data.get("created") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created=data.get("created") or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     meta = ModelMeta.from_dict(data, source=str(files.meta))
     meta = dataclasses.replace(meta, model_id=model_id_for(files.weights, meta))

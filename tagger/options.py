@@ -61,7 +61,7 @@ class TagOptions:
         if self.whole_track and self.analysis_seconds is not None:
             raise ValueError("whole_track and analysis_seconds exclude each other: choose one")
 
-    def replace(self, **changes) -> "TagOptions":
+    def replace(self, **changes) -> TagOptions:
         return dataclasses.replace(self, **changes)
 
 

@@ -17,7 +17,6 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from tagger.cli import main
-from tests.conftest import tone
 from tests.test_pipeline import audio_of, genres_of, make_lib, tag_args
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -355,7 +355,7 @@ def _add_musicnn_commands() -> None:
     """``convert_musicnn`` from training/musicnn.py, when that module is there."""
     try:
         from training import musicnn
-    except Exception as exc:  # noqa: BLE001 - a broken optional module must not break `tagger train`
+    except Exception as exc:
         if not isinstance(exc, ImportError):
             log.warning("training/musicnn.py cannot be imported: %s", exc)
         return

@@ -20,8 +20,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,6 @@ def evaluate_run(run_dir: str | Path, *, side: str = "test") -> dict[str, Any]:
     the metrics.
     """
     from tagger.model import GenreModel
-
     from training.architectures import get as get_arch
     from training.cache import load_chunks
     from training.datasets import DatasetError, load_work
@@ -257,7 +257,7 @@ def cross_validate(work_dir: str | Path, *, out: str | Path, arch: str = "mel-cn
         seed=fit_options.get("seed", 0),
         split_seed=work.data["folds"]["seed"],
         command=command,
-        created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     metrics["timings"] = {"total_s": round(time.perf_counter() - t0, 2),
                           "fit_s": round(sum(f["fit_s"] for f in fold_metrics), 2),
@@ -317,7 +317,6 @@ def export(run_dir: str | Path, *, out: str | Path | None = None, as_default: bo
     is loaded back with :meth:`GenreModel.load` before this returns."""
     from tagger.model import GenreModel
     from tagger.modelmeta import copy_bundle, save_bundle, shipped_dir
-
     from training.train import MODEL_NAME, ReproducibleSave, load_run
 
     run_dir = Path(run_dir).expanduser().resolve()

@@ -164,7 +164,7 @@ def run_tag(ctx: click.Context, paths: list[str], options) -> int:
         return EXIT_FATAL
     except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
         raise
-    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback with -v
+    except Exception as exc:
         log.debug("internal error", exc_info=True)
         _write_partial_reports(tagger, options, exc)
         fail(ctx, FatalError(f"internal error ({type(exc).__name__}: {exc}); run with -v for the traceback"))
@@ -191,7 +191,7 @@ def _write_partial_reports(tagger, options, exc: BaseException) -> None:
     for r in options.reports:
         try:
             tagger.report.write(r)
-        except Exception as err:  # noqa: BLE001 - the error that ended the run is the one to show
+        except Exception as err:
             log.warning("cannot write the report %s: %s", r, err)
 
 

@@ -31,7 +31,7 @@ def _complete_run_ids(ctx: click.Context, param, incomplete: str):
             what = f"undid {r.undo_of}" if r.undo_of else covered_text(r, 44)
             items.append(CompletionItem(r.run_id, help=f"{started_text(r)} {mode_text(r)}, {what}"))
         return items
-    except Exception:  # noqa: BLE001 - completion must never fail in the user's shell
+    except Exception:
         return []
 
 
