@@ -137,7 +137,8 @@ def _seconds_for(chunks: int, params) -> float:
     return round((samples + 1 + slack) / params.sample_rate, 4)
 
 
-def first_plan(duration: float, *, first_seconds: float, max_seconds: float, params) -> list[tuple[float, float | None]]:
+def first_plan(duration: float, *, first_seconds: float, max_seconds: float,
+               params) -> list[tuple[float, float | None]]:
     """What the first pass analyses: the ``--analysis-seconds`` sampler's stretches at
     ``first_seconds``, each moved back to the whole-track chunk grid (a multiple of the chunk
     hop), so that its chunks are chunks a whole-track run makes too, and the first pass and its
