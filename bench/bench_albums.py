@@ -173,13 +173,14 @@ def run_layout(name: str, build, by_genre, work: Path, dissents: list[float], se
     if code not in (0, 2):
         raise SystemExit(f"tagger tag failed on {lib} (exit {code})")
     res: dict = {"layout": name, "tracks": len(truth), "runs": {}}
-    for label, extra in [("no-albums", ["--no-albums"])] + [(f"albums dissent={d:g}", ["--albums", "--album-dissent", str(d)])
-                                                            for d in dissents]:
+    runs = [("no-albums", ["--no-albums"])] + [(f"albums dissent={d:g}", ["--albums", "--album-dissent", str(d)])
+                                               for d in dissents]
+    for label, extra in runs:
         rep = work / f"{name}-{label.replace(' ', '_')}.json"
         tagger("tag", str(lib), "--dry-run", "--state-db", str(db), "--report", str(rep), "--quiet", *extra)
         res["runs"][label] = score(rep, truth)
     base = res["runs"]["no-albums"]["written"]
-    for label, r in res["runs"].items():
+    for r in res["runs"].values():
         r["changed_vs_no_albums"] = sum(1 for p, g in r["written"].items() if g != base.get(p))
         del r["written"]
     return res
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     for res in results:
         print(f"\n{res['layout']}: {res['tracks']} tracks")
-        print(f"  {'run':24} {'accuracy':>9} {'right':>6} {'changed':>8} {'dissent kept/right':>19}  by kind (right/tracks)")
+        print(f"  {'run':24} {'accuracy':>9} {'right':>6} {'changed':>8} {'dissent kept/right':>19}"
+              "  by kind (right/tracks)")
         for label, r in res["runs"].items():
             kinds = ", ".join(f"{k} {v['right']}/{v['tracks']}" for k, v in sorted(r["by_kind"].items()))
             print(f"  {label:24} {r['accuracy']:9.3f} {r['right']:6d} {r['changed_vs_no_albums']:8d} "

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     lib = work / "library"
     bt.copy_selection(files, root, lib)
-    weights, meta = bt.resolve_model(None, None)
+    weights, _meta = bt.resolve_model(None, None)
     env = bt.bench_env()
     env["XDG_CONFIG_HOME"] = str(work / "xdg-config")
     audio_s = sum(bt.musiclib.duration_of(p) for p in files)
@@ -70,8 +70,9 @@ def main(argv=None) -> int:
     out = {"machine": {"cpu": bt.cpu_model(), "cores": os.cpu_count()}, "tracks": len(files),
            "mode": args.mode, "runs": []}
     print(f"{len(files)} tracks, {audio_s / 3600:.2f} h; {out['machine']}", file=sys.stderr)
-    lines = ["| split | tracks/s | tracks/s e2e | CPU s/track | worker busy / wall | load |", "|---|---|---|---|---|---|"]
-    for rep in range(args.repeat):
+    lines = ["| split | tracks/s | tracks/s e2e | CPU s/track | worker busy / wall | load |",
+             "|---|---|---|---|---|---|"]
+    for _rep in range(args.repeat):
         for name, workers, intra, inter, nice in chosen:
             state, report = work / "state.db", work / "report.json"
             for p in (state, report):

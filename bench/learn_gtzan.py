@@ -189,12 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         "library": {"clips": len(truth), "albums": sum(1 for _ in lib.glob("*/*")), "held_out": len(held_truth),
                     "held_out_albums": len(held), "artist": "one per album", "spellings": written},
         "learn": {"genres": [{k: g[k] for k in ("name", "tracks", "threshold", "reachable", "best_precision")}
-                             | {"cv_precision": g["learnt"]["precision"], "cv_precision_ci95": g["learnt"]["precision_ci95"],
+                             | {"cv_precision": g["learnt"]["precision"],
+                                "cv_precision_ci95": g["learnt"]["precision_ci95"],
                                 "cv_recall": g["learnt"]["recall"], "cv_recall_ci95": g["learnt"]["recall_ci95"],
                                 "shipped_precision": (g["base"] or {}).get("precision"),
                                 "shipped_recall": (g["base"] or {}).get("recall")}
                              for g in learn["genres"]],
-                  "summary": learn["summary"], "top1": {k: learn["top1"][k] for k in ("tracks", "right", "accuracy", "ci95")},
+                  "summary": learn["summary"],
+                  "top1": {k: learn["top1"][k] for k in ("tracks", "right", "accuracy", "ci95")},
                   "cv": {k: learn["cv"][k] for k in ("folds", "grouping", "groups", "notes", "l2", "target_precision")},
                   "taxonomy": learn["taxonomy"]["table"], "timing": learn.get("timing")},
         "held_out": runs, "commands": log, "target_precision": a.target,

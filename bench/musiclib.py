@@ -79,7 +79,8 @@ def random_style(rng: np.random.Generator) -> Style:
         scale=str(rng.choice(list(SCALES))),
         swing=float(rng.choice([0.0, 0.0, 0.12, 0.25])),
         kick=kick, snare=snare, hat=hat,
-        lead=str(rng.choice(TIMBRES)), pad=str(rng.choice(TIMBRES)), bass=str(rng.choice(("sine", "saw", "square", "pluck"))),
+        lead=str(rng.choice(TIMBRES)), pad=str(rng.choice(TIMBRES)),
+        bass=str(rng.choice(("sine", "saw", "square", "pluck"))),
         drive=float(rng.choice([0.0, 0.0, 0.3, 0.8])),
         echo=float(rng.uniform(0.0, 0.45)),
         drums=float(rng.choice([0.0, 0.5, 0.8, 1.0])),
@@ -261,7 +262,8 @@ def encode(path: Path, x: np.ndarray, *, sr: int = SR) -> None:
         stream.bit_rate = rate
         block = 1152 * 8
         for start in range(0, x.shape[1], block):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, start:start + block]), format="fltp", layout=layout)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, start:start + block]), format="fltp",
+                                               layout=layout)
             frame.sample_rate = sr
             frame.pts = start
             for packet in stream.encode(frame):
@@ -316,7 +318,8 @@ def _make_one(args: tuple[str, float, int, str]) -> str:
     return path
 
 
-def plan(n: int, *, seconds: tuple[float, float], seed: int, formats: tuple[str, ...] = FORMATS) -> list[tuple[str, float, int, str]]:
+def plan(n: int, *, seconds: tuple[float, float], seed: int,
+         formats: tuple[str, ...] = FORMATS) -> list[tuple[str, float, int, str]]:
     """(relative path, length in seconds, seed, format) of each of ``n`` tracks.
 
     Track i depends on (seed, i) only, so a library of n tracks is the start of a larger one.

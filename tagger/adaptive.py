@@ -137,7 +137,8 @@ def _seconds_for(chunks: int, params) -> float:
     return round((samples + 1 + slack) / params.sample_rate, 4)
 
 
-def first_plan(duration: float, *, first_seconds: float, max_seconds: float, params) -> list[tuple[float, float | None]]:
+def first_plan(duration: float, *, first_seconds: float, max_seconds: float,
+               params) -> list[tuple[float, float | None]]:
     """What the first pass analyses: the ``--analysis-seconds`` sampler's stretches at
     ``first_seconds``, each moved back to the whole-track chunk grid (a multiple of the chunk
     hop), so that its chunks are chunks a whole-track run makes too, and the first pass and its
@@ -202,11 +203,12 @@ def plan_rest(duration: float | None, heard: list[tuple[float, float | None]], *
         total = _chunks_in(int(round(duration * params.sample_rate)), params)
         return rest, min(1.0, got / max(total, 1)) if hop > 0 else 1.0
     whole = whole_plan(duration, max_seconds=max_seconds, params=params)
-    rest = rest_segments(heard, whole, duration, min_seconds=params.chunk_seconds)
-    if not rest:
+    tail = rest_segments(heard, whole, duration, min_seconds=params.chunk_seconds)
+    if not tail:
         return [], 1.0
-    got, left = sum(d for _, d in heard), sum(d for _, d in rest)
-    return rest, got / (got + left)
+    heard_s = sum(d for _, d in heard if d is not None)  # all of them here: a None returned above
+    left_s = sum(d for _, d in tail)
+    return list(tail), heard_s / (heard_s + left_s)  # list(): typed as the result (list is invariant)
 
 
 def first_seconds_of(sampling: str) -> float | None:

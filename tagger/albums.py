@@ -252,13 +252,17 @@ def decide_album(members: Sequence[Member], labels, *, name: str = "", compilati
                       existing=m.existing, tagger_owned=m.tagger_owned, owner_model_id=m.owner_model,
                       model_id=model_id, on_existing=on_existing, names=names, user_map=user_map)
 
+    def scores_of(m: Member) -> np.ndarray:
+        assert m.scores is not None  # only the members in ``scored`` get here
+        return m.scores
+
     scored = [m for m in members if m.scores is not None]
     out = AlbumDecision(name, len(members), len(scored), None, None)
 
     def per_track(why: str) -> AlbumDecision:
         out.per_track = why
         for m in scored:
-            out.outcomes[m.path] = TrackOutcome(own(m, m.scores), GENRE_FROM_TRACK, note=why)
+            out.outcomes[m.path] = TrackOutcome(own(m, scores_of(m)), GENRE_FROM_TRACK, note=why)
         return out
 
     if compilation:
@@ -274,7 +278,7 @@ def decide_album(members: Sequence[Member], labels, *, name: str = "", compilati
     if not voters:
         return per_track("")
     out.analysed = len(voters)
-    out.scores = album_scores([m.scores for m in voters], [m.seconds for m in voters], aggregation)
+    out.scores = album_scores([scores_of(m) for m in voters], [m.seconds for m in voters], aggregation)
     out.decision = decide(out.scores, labels, top_k=top_k, min_confidence=min_confidence, thresholds=thresholds,
                           names=names, user_map=user_map)
     if out.decision.action != TAG:
@@ -290,8 +294,8 @@ def decide_album(members: Sequence[Member], labels, *, name: str = "", compilati
             return per_track(f"the album's genre ({shown}) disagrees with the genre a person gave "
                              f"{len(against)} of its tracks ({theirs}): decided per track")
     for m in scored:
-        mine = own(m, m.scores)
-        ranked = rank(m.scores, labels, names=names, user_map=user_map)
+        mine = own(m, scores_of(m))
+        ranked = rank(scores_of(m), labels, names=names, user_map=user_map)
         if dissents(Decision(mine.action, "", ranked=ranked), out.decision, dissent=dissent):
             best = ranked[0]
             out.outcomes[m.path] = TrackOutcome(

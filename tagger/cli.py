@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -30,7 +30,7 @@ from tagger.commands.common import (  # noqa: F401 - the public names of tagger.
 class LazyGroup(common.LazyGroup):
     """``tagger``'s commands: name -> (module, attribute, its line in ``tagger --help``)."""
 
-    lazy = {
+    lazy: ClassVar[dict[str, tuple[str, str, str]]] = {
         "config": ("tagger.commands.config", "config_cmd",
                    "Print the effective settings for `tagger tag` and where each came from."),
         "evaluate": ("tagger.commands.evaluate", "evaluate_cmd",
@@ -43,7 +43,8 @@ class LazyGroup(common.LazyGroup):
         "tag": ("tagger.commands.tag", "tag_cmd",
                 "Analyse PATHS (files or folders) and write predicted genres into the files."),
         "train": ("training.cli", "train", "Build, evaluate and export models (GTZAN or your own folders)."),
-        "undo": ("tagger.commands.undo", "undo_cmd", "Restore the tag fields run RUN_ID changed, exactly as they were."),
+        "undo": ("tagger.commands.undo", "undo_cmd",
+                 "Restore the tag fields run RUN_ID changed, exactly as they were."),
     }
 
 

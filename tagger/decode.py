@@ -226,7 +226,7 @@ def _decode_av(path: Path, offset: float, duration: float | None) -> tuple[np.nd
         for frame in container.decode(stream):
             t0 = frame.time  # pts * time_base in seconds (a float, not a Fraction); None if unknown
             if frame.format.name == "fltp":
-                outs = (frame,)
+                outs = [frame]
             else:
                 if resampler is None:
                     resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=frame.sample_rate)

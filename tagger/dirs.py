@@ -79,7 +79,8 @@ def prune_ray_sessions(temp_dir: str | os.PathLike, *, keep: int = KEEP_SESSIONS
         entries = sorted(p for p in root.iterdir() if _SESSION.match(p.name) and not p.is_symlink())
     except OSError:
         return []
-    ended = [p for p in entries if not _pid_alive(int(_SESSION.match(p.name).group(1)))]
+    ended = [p for p in entries
+             if (m := _SESSION.match(p.name)) is not None and not _pid_alive(int(m.group(1)))]
     removed = []
     for p in ended[: max(0, len(ended) - keep)]:  # names sort by time: the oldest first
         shutil.rmtree(p, ignore_errors=True)

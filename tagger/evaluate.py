@@ -710,7 +710,8 @@ def build_evaluation(
     notes.extend(mapping.notes)
     library = {
         "paths": list(paths), "files": len(rows), "evaluated": agreement.files,
-        "no_person": len(others), "tagger_owned": owned, "failed": len({r["path"] for r in rows if r["status"] == FAILED}),
+        "no_person": len(others), "tagger_owned": owned,
+        "failed": len({r["path"] for r in rows if r["status"] == FAILED}),
         "person": len(person),
     }
     options = {"top_k": top_k, "min_confidence": min_confidence, "thresholds": dict(thresholds or {}),

@@ -125,7 +125,8 @@ def _tiles(ev: Evaluation) -> str:
              ("coverage (would get a genre)", _pct(a.coverage), "#2e7d32"),
              ("without a person's genre", f"{lib.get('no_person', 0):,}", "#78909c"),
              ("failed", f"{lib.get('failed', 0):,}", "#c62828")]
-    return "".join(f'<div class="tile" style="--c:{c}"><span class="n">{_e(v)}</span><span class="a">{_e(k)}</span></div>'
+    return "".join(f'<div class="tile" style="--c:{c}"><span class="n">{_e(v)}</span>'
+                   f'<span class="a">{_e(k)}</span></div>'
                    for k, v, c in tiles)
 
 
@@ -198,7 +199,8 @@ def _confusion(ev: Evaluation, png: bytes | None) -> str:
             shade = f"background:rgba(31,95,168,{0.08 + 0.6 * v / top:.2f})" if v else ""
             cells.append(f'<td class="{"diag" if i == j else ""}" style="{shade}">{v or ""}</td>')
         rows.append(f"<tr><th>{_e(names[i])}</th>{''.join(cells)}<td class=\"n ci\">{int(cm[i].sum())}</td></tr>")
-    img = (f'<img class="cm" alt="confusion matrix" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+    img = (f'<img class="cm" alt="confusion matrix" '
+           f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
            if png else "")
     return (f'<table class="grid cm" id="confusion-table"><tr><th>person ↓ · model →</th>{head}<th>files</th></tr>'
             f'{"".join(rows)}</table><p class="hint">{a.single_genre_files:,} files with exactly one genre; rows: '
@@ -220,7 +222,8 @@ def _disagreements(ev: Evaluation) -> str:
                     f'<td class="n">{mine}</td><td>{_e("; ".join(d.would_write) or "nothing (uncertain)")}</td>'
                     f'<td class="ci">{_e(scores)}</td></tr>')
     return (f'<table class="grid" id="disagreements-table"><tr><th>file</th><th>person\'s genres</th>'
-            f'<th>model\'s best</th><th>score of the person\'s genre</th><th>tag would write</th><th>best scores</th></tr>'
+            f'<th>model\'s best</th><th>score of the person\'s genre</th><th>tag would write</th>'
+            f'<th>best scores</th></tr>'
             f'{"".join(body)}</table><p class="hint">Files whose best label maps to none of the person\'s genres, '
             f'the most confident first: mislabelled files, or where the model is wrong.</p>')
 
@@ -242,7 +245,8 @@ def _failures(ev: Evaluation) -> str:
     more = f"<p>and {len(ev.failed) - 200:,} more (see the JSON or CSV report).</p>" if len(ev.failed) > 200 else ""
     return (f'<section id="failures" class="card bad"><h2>{len(ev.failed):,} '
             f'{"file" if len(ev.failed) == 1 else "files"} failed</h2><p class="hint">Not analysed, so not '
-            f'counted. Nothing was written to them (nor to any file).</p><ul class="failures">{items}</ul>{more}</section>')
+            f'counted. Nothing was written to them (nor to any file).</p><ul class="failures">{items}</ul>'
+            f'{more}</section>')
 
 
 def _model(ev: Evaluation) -> str:
@@ -273,8 +277,10 @@ def render(ev: Evaluation, *, png: bytes | None = None) -> str:
 <header><div class="wrap">
 <h1>tagger evaluate: how the model agrees with your genres</h1>
 <p id="headline" class="headline">{_e(headline(ev))}</p>
-<p class="meta">{_e(tool_name())} · {_e(paths)} · {counts.get('files', 0):,} files ({counts.get('evaluated', 0):,} compared,
-{counts.get('no_person', 0):,} without a person's genre, {counts.get('failed', 0):,} failed) · nothing was written to any file</p>
+<p class="meta">{_e(tool_name())} · {_e(paths)} · {counts.get('files', 0):,} files \
+({counts.get('evaluated', 0):,} compared,
+{counts.get('no_person', 0):,} without a person's genre, {counts.get('failed', 0):,} failed) \
+· nothing was written to any file</p>
 </div></header>
 <main class="wrap">
 <section id="summary" class="tiles">{_tiles(ev)}</section>
@@ -284,12 +290,14 @@ def render(ev: Evaluation, *, png: bytes | None = None) -> str:
 <section id="mapping" class="card"><h2>Model labels and your genres</h2>{_mapping(ev)}</section>
 <section id="per-genre" class="card"><h2>Per genre</h2>{_per_genre(ev)}</section>
 <section id="confusion" class="card"><h2>Confusion matrix</h2>{_confusion(ev, png)}</section>
-<section id="disagreements" class="card"><h2>Where the model disagrees most confidently</h2>{_disagreements(ev)}</section>
+<section id="disagreements" class="card"><h2>Where the model disagrees most confidently</h2>\
+{_disagreements(ev)}</section>
 <section id="no-person" class="card"><h2>Files without a person's genre</h2>{_unlabelled(ev)}</section>
 <section id="model" class="card"><h2>Model</h2>{_model(ev)}</section>
 <p class="hint">Every file, with its scores and whether it agrees: the JSON or CSV report.</p>
 </main>
-<footer class="wrap">Written by {_e(tool_name())}. This page is self-contained: no network access is needed or made.</footer>
+<footer class="wrap">Written by {_e(tool_name())}. This page is self-contained: \
+no network access is needed or made.</footer>
 </body></html>
 """
 

@@ -233,7 +233,8 @@ def album_context(expl: Explanation, *, state_db: str | os.PathLike | None) -> N
         except StateError as exc:  # the album is a hint here: explain the track without its album's scores
             log.warning("album of %s: stored analyses unavailable (%s)", expl.path, exc)
     me = tags.read_tags(expl.path)
-    tracks = [al.TrackTags.of(expl.path, me.album_tags())] + [al.TrackTags.of(p, i.album_tags()) for p, i in info.items()]
+    tracks = [al.TrackTags.of(expl.path, me.album_tags())] + [al.TrackTags.of(p, i.album_tags())
+                                                              for p, i in info.items()]
     albums, _alone = al.group(tracks)
     album = next((a for a in albums if expl.path in a.paths), None)
     if album is None:

@@ -330,7 +330,8 @@ def _draw_facts(ax_top, ax_mid, expl: Explanation, mesh, fig) -> None:
     ax_top.text(0.06, 0.95, "\n".join(lines), va="top", fontsize=9, linespacing=1.6, transform=ax_top.transAxes)
     what = [f"{fp.kind} features, {fp.sample_rate} Hz"]
     if fp.kind != "waveform":
-        what.append(f"FFT {fp.n_fft}, hop {fp.hop_length}" + (f", {fp.n_mels} mel bands" if fp.kind == "logmel" else ""))
+        what.append(f"FFT {fp.n_fft}, hop {fp.hop_length}"
+                    + (f", {fp.n_mels} mel bands" if fp.kind == "logmel" else ""))
     what.append(f"chunk {fp.chunk_seconds:.2f} s every {fp.chunk_hop_seconds:.2f} s")
     if expl.meta.aggregation == "logit-mean":
         what.append("track score = sigmoid of the chunks' mean logit")

@@ -428,7 +428,8 @@ def fits_needed(plan: FoldPlan) -> int:
 
 
 def map_labels(labels: Sequence[str], keys: Sequence[str], *, key_of: Callable[[str], str],
-               display_names: Mapping[str, str] | None = None, user_map: Mapping[str, str] | None = None) -> dict[int, int]:
+               display_names: Mapping[str, str] | None = None,
+               user_map: Mapping[str, str] | None = None) -> dict[int, int]:
     """Model label index -> genre column, where the genre the model writes for the label (its
     [genres]/metadata/default name) or the label itself has the genre's key ("hiphop" and
     "Hip-Hop" -> "hiphop")."""

@@ -209,18 +209,23 @@ def render(report: Mapping[str, Any], *, images: Mapping[str, bytes]) -> str:
 <ul>{summary}</ul></section>
 <section class="card" id="genres"><h2>Per genre</h2>{_genres_html(report)}
 <p class="hint">Precision and recall of what <code>tagger tag</code> would write (up to top-k genres at the
-thresholds), each track scored by a model that never saw it or its album{" or artist" if cv.get("grouping") == "album+artist" else ""}.
+thresholds), each track scored by a model that never saw it or its album\
+{" or artist" if cv.get("grouping") == "album+artist" else ""}.
 The {_e(base.get("name", "backbone"))} columns are the model the embeddings came from, on the same tracks.</p></section>
 <div class="pics">
-<section class="card"><h2>Confusion (tracks with one genre: true vs best)</h2>{_img(images, "confusion", "confusion matrix")}</section>
-<section class="card"><h2>Precision against coverage</h2>{_img(images, "precision_coverage", "precision-coverage curves")}</section>
+<section class="card"><h2>Confusion (tracks with one genre: true vs best)</h2>\
+{_img(images, "confusion", "confusion matrix")}</section>
+<section class="card"><h2>Precision against coverage</h2>\
+{_img(images, "precision_coverage", "precision-coverage curves")}</section>
 </div>
-<section class="card" id="taxonomy"><h2>Taxonomy</h2><pre class="table">{_e(chr(10).join(tax.get("table") or []))}</pre></section>
+<section class="card" id="taxonomy"><h2>Taxonomy</h2>\
+<pre class="table">{_e(chr(10).join(tax.get("table") or []))}</pre></section>
 <section class="card" id="cv"><h2>How it was measured</h2>{_kv(cv_rows)}</section>
 <section class="card" id="library"><h2>Library</h2>{_kv(lib_rows)}</section>
 {failed_html}
 <section class="card" id="model"><h2>Model</h2>{_kv(model_rows)}</section>
 </main>
-<footer class="wrap">Written by {_e(report.get("tool", "tagger"))}. This page is self-contained: no network access is needed or made.</footer>
+<footer class="wrap">Written by {_e(report.get("tool", "tagger"))}. This page is self-contained: \
+no network access is needed or made.</footer>
 </body></html>
 """

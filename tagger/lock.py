@@ -22,6 +22,7 @@ locked across machines as long as the NFS lock service runs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import fcntl
@@ -166,10 +167,8 @@ class RunLock:
 
     def __del__(self) -> None:  # a forgotten lock still goes away with the process; be tidy earlier
         if getattr(self, "_fd", None) is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)  # type: ignore[arg-type]
-            except OSError:
-                pass
 
     def __repr__(self) -> str:
         return f"RunLock({str(self.state_path)!r}, held={self.held})"

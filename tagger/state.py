@@ -925,6 +925,7 @@ class StateDB:
                 (run_id, _enc_path(path), dumps(before), dumps(after), utc_now(), int(size_before),
                  int(mtime_ns_before)),
             )
+            assert cur.lastrowid is not None  # always set after an INSERT (sqlite3 types it Optional)
             return int(cur.lastrowid)
 
     @contextlib.contextmanager

@@ -114,7 +114,7 @@ def other_tags(path: str | os.PathLike) -> list[tuple[str, str]]:
     except Exception:
         f = None
     if f is not None and f.tags is not None:
-        for key in f.tags.keys():
+        for key in f.tags.keys():  # noqa: SIM118  (a Vorbis comment iterates as (key, value) pairs)
             k = str(key)
             if k.lower() in _GENRE_KEYS or "tagger_provenance" in k.lower():
                 continue

@@ -8,6 +8,7 @@ library, no port and no chromedriver are needed. Used by the HTML report's brows
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -121,20 +122,16 @@ class Browser:
         return self
 
     def __exit__(self, *exc) -> None:
-        try:
+        with contextlib.suppress(ProtocolError, OSError):
             self.call("Browser.close", session=False)
-        except (ProtocolError, OSError):
-            pass
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         for fd in (self._cmd_w, self._res_r):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def open(self, url: str) -> None:
         self.events = [e for e in self.events if e["method"] != "Page.loadEventFired"]
@@ -144,7 +141,8 @@ class Browser:
     def js(self, expression: str) -> Any:
         res = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
         if "exceptionDetails" in res:
-            raise ProtocolError(f"JavaScript error: {res['exceptionDetails'].get('exception', {}).get('description') or res['exceptionDetails']}")
+            details = res["exceptionDetails"]
+            raise ProtocolError(f"JavaScript error: {details.get('exception', {}).get('description') or details}")
         return res["result"].get("value")
 
     def type_text(self, selector: str, text: str) -> None:
@@ -155,7 +153,8 @@ class Browser:
     def click(self, selector: str) -> None:
         """A real mouse click in the middle of the element."""
         box = self.js(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView({{block: 'center'}});"
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " e.scrollIntoView({block: 'center'});"
             " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()")
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",

@@ -34,7 +34,8 @@ def sound(genre: str, seed: int, seconds: float = SECONDS, rate: int = RATE) -> 
     t = np.arange(int(seconds * rate)) / rate
     if genre == "Classical":
         f0 = rng.uniform(180, 320)
-        y = sum(0.25 / k * np.sin(2 * np.pi * f0 * k * t) for k in (1, 2, 3)) * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t))
+        y = (sum(0.25 / k * np.sin(2 * np.pi * f0 * k * t) for k in (1, 2, 3))
+             * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t)))
         y = y + 0.005 * rng.standard_normal(t.size)
     elif genre == "Metal":
         f0 = rng.uniform(80, 140)

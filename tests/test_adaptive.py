@@ -3,6 +3,7 @@ could still change; the store keeps first passes and extends them instead of sta
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_over_the_cap_the_rest_is_the_whole_plan_minus_the_sample():
     rest, share = adaptive.plan_rest(2400.0, heard, max_seconds=900.0, params=fp)
     whole = sum(d for _, d in adaptive.whole_plan(2400.0, max_seconds=900.0, params=fp))
     pieces = sorted([(o, o + d) for o, d in heard] + [(o, o + d) for o, d in rest])
-    assert all(b <= c + 1e-6 for (_, b), (c, _) in zip(pieces, pieces[1:]))  # nothing heard twice
+    assert all(b <= c + 1e-6 for (_, b), (c, _) in itertools.pairwise(pieces))  # nothing heard twice
     assert whole - 2 * len(heard) * fp.chunk_seconds <= sum(b - a for a, b in pieces) <= whole + 61.0
     assert 0 < share < 0.15
 
@@ -225,7 +226,7 @@ def test_a_close_call_hears_the_rest_and_a_clear_one_does_not(tmp_path, tiny_mod
     full = {p["label"]: p["score"] for p in whole["row"]["predicted"]}
     combined = {p["label"]: p["score"] for p in row["predicted"]}
     assert max(abs(combined[k] - full[k]) for k in full) < max(abs(sampled[k] - full[k]) for k in full)
-    (spec, seconds, chunks), = stored_rows(tmp_path / "r" / "state.db")
+    (spec, _seconds, chunks), = stored_rows(tmp_path / "r" / "state.db")
     assert spec == "adaptive:60+rest/whole<=900" and chunks == row["chunks"]
 
 
@@ -249,7 +250,7 @@ def test_a_stored_first_pass_is_extended_not_started_again(tmp_path, tiny_model,
     assert timing["audio_seconds"] <= duration - seconds + 0.15 * 60
     assert timing["audio_seconds"] >= duration - seconds - 10.0
     assert row["chunks"] > chunks and row["duration"] >= duration - 10.0
-    [(spec, seconds2, chunks2)] = stored_rows(tmp_path / "state.db")
+    [(spec, _seconds2, chunks2)] = stored_rows(tmp_path / "state.db")
     assert spec == "adaptive:60+rest/whole<=900" and chunks2 == row["chunks"]
 
     # the extended analysis is complete: later settings decide from it without any analysis

@@ -75,7 +75,7 @@ def test_compilations(tracks, why):
 
 
 def test_one_artist_with_guests_is_not_a_compilation():
-    tracks = [t(f"/c/{i}", "LP", "Main feat. Guest %d" % i if i % 2 else "Main") for i in range(8)]
+    tracks = [t(f"/c/{i}", "LP", f"Main feat. Guest {i}" if i % 2 else "Main") for i in range(8)]
     albums, _ = al.group(tracks)
     assert albums[0].compilation == ""
     # an album artist makes distinct track artists irrelevant
@@ -275,7 +275,8 @@ def test_html_album_view_groups_by_album_and_shows_decision_and_dissenters():
                        predicted=[{"genre": own, "label": own.lower(), "score": 0.95 if kept else 0.6}],
                        written=[own if kept else "Rock"], album="Band — LP", genre_from="track" if kept else "album",
                        album_genres=["Rock"], dissent=kept))
-    report.add(Row("/m/Singles/a.flac", "flac", "tagged", "x", predicted=[{"genre": "Pop", "label": "pop", "score": 0.7}],
+    report.add(Row("/m/Singles/a.flac", "flac", "tagged", "x",
+                   predicted=[{"genre": "Pop", "label": "pop", "score": 0.7}],
                    written=["Pop"], genre_from="track"))
     got = {a.name or a.folder: a for a in hr.albums(report.rows)}
     lp = got["Band — LP"]

@@ -234,7 +234,7 @@ def test_max_files_cuts_at_album_boundaries(tmp_path, tiny_model, monkeypatch):
     rows, out = tag(lib, tiny_model, tmp_path, "--max-files", "2")  # an album bigger than N: taken whole
     assert set(rows) == {str(p) for p in b}
     # per track, the cut is exact
-    c, sc = rock_album(lib, n=3, name="C")
+    _c, sc = rock_album(lib, n=3, name="C")
     store(tmp_path / "state.db", tiny_model, sc)
     rows, _ = tag(lib, tiny_model, tmp_path, "--max-files", "2", "--no-albums", "--dry-run")
     assert len(rows) == 2

@@ -44,7 +44,8 @@ def test_walk_never_yields_a_fifo_given_by_name(tmp_path):
     os.mkfifo(tmp_path / "pipe.ogg")
     problems = []
     assert list(walk([tmp_path / "pipe.ogg"], problems=problems)) == []  # never analysed (open() blocks)
-    assert [(p.action, p.reason) for p in problems] == [("skipped", "not a regular file (a FIFO (named pipe)); left alone")]
+    assert [(p.action, p.reason) for p in problems] == [
+        ("skipped", "not a regular file (a FIFO (named pipe)); left alone")]
 
 
 def test_cli_rows_and_console_lines(tmp_path):

@@ -191,7 +191,7 @@ def test_ten_minute_track_stays_legible(tmp_path, tiny_model):
     assert edges[0] == 0.0 and edges[-1] == pytest.approx(expl.spans[-1, 1], abs=1e-6)
     assert np.all(np.diff(edges) > 0)
     out = picture.render_png(expl, tmp_path / "long.png")
-    w, h = _png_size(out)
+    w, _h = _png_size(out)
     assert w >= 1000 and 30_000 < out.stat().st_size < 3_000_000
 
 

@@ -191,7 +191,8 @@ def _rows_in_table(b) -> list[dict]:
 
 
 def _status(b) -> tuple[int, int]:
-    return tuple(b.js("[+document.getElementById('status').dataset.shown, +document.getElementById('status').dataset.total]"))
+    return tuple(b.js("[+document.getElementById('status').dataset.shown,"
+                      " +document.getElementById('status').dataset.total]"))
 
 
 @pytest.mark.slow
@@ -209,9 +210,11 @@ def test_report_in_headless_chromium(tmp_path):
         b.open(page.as_uri())
         b.wait_for("document.body.dataset.ready === '1'")
         # summary tiles and charts, through the DOM
-        tiles = b.js("Object.fromEntries([...document.querySelectorAll('.tile')].map(t => [t.dataset.action, +t.dataset.count]))")
+        tiles = b.js("Object.fromEntries([...document.querySelectorAll('.tile')]"
+                     ".map(t => [t.dataset.action, +t.dataset.count]))")
         assert tiles == counts
-        bars = b.js("Object.fromEntries([...document.querySelectorAll('#genre-chart g.bar')].map(g => [g.dataset.genre, +g.dataset.count]))")
+        bars = b.js("Object.fromEntries([...document.querySelectorAll('#genre-chart g.bar')]"
+                    ".map(g => [g.dataset.genre, +g.dataset.count]))")
         assert bars == dict(by_genre)
         heights = b.js("[...document.querySelectorAll('#genre-chart rect.seg')].map(r => r.getBBox().width)")
         assert heights and min(heights) > 0
@@ -262,7 +265,8 @@ def test_report_in_headless_chromium(tmp_path):
         b.wait_for("!document.getElementById('albums-table').hidden")
         assert _status(b) == (len(album_list), len(album_list))
         flagged = [a for a in album_list if a.flagged]
-        first_rows = b.js("[...document.querySelectorAll('#albums-table tbody tr')].slice(0, 3).map(tr => [tr.querySelector('a.folder').textContent, tr.classList.contains('flagged')])")
+        first_rows = b.js("[...document.querySelectorAll('#albums-table tbody tr')].slice(0, 3)"
+                          ".map(tr => [tr.querySelector('a.folder').textContent, tr.classList.contains('flagged')])")
         assert first_rows == [[a.folder, True] for a in flagged[:3]]
         b.click("#only-flagged")
         b.wait_for(f"+document.getElementById('status').dataset.shown === {len(flagged)}")
@@ -315,7 +319,8 @@ def test_report_of_a_real_dry_run_in_chromium(tmp_path, fixture_dir, tiny_model)
     with Browser(find_chromium(), tmp_path / "profile") as b:
         b.open(html.as_uri())
         b.wait_for("document.body.dataset.ready === '1'")
-        tiles = b.js("Object.fromEntries([...document.querySelectorAll('.tile')].map(t => [t.dataset.action, +t.dataset.count]))")
+        tiles = b.js("Object.fromEntries([...document.querySelectorAll('.tile')]"
+                     ".map(t => [t.dataset.action, +t.dataset.count]))")
         assert tiles == data["counts"] and tiles["failed"] == 9 and tiles["uncertain"] == 9
         assert b.js("document.querySelectorAll('#failures li').length") == 9
         assert _status(b) == (len(data["files"]), len(data["files"]))

@@ -165,7 +165,8 @@ def test_with_default_model_replaces_adds_or_appends_and_keeps_every_other_byte(
     out = L.with_default_model(text, "/m/learnt")
     assert out == text.replace('  model = "/old"  # mine', '  model = "/m/learnt"  # mine')
     text2 = '[tag]\ntop-k = 2\n\n[learn]\nmin-tracks = 5\n'
-    assert L.with_default_model(text2, '/m/"q"') == '[tag]\nmodel = "/m/\\"q\\""\ntop-k = 2\n\n[learn]\nmin-tracks = 5\n'
+    assert L.with_default_model(text2, '/m/"q"') == ('[tag]\nmodel = "/m/\\"q\\""\ntop-k = 2\n\n'
+                                                     '[learn]\nmin-tracks = 5\n')
     assert L.with_default_model('[genres]\nrock = "Rock"', "/m") == '[genres]\nrock = "Rock"\n\n[tag]\nmodel = "/m"\n'
     assert L.with_default_model("", "/m") == '[tag]\nmodel = "/m"\n'
     with pytest.raises(ValueError):
@@ -302,7 +303,8 @@ def test_learn_then_tag_info_explain_with_the_model_and_learn_again(small_lib, e
 def test_bench_learn_runs_and_reports_every_step(tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_learn", L.__file__.replace("tagger/learn.py", "bench/bench_learn.py"))
+    spec = importlib.util.spec_from_file_location("bench_learn",
+                                                  L.__file__.replace("tagger/learn.py", "bench/bench_learn.py"))
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

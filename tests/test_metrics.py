@@ -49,7 +49,8 @@ def test_per_genre_counts_intervals_and_undefined_values():
     p = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [1, 0, 0]], bool)
     m = per_genre(t, p, names)
     assert m["Rock"]["tp"] == 2 and m["Rock"]["predicted"] == 3 and m["Rock"]["support"] == 3
-    assert m["Rock"]["precision"] == pytest.approx(2 / 3, abs=1e-4) and m["Rock"]["recall"] == pytest.approx(2 / 3, abs=1e-4)
+    assert m["Rock"]["precision"] == pytest.approx(2 / 3, abs=1e-4)
+    assert m["Rock"]["recall"] == pytest.approx(2 / 3, abs=1e-4)
     assert m["Rock"]["precision_ci95"] == [round(v, 4) for v in wilson_interval(2, 3)]
     assert m["Jazz"]["precision"] == 1.0 and m["Jazz"]["recall"] == 1.0 and m["Jazz"]["f1"] == 1.0
     assert m["Folk"]["precision"] is None and m["Folk"]["recall"] is None and m["Folk"]["f1"] is None
@@ -101,7 +102,8 @@ def test_plots_are_pngs(tmp_path):
     cm = np.array([[5, 1], [2, 4]])
     p = plot_confusion(cm, ["Rock", "Jazz"], tmp_path / "cm.png", title="t")
     assert p.read_bytes()[:8] == PNG
-    curves = {"all genres (top-1)": precision_coverage(np.array([[0.9, 0.1], [0.3, 0.6]]), np.array([[1, 0], [0, 1]], bool)),
+    curves = {"all genres (top-1)": precision_coverage(np.array([[0.9, 0.1], [0.3, 0.6]]),
+                                                       np.array([[1, 0], [0, 1]], bool)),
               "Rock": precision_coverage(np.array([0.9, 0.3]), np.array([1, 0], bool))}
     q = plot_precision_coverage(curves, tmp_path / "sub" / "pc.png", title="t", target=0.95)
     assert q.read_bytes()[:8] == PNG and q.stat().st_size > 5000

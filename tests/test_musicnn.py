@@ -22,7 +22,7 @@ from tagger.model import quiet_tensorflow
 
 quiet_tensorflow()
 
-from training import musicnn
+from training import musicnn  # noqa: E402  (TensorFlow must be quietened before musicnn imports it)
 
 REPO = Path(__file__).resolve().parents[1]
 GTZAN = Path(os.environ.get("TAGGER_GTZAN_DIR", "/work/shared/data/gtzan_mini")) / "genres"

@@ -68,7 +68,8 @@ def test_dry_run_writes_nothing_and_reports(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(mutagen.FileType, "save", refuse)
 
     report = tmp_path / "plan.json"
-    r = run_cli(tag_args(lib, tiny_model, tmp_path, "--dry-run", "--report", str(report), "--report", str(tmp_path / "plan.csv")))
+    r = run_cli(tag_args(lib, tiny_model, tmp_path, "--dry-run", "--report", str(report),
+                         "--report", str(tmp_path / "plan.csv")))
     assert r.exit_code == 0, r.output
     assert "dry run: 4 files: 4 would tag" in r.output
     data = json.loads(report.read_text())
@@ -127,7 +128,7 @@ def test_existing_genre_left_alone_by_default(tmp_path, tiny_model):
     r = run_cli(tag_args(lib, tiny_model, tmp_path, "--report", str(tmp_path / "r.json")))
     assert r.exit_code == 0
     assert genres_of(p) == ["Shoegaze"]
-    row = [x for x in json.loads((tmp_path / "r.json").read_text())["files"] if x["path"] == str(p)][0]
+    row = next(x for x in json.loads((tmp_path / "r.json").read_text())["files"] if x["path"] == str(p))
     assert row["action"] == "skipped" and "Shoegaze" in row["reason"]
     r = run_cli(tag_args(lib, tiny_model, tmp_path, "--on-existing", "merge", "--force"))
     assert genres_of(p)[0] == "Shoegaze" and len(genres_of(p)) == 2

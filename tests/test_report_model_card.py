@@ -26,7 +26,8 @@ def test_accuracy_line_with_interval_tracks_f1_and_source():
 
 def test_lines_of_a_metrics_table():
     lines = metric_lines(MODEL["metrics"])
-    assert lines[0] == ("accuracy", "accuracy 78.1% (95% CI 70.2%–84.4%) on 100 tracks — GTZAN fault-filtered test split")
+    assert lines[0] == ("accuracy",
+                        "accuracy 78.1% (95% CI 70.2%–84.4%) on 100 tracks — GTZAN fault-filtered test split")
     assert lines[1][0] == "test" and "macro F1 0.77" in lines[1][1]
     assert [k for k, _ in lines] == ["accuracy", "test"]  # interval, tracks, level: folded in or left out
     # figures without a headline accuracy: each number, then what they were measured on

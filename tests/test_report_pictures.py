@@ -100,7 +100,8 @@ def test_the_picture_limit_is_noted_in_the_report(tmp_path, monkeypatch, tiny_mo
     for name in ("a", "b", "c"):
         report.add(_row(tmp_path / f"{name}.wav"))  # none exists: each is logged and skipped
     options = TagOptions(model=str(tiny_model.weights))
-    made = attach_pictures(report, tmp_path / "plan.html", options=options, load_model=lambda: GenreModel.load(tiny_model))
+    made = attach_pictures(report, tmp_path / "plan.html", options=options,
+                           load_model=lambda: GenreModel.load(tiny_model))
     assert made == 0
     assert report.notes == ["explain pictures for the first 1 uncertain files only; "
                             "run `tagger explain FILE` for the other 2"]

@@ -122,7 +122,7 @@ def _corrupt(db_path: Path, sql: str, *args) -> None:
 @pytest.mark.parametrize("damage", ["short-scores", "nan", "foreign-model"])
 def test_a_damaged_store_row_is_never_written_from(tmp_path, tiny_model, caplog, damage):
     lib = tmp_path / "lib"
-    (p,) = make_lib(lib, n=1)
+    (_p,) = make_lib(lib, n=1)
     db = tmp_path / "state.db"
     code, out = run(tag_args(lib, tiny_model, tmp_path, "--dry-run"))
     assert code == 0, out

@@ -188,7 +188,8 @@ def test_single_keys_are_the_librarys_single_values():
     ("Romantic Classical", "beets", "Romantic Classical"), ("music of the andes", "beets", "Music of the Andes"),
     ("Classical", "beets", "Classical"), ("blues", "beets", "Blues"), ("alternative rock", "beets", "Alternative Rock"),
     ("Hip Hop", "id3v1", "Hip-Hop"), ("rnb", "id3v1", "R&B"), ("rock and roll", "id3v1", "Rock & Roll"),
-    ("drum n bass", "id3v1", "Drum & Bass"), ("jpop", "id3v1", "JPop"), ("Chanson Française", "id3v1", "Chanson Française"),
+    ("drum n bass", "id3v1", "Drum & Bass"), ("jpop", "id3v1", "JPop"),
+    ("Chanson Française", "id3v1", "Chanson Française"),
     ("Hip-Hop", "lower", "hip-hop"), ("R&B", "lower", "r&b"), ("Rock", "lower", "rock"), ("Straße", "lower", "straße"),
 ])
 def test_styled(name, style, out):

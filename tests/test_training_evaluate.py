@@ -84,7 +84,7 @@ def test_augment_batch_gain_mask_mixup():
     x = rng.standard_normal((6, 40, 20)).astype(np.float32) + 5.0
     y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
     w = np.ones(6, np.float32)
-    out, yo, wo = augment_batch(x, y, w, augment=Augment(("gain",), gain_db=6.0), rng=np.random.default_rng(1),
+    out, yo, _wo = augment_batch(x, y, w, augment=Augment(("gain",), gain_db=6.0), rng=np.random.default_rng(1),
                                 gain_scale=0.5)
     shift = (out - x).mean(axis=(1, 2))
     np.testing.assert_allclose(out - x, np.broadcast_to(shift[:, None, None], x.shape), atol=1e-5)
@@ -94,7 +94,7 @@ def test_augment_batch_gain_mask_mixup():
                               rng=np.random.default_rng(2), gain_scale=None)
     zeros = out == 0.0
     assert zeros.any() and np.all(out[~zeros] == x[~zeros])
-    out, yo, wo = augment_batch(x, y, w, augment=Augment(("mixup",), mixup_alpha=0.4),
+    out, yo, _wo = augment_batch(x, y, w, augment=Augment(("mixup",), mixup_alpha=0.4),
                                 rng=np.random.default_rng(3), gain_scale=None)
     np.testing.assert_allclose(yo.sum(axis=1), 1.0, rtol=1e-6)
     assert (yo.max(axis=1) >= 0.5 - 1e-6).all()

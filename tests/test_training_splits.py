@@ -90,7 +90,7 @@ def test_kfold_is_seeded():
 
 def test_kfold_refuses_classes_smaller_than_k():
     tracks, labels = corpus({"a": 6, "b": 4})
-    with pytest.raises(SplitError, match="class 'b' has 4 track.*5-fold"):
+    with pytest.raises(SplitError, match=r"class 'b' has 4 track.*5-fold"):
         kfold_splits(tracks, labels, k=5)
     with pytest.raises(SplitError, match="k >= 2"):
         kfold_splits(tracks, labels, k=1)

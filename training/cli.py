@@ -104,7 +104,8 @@ FIT = [
                  help="Chunks per batch (default: 32 on CPU, 256 on a GPU)."),
     click.option("--lr", "learning_rate", type=float, default=None, help="Adam learning rate (default 1e-3)."),
     click.option("--augment", default=None, metavar="LIST",
-                 help="Comma list of gain, mask, mixup, pitch, stretch; 'none' for none (default: the architecture's)."),
+                 help="Comma list of gain, mask, mixup, pitch, stretch; 'none' for none "
+                      "(default: the architecture's)."),
     click.option("--arch-opt", "arch_opts", multiple=True, metavar="KEY=VALUE",
                  help="Builder option, repeatable (e.g. filters=16,32,64,128 dropout=0.3)."),
 ]

@@ -443,7 +443,7 @@ def plot_leakage(record: dict[str, Any], path: str | Path) -> Path:
             ("track-level split\n(chunk accuracy)", t["chunk_accuracy"], t["chunk_accuracy_ci95"], "#4C72B0"),
             ("track-level split\n(track accuracy)", t["track_accuracy"], t["track_accuracy_ci95"], "#55A868")]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    for i, (name, v, ci, colour) in enumerate(bars):
+    for i, (_name, v, ci, colour) in enumerate(bars):
         ax.bar(i, v, yerr=[[v - ci[0]], [ci[1] - v]], color=colour, capsize=5, width=0.6)
         ax.text(i, 0.03, f"{v:.1%}", ha="center", color="white", fontweight="bold")
     ax.set_xticks(range(len(bars)), labels=[b[0] for b in bars], fontsize=8)

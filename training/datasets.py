@@ -170,6 +170,7 @@ def prepare(
     labels = [t.label for t in usable]
     try:
         if lists is not None:
+            assert split_files  # the lists were read from them
             split, stats = _splits.split_from_lists(lists, names, labels)
             if stats["unmatched"]:
                 log.warning("split files: %d listed track(s) are not in the data (absent or skipped)",

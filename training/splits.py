@@ -226,11 +226,11 @@ def split_from_lists(
             if key in seen:
                 raise SplitError(f"split files list {line} twice ({seen[key]} and {side})")
             seen[key] = side
-            t = key_to_track.get(key)
-            if t is None:
+            track = key_to_track.get(key)
+            if track is None:
                 unmatched += 1
             else:
-                split[side].append(t)
+                split[side].append(track)
     label_of = dict(zip(tracks, labels))
     in_train = {label_of[t] for t in split["train"]}
     missing = sorted(set(labels) - in_train)

@@ -41,14 +41,14 @@ class UsageExit:
         try:
             return super().make_context(info_name, args, parent=parent, **extra)  # type: ignore[misc]
         except click.UsageError as exc:
-            exc.exit_code = EXIT_USAGE
+            exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # click types it ClassVar; click reads the instance's
             raise
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)  # type: ignore[misc]
         except click.UsageError as exc:
-            exc.exit_code = EXIT_USAGE
+            exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # click types it ClassVar; click reads the instance's
             raise
 
 

@@ -68,7 +68,8 @@ def _check_report_suffix(ctx, param, value):
                    "per-genre thresholds, else 0.4].")
 @click.option("--disagreements", type=click.IntRange(0, 100000), default=20, show_default=True, metavar="N",
               help="List the N files where the model disagrees most confidently.")
-@click.option("--workers", type=click.IntRange(1, 4096), default=None, help="Decode tasks in parallel [default: the CPUs Ray sees].")
+@click.option("--workers", type=click.IntRange(1, 4096), default=None,
+              help="Decode tasks in parallel [default: the CPUs Ray sees].")
 @click.option("--ray-address", metavar="ADDR", default=None,
               help="Join this Ray cluster (as for `tagger tag`) [default: a private local Ray instance].")
 @click.option("--state-db", metavar="FILE", default=None,

@@ -46,7 +46,8 @@ Exit codes: 0 explained; 1 the file cannot be analysed (the reason is printed) o
 @click.option("--out", "-o", metavar="PNG", default=None,
               help="Where to write the picture [default: FILE's name + .explain.png in the current folder; "
                    "none with --json unless given].")
-@click.option("--json", "as_json", is_flag=True, help="Print the numbers (per-chunk probabilities, scores, decision) as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the numbers (per-chunk probabilities, scores, decision) as JSON.")
 @MODEL_OPTIONS
 @TOP_K
 @MIN_CONFIDENCE
@@ -72,7 +73,8 @@ def explain_cmd(ctx: click.Context, file: str, out: str | None, as_json: bool, c
     if not os.path.lexists(file):
         fail(ctx, FatalError(f"{file}: no such file or folder"))
     if os.path.isdir(file):
-        fail(ctx, FatalError(f"{file}: is a folder; explain takes one file (use `tagger tag --dry-run --report` for folders)"))
+        fail(ctx, FatalError(f"{file}: is a folder; explain takes one file "
+                             "(use `tagger tag --dry-run --report` for folders)"))
     try:
         expl = explain_file(file, options=options)
         from tagger.state import default_state_path

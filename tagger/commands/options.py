@@ -26,7 +26,8 @@ def option_help(name: str, default: str = "") -> str:
     return f"{HELP[name]} {default}".strip()
 
 
-MODEL = click.option("--model", metavar="PATH", help=option_help("model", "[default: the shipped model of --vocabulary]"))
+MODEL = click.option("--model", metavar="PATH",
+                     help=option_help("model", "[default: the shipped model of --vocabulary]"))
 VOCABULARY = click.option("--vocabulary", type=click.Choice(["gtzan", "msd"]), default=None,
                           help=option_help("vocabulary", "[default: gtzan]"))
 TOP_K = click.option("--top-k", type=click.IntRange(1, 10), default=None, metavar="K",

@@ -229,7 +229,9 @@ def genre_chart(report: Report) -> str:
         y = pad + i * row_h
         total = sum(c.values())
         out.append(f'<g class="bar" data-genre="{_e(genre)}" data-count="{total}">'
-                   f'<title>{_e(genre)}: {_files(total)} (' + ", ".join(f"{c[a]} {a}" for a in stack if c[a]) + ")</title>"
+                   f'<title>{_e(genre)}: {_files(total)} ('
+                   + ", ".join(f"{c[a]} {a}" for a in stack if c[a])
+                   + ")</title>"
                    f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end" class="label">{_e(genre)}</text>')
         x = float(label_w)
         for a in stack:
@@ -362,7 +364,8 @@ def _model_card(report: Report) -> str:
         add("decision", " · ".join(opts))
     per_label = m.get("thresholds") or {}
     if per_label:  # the model's own thresholds, in effect (no --min-confidence given)
-        add("thresholds", " ".join(f'<span class="chip">{_e(lab)} {float(v):.2f}</span>' for lab, v in per_label.items()))
+        add("thresholds", " ".join(f'<span class="chip">{_e(lab)} {float(v):.2f}</span>'
+                                   for lab, v in per_label.items()))
     by_genre = per_class(m.get("metrics") or {})
     extra = ""
     if by_genre:
@@ -463,11 +466,15 @@ def page(report: Report) -> str:
         notes.insert(0, f"{_files(report.pending)} left for the next run.")
     notes_html = ("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>") if notes else ""
     data = _json_for_script(build_data(report))
+    action_filter = "".join(f'<label class="af" style="--c:{COLOURS.get(a, OTHER)}">'
+                            f'<input type="checkbox" data-action="{_e(a)}" checked> {_e(a)}</label>'
+                            for a in report.counts)
     mode = "dry" if report.dry_run else "real"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data: file:;">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; \
+script-src 'unsafe-inline'; img-src 'self' data: file:;">
 <title>{_e(title)}</title>
 <style>
 {asset("report.css")}</style></head>
@@ -492,7 +499,7 @@ def page(report: Report) -> str:
 <button type="button" id="tab-albums" class="tab" data-view="albums">Albums</button></div>
 <div class="controls">
 <input id="q" type="search" placeholder="Filter: path, genre or reason…" autocomplete="off" aria-label="filter text">
-<span id="action-filter">{"".join(f'<label class="af" style="--c:{COLOURS.get(a, OTHER)}"><input type="checkbox" data-action="{_e(a)}" checked> {_e(a)}</label>' for a in report.counts)}</span>
+<span id="action-filter">{action_filter}</span>
 <label id="flag-filter" class="af" hidden><input type="checkbox" id="only-flagged"> only disagreeing albums</label>
 </div>
 <p id="status" class="status"></p>
@@ -501,7 +508,8 @@ def page(report: Report) -> str:
 <th data-sort="path">File</th><th data-sort="existing">Existing</th><th data-sort="score">Predicted (score)</th>
 <th data-sort="action">Action</th><th data-sort="reason">Reason</th></tr></thead><tbody></tbody></table>
 <table id="albums-table" class="rows" hidden><thead><tr>
-<th data-sort="folder">Album / folder</th><th data-sort="tracks">Tracks</th><th data-sort="majority">Album decision · majority</th>
+<th data-sort="folder">Album / folder</th><th data-sort="tracks">Tracks</th>\
+<th data-sort="majority">Album decision · majority</th>
 <th data-sort="agreement">Agreement</th><th>Top genre of its tracks</th><th data-sort="existing">Existing</th>
 </tr></thead><tbody></tbody></table></div>
 <div class="pager"><button type="button" id="first">«</button><button type="button" id="prev">‹ previous</button>
@@ -509,7 +517,8 @@ def page(report: Report) -> str:
 </section>
 {_explain_gallery(report)}
 </main>
-<footer class="wrap">Written by {_e(tool_name())}. This page is self-contained: no network access is needed or made.</footer>
+<footer class="wrap">Written by {_e(tool_name())}. This page is self-contained: \
+no network access is needed or made.</footer>
 <script id="data" type="application/json">{data}</script>
 <script>
 {asset("report.js")}</script>

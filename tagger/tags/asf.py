@@ -105,7 +105,7 @@ class ASFHandler(Handler):
 
     def _replace(self, name: str, new_values: list) -> None:
         tags = self.file.tags
-        out = []
+        out: list[tuple[str, Any]] = []
         placed = False
         for k, v in list(tags):
             if k == name:

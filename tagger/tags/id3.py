@@ -37,10 +37,13 @@ file's genre (a person put it there), as mutagen's merge did.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagger.errors import TagWriteError
 from tagger.tags._base import Handler, pack_bytes, unpack_bytes
+
+if TYPE_CHECKING:
+    from mutagen import FileType
 
 PROVENANCE_DESC = "TAGGER_PROVENANCE"
 PROVENANCE_HASH = "TXXX:" + PROVENANCE_DESC
@@ -75,8 +78,17 @@ def _frame_name(raw: bytes, minor: int) -> str:
         return raw[:3].decode("ascii", "replace")
     name = raw[:4].decode("ascii", "replace")
     if name.endswith("\x00") and name[:3] in Frames_2_2:
-        return Frames_2_2[name[:3]].__base__.__name__
+        return _v23_name(name[:3])
     return name
+
+
+def _v23_name(v22: str) -> str:
+    """The v2.3/2.4 frame ID mutagen translates a v2.2 ID to (its class's base class)."""
+    from mutagen.id3 import Frames_2_2
+
+    base = Frames_2_2[v22].__base__
+    assert base is not None  # a frame class, never ``object``
+    return base.__name__
 
 
 def _parse(raw: bytes, header, minor: int, frames: dict):
@@ -85,9 +97,7 @@ def _parse(raw: bytes, header, minor: int, frames: dict):
     if minor == 2:
         return frames[name]._fromData(header, 0, raw[6:])
     if name.endswith("\x00"):
-        from mutagen.id3 import Frames_2_2
-
-        name = Frames_2_2[name[:3]].__base__.__name__
+        name = _v23_name(name[:3])
     (flags,) = struct.unpack(">H", raw[8:10])
     return frames[name]._fromData(header, flags, raw[10:])
 
@@ -124,7 +134,8 @@ class ID3Handler(Handler):
         self._v1_genre = self._read_v1_genre(f) if self.kind == "mp3" else None
         return f
 
-    def _mutagen_cls(self):
+    def _mutagen_cls(self) -> type[FileType]:
+        cls: type[FileType]
         if self.kind == "mp3":
             from mutagen.mp3 import MP3 as cls
         elif self.kind == "wav":
@@ -168,7 +179,7 @@ class ID3Handler(Handler):
                         self._tcon_error = _why(exc)
                     self._frames.append(raw)
                     continue
-                if isinstance(frame, TXXX) and frame.desc != PROVENANCE_DESC:
+                if isinstance(frame, TXXX) and frame.desc != PROVENANCE_DESC:  # type: ignore[attr-defined]
                     self._frames.append(raw)
                 else:
                     self._frames.append(frame)
@@ -249,12 +260,12 @@ class ID3Handler(Handler):
                 if not isinstance(raw, bytes):
                     continue
                 name = raw[:3].decode("ascii", "replace") if minor == 2 else raw[:4].decode("ascii", "replace")
-                key = want.get(name) or want.get(_frame_name(raw, minor))
-                if key is None or key in out:
+                field = want.get(name) or want.get(_frame_name(raw, minor))
+                if field is None or field in out:
                     continue
                 try:
                     frame = _parse(raw, tags._header, minor, frames)
-                    out[key] = first_text(frame.text)
+                    out[field] = first_text(frame.text)
                 except Exception:
                     continue
         out["compilation"] = flag(out.get("compilation", ""))
@@ -400,7 +411,7 @@ class ID3Handler(Handler):
         self._put(PROVENANCE_HASH, TXXX(encoding=_UTF8, desc=PROVENANCE_DESC, text=[provenance]))
 
     def apply_snapshot(self, snap: dict[str, Any]) -> None:
-        from mutagen.id3 import TCON, TXXX
+        from mutagen.id3 import TCON, TXXX, TextFrame
 
         want = snap.get("_id3")
         version = {"2.3": 3, "2.4": 4}.get(want or "")
@@ -412,6 +423,7 @@ class ID3Handler(Handler):
             if value is None:
                 self._put(key, None)
                 continue
+            frame: TextFrame
             if key == "TCON":
                 frame = TCON(encoding=int(value["encoding"]), text=list(value["text"]))
             else:
@@ -483,9 +495,9 @@ class ID3Handler(Handler):
             tail = f.read() if v1 is not None else b""
         self.file.save(target, v1=0, **kwargs)
         if tail:
-            with open(target, "r+b") as f:
-                f.seek(0, 2)
-                f.write(tail)
+            with open(target, "r+b") as out:
+                out.seek(0, 2)
+                out.write(tail)
             with open(target, "rb") as f:
                 f.seek(-len(tail), 2)
                 if f.read() != tail:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagger.errors import TagReadError
 from tagger.tags._base import Handler
+
+if TYPE_CHECKING:
+    from mutagen import FileType
 
 GENRE = "GENRE"
 PROVENANCE = "TAGGER_PROVENANCE"
@@ -22,6 +25,7 @@ _FIELDS = (GENRE, PROVENANCE)
 
 class VorbisHandler(Handler):
     def _load(self, path: str):
+        cls: type[FileType]
         if self.kind == "flac":
             from mutagen.flac import FLAC as cls
         elif self.kind == "ogg":
