@@ -1,7 +1,14 @@
-"""GenreModel: a validated Keras network plus its metadata, predicting on large batches.
+"""The model facade: :class:`Model` (what every backend offers), :func:`load`, and
+:class:`GenreModel`, a validated Keras network plus its metadata, predicting on large batches
+(the ``trees`` backend is :class:`tagger.trees.TreeModel`).
 
 TensorFlow is imported here and only here (and in training/), lazily, so that ``--help``,
 ``tagger info --no-ray`` and no-op re-runs never pay for it.
+
+Batch vocabulary, used everywhere: ``batch_size`` is the chunks of one forward call of one
+model (:data:`CPU_BATCH` on a CPU, :data:`GPU_BATCH` per GPU, or ``--batch-size``);
+``flush_size`` is the chunks the driver gathers before it dispatches them at once, a batch for
+every predictor (``tagger.ray_backend.InferencePlan.flush_size``).
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,10 +27,66 @@ from tagger.modelmeta import ModelFiles, ModelMeta, check_network, load_meta, lo
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CPU_BATCH = 64
+#: Chunks per forward call: on a CPU (measured best on 2 cores), and per GPU (docs/scaling.md).
+CPU_BATCH = 64
+GPU_BATCH = 512
 #: the most a rewritten inference graph's scores may differ from the network's (float rounding)
 REWRITE_TOLERANCE = 1e-4
-DEFAULT_GPU_BATCH = 512
+
+
+class Model(Protocol):
+    """What tagger asks of a loaded model, whatever its backend (:class:`GenreModel` for Keras,
+    :class:`tagger.trees.TreeModel` for trees): made by :func:`load`."""
+
+    @property
+    def meta(self) -> ModelMeta: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def rewrites(self) -> list[str]: ...
+    @property
+    def backbone_id(self) -> str:
+        """What identifies the embeddings it computes ("" without an embedding)."""
+    @property
+    def embedding_size(self) -> int:
+        """Columns of embedding :meth:`predict_full` adds after the scores (0: none)."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(n, *meta.input_shape) float32 chunks -> (n, n_labels) float32 scores."""
+    def predict_full(self, x: np.ndarray) -> np.ndarray:
+        """(n, *meta.input_shape) -> (n, n_labels + embedding_size) float32."""
+    def warm_up(self) -> None:
+        """Trace/compile now, so that the first real batch does not pay for it."""
+    def with_precision(self, precision: str) -> Model:
+        """This model computing in ``precision`` (float32, mixed_float16, mixed_bfloat16)."""
+
+
+def load(files: ModelFiles, *, meta: ModelMeta | None = None, batch_size: int = CPU_BATCH,
+         jit: bool = False) -> Model:
+    """Load the model of ``files`` (from :func:`tagger.modelmeta.locate`) for its backend.
+
+    ``meta``: its metadata as :func:`tagger.modelmeta.load_meta` read and verified it (the model
+    id checked against the weights); None reads and verifies it here. The network is checked
+    against the metadata either way. Raises ModelError with one line for an unusable model.
+    """
+    if meta is None:
+        meta = load_meta(files)
+    if meta.backend == "trees":  # numpy only: no TensorFlow
+        from tagger.trees import TreeModel
+
+        return TreeModel.load(files, meta, batch_size=batch_size)
+    import_tensorflow()
+    import keras
+
+    try:
+        net = keras.saving.load_model(files.weights, compile=False, safe_mode=True)
+    except Exception as exc:  # keras raises many kinds; all mean "unusable model"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{files.weights}: cannot load the network: {first}") from None
+    check_network(meta, net, source=str(files.weights))
+    return GenreModel(meta, net, batch_size=batch_size, jit=jit)
 
 
 def quiet_tensorflow() -> None:
@@ -414,7 +477,7 @@ class GenreModel:
     (``embedding_size`` more columns), ``predict`` the scores only.
     """
 
-    def __init__(self, meta: ModelMeta, net: Any, *, batch_size: int = DEFAULT_CPU_BATCH, jit: bool = False,
+    def __init__(self, meta: ModelMeta, net: Any, *, batch_size: int = CPU_BATCH, jit: bool = False,
                  precision: str = "float32", optimize: bool = True):
         tf = import_tensorflow()
         self.meta = meta
@@ -470,25 +533,13 @@ class GenreModel:
         model: str | Path | ModelFiles | None = None,
         *,
         vocabulary: str | None = None,
-        batch_size: int = DEFAULT_CPU_BATCH,
+        batch_size: int = CPU_BATCH,
         jit: bool = False,
-    ) -> "GenreModel":
+    ) -> Model:
+        """:func:`load` the model ``model`` names (see :func:`tagger.modelmeta.locate`; None: the
+        shipped one for ``vocabulary``): a :class:`GenreModel`, or a TreeModel for a trees model."""
         files = model if isinstance(model, ModelFiles) else locate(model, vocabulary=vocabulary)
-        meta = load_meta(files)
-        if meta.backend == "trees":  # numpy only: no TensorFlow
-            from tagger.trees import TreeModel
-
-            return TreeModel.load(files, meta, batch_size=batch_size)
-        import_tensorflow()
-        import keras
-
-        try:
-            net = keras.saving.load_model(files.weights, compile=False, safe_mode=True)
-        except Exception as exc:  # keras raises many kinds; all mean "unusable model"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{files.weights}: cannot load the network: {first}") from None
-        check_network(meta, net, source=str(files.weights))
-        return cls(meta, net, batch_size=batch_size, jit=jit)
+        return load(files, batch_size=batch_size, jit=jit)
 
     def with_precision(self, precision: str) -> "GenreModel":
         """This model computing in ``precision`` ("float32", "mixed_float16" or "mixed_bfloat16"),

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from tagger.errors import ModelError, ParameterError
+from tagger.model import CPU_BATCH
 from tagger.modelmeta import ModelFiles, ModelMeta, check_network
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,6 @@ MAX_MEMBER_BYTES = 1 << 30
 #: a few arrays of them)
 _BLOCK = 1 << 20
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-DEFAULT_BATCH = 64
 
 
 class TreeEnsemble:
@@ -345,7 +345,7 @@ class TreeModel:
     Ray predictor, ``tagger explain`` and training's evaluation use either unchanged). Trees
     compute in float64 and answer float32; there is no reduced-precision mode."""
 
-    def __init__(self, meta: ModelMeta, net: TreeEnsemble, *, batch_size: int = DEFAULT_BATCH):
+    def __init__(self, meta: ModelMeta, net: TreeEnsemble, *, batch_size: int = CPU_BATCH):
         self.meta = meta
         self.net = net
         self.precision = "float32"
@@ -354,7 +354,7 @@ class TreeModel:
         self.rewrites: list[str] = []
 
     @classmethod
-    def load(cls, files: ModelFiles, meta: ModelMeta, *, batch_size: int = DEFAULT_BATCH) -> "TreeModel":
+    def load(cls, files: ModelFiles, meta: ModelMeta, *, batch_size: int = CPU_BATCH) -> "TreeModel":
         """The trees of ``files.weights`` checked against ``meta`` (already validated)."""
         net = TreeEnsemble.load(files.weights)
         check_network(meta, net, source=str(files.weights))
