@@ -454,9 +454,11 @@ def _renumber_shared_objects(config: Any) -> Any:
     return walk(config)
 
 
-class _ReproducibleSave:
-    """What :func:`tagger.modelmeta.save_bundle` needs of a network (``save``, shapes), with
-    :func:`normalise_keras_file` applied after saving, so the model id is reproducible."""
+class ReproducibleSave:
+    """The network as :func:`tagger.modelmeta.save_bundle` sees it (``save``, shapes), saved so
+    that the ``.keras`` bytes (hence the model id) depend only on the network: fixed zip
+    timestamps, no save date (:func:`normalise_keras_file`). Identical re-runs give identical
+    model ids. Used by every export: ``train fit``/``export`` and the musicnn conversion."""
 
     def __init__(self, net: keras.Model):
         self.net = net
@@ -554,7 +556,7 @@ def write_msd_bundle(source: str | Path, out: str | Path, *, name: str = "msd"):
         full = convert_checkpoint(ckpt)
         net = genre_model(full)
         fields = msd_meta_fields(source=source, checkpoint_dir=ckpt)
-        files = save_bundle(_ReproducibleSave(net), out, meta_fields=fields, name=name)
+        files = save_bundle(ReproducibleSave(net), out, meta_fields=fields, name=name)
         licence = _find_licence(ckpt)
         text = licence.read_text(encoding="utf-8") if licence else LICENCE_TEXT
         if " ".join(text.split()) != " ".join(LICENCE_TEXT.split()):
