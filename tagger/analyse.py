@@ -77,7 +77,8 @@ def fit_chunks(segments: list[tuple[float, float | None]], *, params) -> list[tu
         samples = frames if params.kind == "waveform" else (frames - 1) * params.hop_length
         return (samples + 1 + slack) / sr
 
-    total = max(len(segments), int(round(sum(fractional(d) for _, d in segments))))
+    held = sum((fractional(d) for _, d in segments if d is not None), 0.0)  # none is None here
+    total = max(len(segments), int(round(held)))
     base, extra = divmod(total, len(segments))
     # the extra chunks go to evenly spread stretches
     gets = {int(i * len(segments) / extra) for i in range(extra)} if extra else set()

@@ -105,7 +105,7 @@ class ApplyStage:
         if album is not None:
             row.album_genres = list(album[0].album_genres)
             row.dissent = bool(album[0].dissent)
-        now = (s.size, s.mtime_ns)
+        now: tuple[int | None, int | None] = (s.size, s.mtime_ns)
         if d.action == TAG:
             row.written = list(d.genres)
             try:
@@ -179,7 +179,7 @@ class ApplyStage:
     def store(self, s: Scored) -> Scored:
         """Keep what the model said about this file's audio in the store of analyses (dry runs
         too); returns ``s`` with the time it was stored."""
-        if self.state is None or s.size is None or s.mtime_ns is None:
+        if self.state is None:
             return s
         s = dataclasses.replace(s, analysed_at=utc_now())
         self.state.store_analysis(StoredAnalysis(

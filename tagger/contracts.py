@@ -48,14 +48,14 @@ class FileTags:
     tagger_owned: bool = False
     owner_model: str | None = None
     provenance: str | None = None
-    album_tags: Mapping[str, Any] | None = None
+    album_tags: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, info: Any) -> FileTags:
         """From a :class:`tagger.tags.TagInfo`."""
         prov = info.provenance
         return cls(tuple(info.genres), bool(info.tagger_owned), None if prov is None else prov.model_id,
-                   None if prov is None else prov.to_string(), info.album_tags())
+                   None if prov is None else prov.to_string(), dict(info.album_tags()))
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,8 @@ class Analysis:
 @dataclass(frozen=True, eq=False)
 class Scored:
     """A track the model has scored, as the apply stage decides it: made by the driver from an
-    :class:`Analysis` and the predictor's output, or from the store of analyses.
+    :class:`Analysis` and the predictor's output, or from the store of analyses. ``size`` and
+    ``mtime_ns``: the file as it was analysed (a write checks it is still so).
 
     ``scores``: (n_labels,) float32 track scores; ``chunks``/``heard``: how much the model heard
     (seconds); ``analysis``: ``now`` (this run) or ``stored``; ``analysed_at``: when (set once
@@ -187,8 +188,8 @@ class Scored:
     """
 
     path: str
-    size: int | None
-    mtime_ns: int | None
+    size: int
+    mtime_ns: int
     format: str | None
     tags: FileTags
     scores: np.ndarray

@@ -25,7 +25,7 @@ import numpy as np
 
 from tagger import discover
 from tagger.aggregate import track_scores
-from tagger.contracts import Analysis, Policy, Scored
+from tagger.contracts import Analysis, Policy, Scored, Segment
 from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError, StateError
 from tagger.modelmeta import ModelMeta, load_meta, locate
 from tagger.options import TagOptions
@@ -57,7 +57,9 @@ class StopFlag:
 
     @property
     def name(self) -> str:
-        return {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(self.signum, "")
+        if self.signum is None:
+            return ""
+        return {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(signal.Signals(self.signum), "")
 
     @property
     def exit_code(self) -> int:
@@ -154,7 +156,7 @@ def usable_analyses(state, todo: list[discover.Found], meta: ModelMeta, spec: st
     return out
 
 
-def needs_extension(a: StoredAnalysis, options: TagOptions, meta: ModelMeta) -> list[tuple[float, float]]:
+def needs_extension(a: StoredAnalysis, options: TagOptions, meta: ModelMeta) -> list[Segment]:
     """The rest of the track to analyse before deciding from a stored adaptive first pass: empty
     where its decision under these settings is clear (or the track was heard whole). The first
     pass's stretches follow from its duration, so they need not be stored."""
@@ -288,8 +290,8 @@ class Prior:
     heard: float
     embedding: np.ndarray | None
     features: np.ndarray | None
-    size: int | None
-    mtime_ns: int | None
+    size: int
+    mtime_ns: int
     stored: bool = False
 
 
@@ -367,9 +369,9 @@ class Tagger:
         # adaptive analysis (the default): a sample first, the rest where the decision is close
         self._nice = 0  # niceness the decode workers add to themselves (ray_backend.cpu_split)
         self._adaptive = options.analysis_seconds is None and not options.whole_track
-        self._rest_queue: list[tuple[discover.Found, list[tuple[float, float]]]] = []  # re-checks to submit
+        self._rest_queue: list[tuple[discover.Found, list[Segment]]] = []  # re-checks to submit
         self._priors: dict[str, Prior] = {}  # path -> what was heard before its rest
-        self._extend: dict[str, tuple[StoredAnalysis, list[tuple[float, float]]]] = {}  # stored first passes to extend
+        self._extend: dict[str, tuple[StoredAnalysis, list[Segment]]] = {}  # stored first passes to extend
 
     @property
     def state_problem(self) -> StateError | None:
@@ -421,8 +423,8 @@ class Tagger:
             for f in plan.todo:
                 s = scope_of(f.path)
                 self._scope_left[s] = self._scope_left.get(s, 0) + 1
-            for p in plan.found:
-                self._by_scope.setdefault(scope_of(p), []).append(p)
+            for path in plan.found:
+                self._by_scope.setdefault(scope_of(path), []).append(path)
         try:
             fresh = [f for f in plan.todo if f.path not in plan.stored]
             self._decide_stored([f for f in plan.todo if f.path in plan.stored], plan.stored)
@@ -783,7 +785,8 @@ class Tagger:
         rest of the track where adaptive analysis wants one, a float32 re-check of a close call
         computed in bfloat16; then stored, decided and written (:meth:`_conclude`)."""
         a, prior = p.analysis, p.prior
-        assert p.probs is not None and a.features is not None
+        # chunks are computed only for a file that was stat'ed and read
+        assert p.probs is not None and a.features is not None and a.size is not None and a.mtime_ns is not None
         if prior is None or prior.stored:
             self.stats.analysed += 1
         self.stats.audio_seconds += a.heard or 0.0
@@ -822,7 +825,7 @@ class Tagger:
         if rest and ad.needs_rest(s.scores, share=share, top_k=self.options.top_k,
                                   min_confidence=self.options.min_confidence,
                                   extra_error=ad.decision_error(s.chunks)):
-            self._priors[a.path] = Prior(s.scores, s.chunks, s.heard, s.embedding, a.features, a.size, a.mtime_ns)
+            self._priors[a.path] = Prior(s.scores, s.chunks, s.heard, s.embedding, a.features, s.size, s.mtime_ns)
             self._rest_queue.append((by_path[a.path], rest))
             return None
         if not rest:  # nothing left to hear: stored as complete
@@ -856,7 +859,11 @@ class Tagger:
             # the rest could not be heard (a damaged stretch, silence): decide on the sample
             reason = (a.error or ("", a.skip or "no audio"))[1]
             log.warning("%s: the rest of the track could not be analysed (%s); decided on the sample", a.path, reason)
-            s = Scored(a.path, a.size, a.mtime_ns, a.format or discover.format_of(a.path), a.tags, prior.scores,
+            # the file as the first pass saw it, where the re-check could not even stat it (a write
+            # then finds it changed or gone, and says so)
+            size = a.size if a.size is not None else prior.size
+            mtime_ns = a.mtime_ns if a.mtime_ns is not None else prior.mtime_ns
+            s = Scored(a.path, size, mtime_ns, a.format or discover.format_of(a.path), a.tags, prior.scores,
                        prior.chunks, prior.heard, duration=a.duration, node=a.node, analysis="now",
                        sampling="adaptive", rechecked=False, embedding=prior.embedding)
             self._conclude(s, {a.path: found})

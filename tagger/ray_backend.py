@@ -644,7 +644,7 @@ def make_actors(plan: InferencePlan, files: ModelFiles, meta: ModelMeta, *, ship
     memory) is restarted once and its call retried."""
     import ray
 
-    cls = ray.remote(num_gpus=plan.gpus_per_actor, num_cpus=1, max_restarts=1, max_task_retries=1)(Predictor)
+    cls: Any = ray.remote(num_gpus=plan.gpus_per_actor, num_cpus=1, max_restarts=1, max_task_retries=1)(Predictor)
     actors = [cls.remote(files, meta, batch_size=plan.batch_size, shipped=shipped,
                          mixed_precision=plan.mixed_precision) for _ in range(plan.actors)]
     try:

@@ -317,7 +317,7 @@ def test_whole_batches_carry_a_tracks_last_chunks_over(tiny_model, tmp_path):
         return np.stack([x[:, 0, 0], 1 - x[:, 0, 0]], axis=1)
 
     rng = np.random.default_rng(0)
-    tracks = [Pending(Analysis(f"t{i}", features=rng.random((n, 3, 2)).astype(np.float32)))
+    tracks = [Pending(Analysis(f"t{i}", size=1, mtime_ns=1, features=rng.random((n, 3, 2)).astype(np.float32)))
               for i, n in enumerate([5, 3, 9, 1, 6])]
     by_path = {r.analysis.path: None for r in tracks}
     waiting = t._predict_and_write(tracks[:2], predict, by_path, flush=4)  # 8 chunks: 2 batches
