@@ -7,6 +7,7 @@ as a Ray task. The result is an :class:`tagger.contracts.Analysis`: plain values
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -41,10 +42,7 @@ def plan_segments(duration: float, *, analysis_seconds: float | None, max_second
     lo, hi = 0.1 * duration, 0.9 * duration - seg
     if hi <= lo:
         lo, hi = 0.0, max(0.0, duration - seg)
-    if count == 1:
-        starts = [(lo + hi) / 2]
-    else:
-        starts = [lo + i * (hi - lo) / (count - 1) for i in range(count)]
+    starts = [(lo + hi) / 2] if count == 1 else [lo + i * (hi - lo) / (count - 1) for i in range(count)]
     return [(round(s, 3), round(seg, 3)) for s in starts]
 
 
@@ -104,7 +102,7 @@ def chunk_spans(lengths: list[int], offsets: list[float], *, params) -> np.ndarr
     """
     spans = []
     spf, sr = params.samples_per_frame, params.sample_rate
-    for n, offset in zip(lengths, offsets):
+    for n, offset in zip(lengths, offsets, strict=False):
         if n < params.min_samples:
             continue
         frames = n if params.kind == "waveform" else 1 + n // params.hop_length
@@ -237,8 +235,6 @@ def _be_nice(nice: int) -> None:
     core to inference when both want it (docs/scaling.md)."""
     global _NICED
     if nice > _NICED:
-        try:
+        with contextlib.suppress(OSError):
             os.nice(nice - _NICED)
-        except OSError:
-            pass
         _NICED = nice

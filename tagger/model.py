@@ -123,7 +123,7 @@ def import_tensorflow():
     quiet_tensorflow()
     if "tensorflow" not in sys.modules:
         with _silenced_stderr():
-            import tensorflow as tf  # noqa: F401
+            import tensorflow as tf  # noqa: I001 - tensorflow first, then keras on it
             import keras  # noqa: F401
 
             tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
@@ -151,10 +151,8 @@ def configure_devices(*, mixed_precision: bool = False) -> list[str]:
     tf = import_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
-        try:
+        with contextlib.suppress(RuntimeError):  # already initialised
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised
-            pass
     if gpus and mixed_precision:
         import keras
 
@@ -380,11 +378,11 @@ def inference_graph(net: Any, extra: list[Any] | None = None) -> tuple[Any, list
         if affine is None or len(node.input_tensors) != 1:
             continue
         a, b = affine
-        prev = producer.get(id(node.input_tensors[0]))
+        prev: Any = producer.get(id(node.input_tensors[0]))  # None where no layer makes it (checked first)
         prev_ok = (single(prev) and id(prev) not in replace and only_consumer(prev) is node
                    and kind(prev) in _FOLDABLE and prev.operation.kernel.shape[-1] == a.shape[0]
                    and not getattr(prev.operation, "groups", 1) > 1)
-        nxt = only_consumer(node)
+        nxt: Any = only_consumer(node)  # None where several layers read it (kind(None) == "")
         pool_next = (kind(nxt) in _POOLS and id(nxt) not in replace
                      and getattr(nxt.operation, "data_format", "channels_last") == "channels_last")
         if prev_ok and activation(prev.operation) == "linear":
@@ -425,7 +423,7 @@ def inference_graph(net: Any, extra: list[Any] | None = None) -> tuple[Any, list
                 if "training" in getattr(op, "_call_context_args", {}):
                     kwargs["training"] = False
                 out = op(*args, **kwargs)
-            for t, v in zip(node.outputs, out if isinstance(out, (list, tuple)) else [out]):
+            for t, v in zip(node.outputs, out if isinstance(out, (list, tuple)) else [out], strict=False):
                 values[id(t)] = v
         if extra:
             return (values[id(outputs[0])], *(values[id(t)] for t in extra))
@@ -541,7 +539,7 @@ class GenreModel:
         files = model if isinstance(model, ModelFiles) else locate(model, vocabulary=vocabulary)
         return load(files, batch_size=batch_size, jit=jit)
 
-    def with_precision(self, precision: str) -> "GenreModel":
+    def with_precision(self, precision: str) -> GenreModel:
         """This model computing in ``precision`` ("float32", "mixed_float16" or "mixed_bfloat16"),
         same weights.
 

@@ -958,7 +958,7 @@ def _actor_predict(actors) -> Callable[[np.ndarray], np.ndarray]:
 
     def predict(x: np.ndarray) -> np.ndarray:
         parts = np.array_split(x, len(actors))
-        refs = [a.predict_full.remote(p) for a, p in zip(actors, parts) if len(p)]
+        refs = [a.predict_full.remote(p) for a, p in zip(actors, parts, strict=False) if len(p)]
         return np.concatenate(ray.get(refs))
 
     return predict

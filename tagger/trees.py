@@ -115,7 +115,7 @@ class TreeEnsemble:
 
     # -- conversion ---------------------------------------------------------------------------
     @classmethod
-    def from_sklearn(cls, clf: Any) -> "TreeEnsemble":
+    def from_sklearn(cls, clf: Any) -> TreeEnsemble:
         """The trees of a fitted ``sklearn.ensemble.HistGradientBoostingClassifier`` whose
         ``classes_`` are the integers 0..k-1 (k >= 2) and whose features are all numerical.
 
@@ -232,7 +232,7 @@ class TreeEnsemble:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "TreeEnsemble":
+    def load(cls, path: str | os.PathLike) -> TreeEnsemble:
         """Read a file written by :meth:`save`. No pickle; every array's dtype, shape and every
         index is checked: a corrupt or hostile file raises ModelError with one line."""
         source = str(path)
@@ -354,14 +354,14 @@ class TreeModel:
         self.rewrites: list[str] = []
 
     @classmethod
-    def load(cls, files: ModelFiles, meta: ModelMeta, *, batch_size: int = CPU_BATCH) -> "TreeModel":
+    def load(cls, files: ModelFiles, meta: ModelMeta, *, batch_size: int = CPU_BATCH) -> TreeModel:
         """The trees of ``files.weights`` checked against ``meta`` (already validated)."""
         net = TreeEnsemble.load(files.weights)
         check_network(meta, net, source=str(files.weights))
         log.debug("%s: %d iterations of %d trees", files.weights, net.n_iterations, net.trees_per_iteration)
         return cls(meta, net, batch_size=batch_size)
 
-    def with_precision(self, precision: str) -> "TreeModel":
+    def with_precision(self, precision: str) -> TreeModel:
         """``self``: trees always compute in full precision (the names GenreModel accepts are
         accepted, anything else is a ValueError)."""
         if precision not in PRECISIONS:

@@ -348,10 +348,7 @@ def convert_checkpoint(checkpoint_dir: str | Path) -> keras.Model:
     used: set[str] = set()
     for layer_name, scope, kind in LAYER_MAP:
         layer = net.get_layer(layer_name)
-        if kind == "bn":
-            keys = ("gamma", "beta", "moving_mean", "moving_variance")
-        else:
-            keys = ("kernel", "bias")
+        keys = ("gamma", "beta", "moving_mean", "moving_variance") if kind == "bn" else ("kernel", "bias")
         try:
             values = [variables[f"{scope}/{k}"] for k in keys]
         except KeyError as exc:

@@ -24,9 +24,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -690,7 +691,7 @@ def fit(
                     "per_epoch_s": round(fit_s / max(1, len(history["loss"])), 2),
                     "total_s": round(time.perf_counter() - t_start, 2)},
         "command": command,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     _write_json(out / RUN_FILE, record)
     log.info("%s: model %s written to %s (%.0f s)", spec.name, record["model_id"], out, record["timings"]["total_s"])
