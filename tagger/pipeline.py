@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from tagger.modelmeta import ModelMeta, load_meta, locate
 from tagger.options import TagOptions
 from tagger.report import Report, Row, plural
 from tagger.state import StoredAnalysis
+
+if TYPE_CHECKING:
+    from tagger.ray_backend import TaskStream
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +324,7 @@ class Stream:
     again: Policy  # the policy of a file decided again (decision settings changed; album mode)
     by_path: dict[str, discover.Found]
     queue: list[discover.Found]
-    tasks: Any  # tagger.ray_backend.TaskStream[str]
+    tasks: TaskStream[str]  # keyed by path
     task: Any  # the Ray task (tagger.ray_backend.analyse_remote())
     redecide: set[str]
 
