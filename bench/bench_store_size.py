@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's tagger
 
-from tagger.state import StateDB, StoredAnalysis  # noqa: E402
+from tagger.state import StateDB, StoredAnalysis
 
 
 def build(path: Path, n: int, *, embedding: bool) -> int:

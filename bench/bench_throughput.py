@@ -813,6 +813,7 @@ def precision_check(args: argparse.Namespace) -> dict[str, Any]:
     track decisions (top-1) differ, with and without tagger's float32 re-check of close calls."""
     import numpy as np
 
+    from tagger.aggregate import chunk_probabilities, track_scores
     from tagger.decode import decode
     from tagger.features import extract
     from tagger.model import BF16_ERROR, BF16_ERROR_CHUNK, GenreModel, close_call
@@ -834,9 +835,10 @@ def precision_check(args: argparse.Namespace) -> dict[str, Any]:
 
     for p in files:
         x = extract(decode(p, sample_rate=meta.features.sample_rate), params=meta.features)
-        a, b = fp32.predict(x), bf16.predict(x)
+        oa, ob = fp32.predict(x), bf16.predict(x)  # probabilities, or a logit-mean model's logits
+        a, b = chunk_probabilities(oa, meta.aggregation), chunk_probabilities(ob, meta.aggregation)
         chunk_err = max(chunk_err, float(np.abs(a - b).max()))
-        sa, sb = a.mean(axis=0), b.mean(axis=0)
+        sa, sb = track_scores(oa, meta.aggregation), track_scores(ob, meta.aggregation)
         track_err = max(track_err, float(np.abs(sa - sb).max()))
         worst = max(worst, float(np.abs(sa - sb).max()) / bound(x.shape[0]),
                     float(np.abs(a - b).max()) / bound(1))  # a track, and any chunk as a track of one

@@ -43,7 +43,7 @@ def sampling_error(share: float) -> float:
     return SAMPLING_ERROR * math.sqrt(max(0.0, 1.0 - min(1.0, share)))
 
 
-def needs_rest(scores: np.ndarray, *, share: float, top_k: int, min_confidence: float,
+def needs_rest(scores: np.ndarray, *, share: float, top_k: int, min_confidence: float | np.ndarray,
                extra_error: float = 0.0) -> bool:
     """Whether the decision on a sample's ``scores`` could change if the rest of the track were
     heard. ``share``: the share of the track's audio (what a whole-track run would hear) that the
@@ -82,10 +82,24 @@ def rest_segments(heard: list[tuple[float, float | None]], whole: list[tuple[flo
 
 
 def combine(first: np.ndarray, first_chunks: int, rest: np.ndarray, rest_chunks: int) -> np.ndarray:
-    """Chunk-weighted mean of two chunk means (track scores or embeddings)."""
+    """Chunk-weighted mean of two chunk means (embeddings, or the track scores of a ``mean``
+    model: use :func:`combine_scores` for scores, which knows the model's aggregation)."""
     total = first_chunks + rest_chunks
     a, b = np.asarray(first, np.float64), np.asarray(rest, np.float64)
     return ((a * first_chunks + b * rest_chunks) / total).astype(np.float32)
+
+
+def combine_scores(first: np.ndarray, first_chunks: int, rest: np.ndarray, rest_chunks: int, *,
+                   aggregation: str = "mean", first_logits: np.ndarray | None = None,
+                   rest_logits: np.ndarray | None = None) -> np.ndarray:
+    """The track scores of a first pass and its rest together: what the model's aggregation
+    gives over all their chunks (:func:`tagger.aggregate.weighted_scores`, chunk-weighted). For a
+    ``logit-mean`` model the mean logits are combined (given exactly where known, else read back
+    from the scores, saturated ones guarded). float32."""
+    from tagger.aggregate import weighted_scores
+
+    return weighted_scores([first, rest], [first_chunks, rest_chunks], aggregation,
+                           logits=[first_logits, rest_logits]).astype(np.float32)
 
 
 def whole_plan(duration: float, *, max_seconds: float, params) -> list[tuple[float, float | None]]:

@@ -37,7 +37,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tagger.aggregate import SKIP, TAG, UNCERTAIN, Decision, decide, rank
+from tagger.aggregate import (
+    DEFAULT_MIN_CONFIDENCE,
+    SKIP,
+    TAG,
+    UNCERTAIN,
+    Decision,
+    decide,
+    rank,
+    weighted_scores,
+)
 from tagger.options import TagOptions
 
 #: Default of ``--album-dissent``: a track keeps its own genre when the model gives it at least
@@ -53,6 +62,13 @@ _FEAT = re.compile(r"\s+(feat\.?|ft\.?|featuring|with|&|x|vs\.?)\s+.*$", re.IGNO
 
 GENRE_FROM_ALBUM = "album"
 GENRE_FROM_TRACK = "track"
+
+
+def _genre(name: str) -> str:
+    """A genre as compared with a person's: its key (tagger.taxonomy.genre_key), as in aggregate."""
+    from tagger.taxonomy import genre_key
+
+    return genre_key(name) or name.strip().casefold()
 
 
 def _norm(text: str) -> str:
@@ -158,12 +174,12 @@ def compilation_reason(tracks: Sequence[TrackTags]) -> str:
     return ""
 
 
-def album_scores(scores: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+def album_scores(scores: Sequence[np.ndarray], weights: Sequence[float], aggregation: str = "mean") -> np.ndarray:
     """The album's score per label: the tracks' scores averaged, weighted by the seconds of
-    audio analysed (a weight of 0 or less counts as 1 s: every analysed track counts)."""
-    s = np.asarray(np.stack([np.asarray(x, dtype=np.float64) for x in scores]))
-    w = np.asarray([max(float(x), 1.0) for x in weights], dtype=np.float64)
-    return (s * w[:, None]).sum(axis=0) / w.sum()
+    audio analysed (a weight of 0 or less counts as 1 s: every analysed track counts), the way
+    the model aggregates chunks (``logit-mean``: the weighted mean of the tracks' logits, through
+    the sigmoid), so that the album scores as its tracks' audio heard as one."""
+    return weighted_scores(list(scores), [max(float(x), 1.0) for x in weights], aggregation)
 
 
 @dataclass(frozen=True)
@@ -222,15 +238,19 @@ def dissents(track: Decision, album: Decision, *, dissent: float) -> bool:
 
 
 def decide_album(members: Sequence[Member], labels, *, name: str = "", compilation: str = "", top_k: int = 1,
-                 min_confidence: float = 0.4, on_existing: str = "skip", model_id: str = "",
-                 names=None, user_map=None, dissent: float = DEFAULT_DISSENT) -> AlbumDecision:
+                 min_confidence: float = DEFAULT_MIN_CONFIDENCE, thresholds=None, on_existing: str = "skip",
+                 model_id: str = "", names=None, user_map=None, dissent: float = DEFAULT_DISSENT,
+                 aggregation: str = "mean") -> AlbumDecision:
     """Decide an album: the album's genres, and each analysed member's decision (members
-    without scores get no outcome: nothing is decided for them here)."""
+    without scores get no outcome: nothing is decided for them here). ``thresholds``: per-label
+    thresholds (the model's), ``min_confidence`` for the other labels, as in
+    :func:`tagger.aggregate.decide`; the album's own decision uses the same ones.
+    ``aggregation``: the model's (how the tracks' scores combine into the album's)."""
 
     def own(m: Member, scores: np.ndarray) -> Decision:
-        return decide(scores, labels, top_k=top_k, min_confidence=min_confidence, existing=m.existing,
-                      tagger_owned=m.tagger_owned, owner_model_id=m.owner_model, model_id=model_id,
-                      on_existing=on_existing, names=names, user_map=user_map)
+        return decide(scores, labels, top_k=top_k, min_confidence=min_confidence, thresholds=thresholds,
+                      existing=m.existing, tagger_owned=m.tagger_owned, owner_model_id=m.owner_model,
+                      model_id=model_id, on_existing=on_existing, names=names, user_map=user_map)
 
     scored = [m for m in members if m.scores is not None]
     out = AlbumDecision(name, len(members), len(scored), None, None)
@@ -254,17 +274,17 @@ def decide_album(members: Sequence[Member], labels, *, name: str = "", compilati
     if not voters:
         return per_track("")
     out.analysed = len(voters)
-    out.scores = album_scores([m.scores for m in voters], [m.seconds for m in voters])
-    out.decision = decide(out.scores, labels, top_k=top_k, min_confidence=min_confidence, names=names,
-                          user_map=user_map)
+    out.scores = album_scores([m.scores for m in voters], [m.seconds for m in voters], aggregation)
+    out.decision = decide(out.scores, labels, top_k=top_k, min_confidence=min_confidence, thresholds=thresholds,
+                          names=names, user_map=user_map)
     if out.decision.action != TAG:
         return per_track(f"the album reaches no threshold ({out.decision.reason}): decided per track")
     album_labels = {r.label for r in out.decision.chosen}
-    album_names = {r.genre.casefold() for r in out.decision.chosen}
+    album_names = {_genre(r.genre) for r in out.decision.chosen}
     shown = "; ".join(out.decision.genres)
     if on_existing == "skip":
         against = [m for m in members if m.person_genres
-                   and not ({g.strip().casefold() for g in m.person_genres} & album_names)]
+                   and not ({_genre(g) for g in m.person_genres} & album_names)]
         if against:
             theirs = "; ".join(dict.fromkeys(g for m in against for g in m.person_genres))
             return per_track(f"the album's genre ({shown}) disagrees with the genre a person gave "
@@ -280,9 +300,9 @@ def decide_album(members: Sequence[Member], labels, *, name: str = "", compilati
                       f"the album's {shown} (--album-dissent {dissent:.2f})"))
             continue
         # the album's scores decide, through this track's own existing genres and the policy
-        d = decide(out.scores, labels, top_k=top_k, min_confidence=min_confidence, existing=m.existing,
-                   tagger_owned=m.tagger_owned, owner_model_id=m.owner_model, model_id=model_id,
-                   on_existing=on_existing, names=names, user_map=user_map)
+        d = decide(out.scores, labels, top_k=top_k, min_confidence=min_confidence, thresholds=thresholds,
+                   existing=m.existing, tagger_owned=m.tagger_owned, owner_model_id=m.owner_model,
+                   model_id=model_id, on_existing=on_existing, names=names, user_map=user_map)
         d = Decision(d.action, d.reason, d.genres, d.chosen, ranked)  # ranked: the track's own scores
         overruled = {r.label for r in mine.chosen} != album_labels
         if overruled and mine.chosen:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from tagger import discover
-from tagger.aggregate import TAG, UNCERTAIN, Decision, decide_for
+from tagger.aggregate import TAG, UNCERTAIN, Decision, decide_for, thresholds_for, user_names
 from tagger.contracts import Analysis, FileTags, Scored
 from tagger.errors import FileError, StateError
 from tagger.modelmeta import ModelMeta
@@ -244,9 +244,10 @@ def album_decisions(held: Mapping[str, Scored], evidence: Mapping[str, tuple[Ana
     tracks += [al.TrackTags.of(p, info.album_tags()) for p, (_, info) in others.items()]
     albums, alone = al.group(tracks)
     o = options
-    kw: dict[str, Any] = dict(top_k=o.top_k, min_confidence=o.min_confidence, on_existing=o.on_existing,
-                              model_id=meta.model_id, names=meta.display_names, user_map=o.genre_map,
-                              dissent=o.album_dissent)
+    t = thresholds_for(meta, o)
+    kw: dict[str, Any] = dict(top_k=o.top_k, min_confidence=t.default, thresholds=t.per_label,
+                              on_existing=o.on_existing, model_id=meta.model_id, names=meta.display_names,
+                              user_map=user_names(meta, o), dissent=o.album_dissent, aggregation=meta.aggregation)
 
     def member(p: str, tags: FileTags, scores: np.ndarray | None, seconds: float) -> al.Member:
         return al.Member(p, scores, seconds, tuple(tags.existing), bool(tags.tagger_owned), tags.owner_model)

@@ -1,4 +1,5 @@
-"""The config file: ``[tag]`` defaults for ``tagger tag`` and a ``[genres]`` map, in TOML.
+"""The config file: ``[tag]`` defaults for ``tagger tag``, a ``[genres]`` map, ``[learn]`` and
+``tagger evaluate``'s ``[evaluate] map``, in TOML.
 
 Default location: ``platformdirs.user_config_dir("tagger")/config.toml`` (``~/.config/tagger/
 config.toml`` on Linux); ``--config PATH`` names another. Example::
@@ -12,6 +13,13 @@ config.toml`` on Linux); ``--config PATH`` names another. Example::
 
     [genres]            # label the model predicts -> genre written into the file
     hiphop = "Hip-Hop"
+
+    [learn]             # how `tagger learn` reads the library's genres (tagger.taxonomy)
+    merge = {"Alt Rock" = "Alternative"}
+    rename = {hiphop = "Hip-Hop"}
+    drop = ["Other", "Unknown"]
+    min-tracks = 20
+    min-albums = 3
 
 Keys of ``[tag]`` are the fields of :class:`tagger.options.TagOptions`, spelled with ``-`` or
 ``_`` (``top-k`` = ``top_k``). A setting that TOML cannot express as "unset" (``batch-size``
@@ -38,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from tagger.errors import CommandLineError, FatalError
-from tagger.options import ON_EXISTING, TagOptions, option_names
+from tagger.options import GENRE_STYLES, ON_EXISTING, TagOptions, option_names
 
 #: Source label of options given on the command line (see :func:`resolve`).
 FROM_CLI = "command line"
@@ -47,8 +55,6 @@ FROM_DEFAULT = "default"
 
 #: Fields holding file-system paths (resolved against the config file's folder).
 PATH_FIELDS = frozenset({"model", "state_db", "log_file", "reports"})
-#: Report formats, by suffix (kept in step with tagger.report).
-REPORT_SUFFIXES = (".json", ".csv", ".html", ".htm")
 
 #: One line of help per option, the single source of every option's text: ``tagger tag --help``
 #: (tagger.cli adds the defaults), the example config, ``tagger config`` and error messages.
@@ -58,7 +64,7 @@ HELP: dict[str, str] = {
                   "(the broader MSD genre tags).",
     "top_k": "Write up to K genres per file.",
     "min_confidence": "Only genres scoring at least this (0 to 1); if none does, the file is 'uncertain' "
-                      "and left alone.",
+                      "and left alone. Given, it overrides a model's own per-genre thresholds.",
     "on_existing": "What to do with a genre a person wrote: skip, replace or merge.",
     "id3v23": "Write ID3v2.3 instead of v2.4 to MP3, WAV and AIFF files (for old players); a tag that "
               "is already v2.3 stays v2.3 either way.",
@@ -90,7 +96,25 @@ HELP: dict[str, str] = {
     "album_dissent": "A track of an album keeps its own genre when the model gives it at least this "
                      "score on its own (0 to 1; 1: never).",
     "genre_map": "The [genres] table: label the model predicts = genre written.",
+    "genre_style": "How written genre names are spelled: as-is (as the model or [genres] names them), beets "
+                   "(Hip Hop, Drum and Bass, R&B), id3v1 (the ID3v1 list's spelling: Hip-Hop, Rock & Roll) or "
+                   "lower (MusicBrainz: hip hop).",
 }
+
+#: The [learn] table (``tagger learn``; tagger.taxonomy.LearnSettings): key -> one line of help.
+LEARN_HELP: dict[str, str] = {
+    "merge": "Fold genres into others: \"source\" = \"target\" (compared by key: case, spacing and "
+             "punctuation do not matter).",
+    "rename": "The name written for a genre: \"genre\" = \"Written Name\" (default: the library's most "
+              "common spelling).",
+    "drop": "Genres never learnt; a list here replaces the default (Other and Unknown, ID3v1's "
+            "placeholders).",
+    "min_tracks": "Leave out genres with fewer tracks than this.",
+    "min_albums": "Leave out genres on fewer albums than this.",
+}
+_LEARN_KINDS = {"merge": "map", "rename": "map", "drop": "list", "min_tracks": "int", "min_albums": "int"}
+#: Top-level tables besides [tag] that load_config returns under their own name (not TagOptions fields).
+OTHER_TABLES = ("learn", "evaluate")
 
 #: What a label not in [genres] becomes (aggregate.display_name), for the example and `tagger config`.
 GENRES_DEFAULT = ("labels not listed are written as the model's metadata or tagger's defaults name "
@@ -103,6 +127,7 @@ UNSET: dict[str, str] = {
     "workers": "every CPU of the Ray cluster",
     "ray_address": "RAY_ADDRESS, else a private local Ray instance (never a running cluster)",
     "analysis_seconds": "adaptive: a 60 s sample, the rest of the track where the decision is close",
+    "min_confidence": "the model's per-genre thresholds where it has them, else 0.4",
     "state_db": "the user state folder",
     "max_files": "no limit",
     "time_budget": "no limit",
@@ -226,6 +251,8 @@ def _check(name: str, value: Any) -> Any:
                 raise _Bad(f"{_label(k)}: {why}")
         value = dict(value)
     # value constraints
+    if name == "genre_style" and value not in GENRE_STYLES:
+        raise _Bad(f"expected one of {', '.join(repr(c) for c in GENRE_STYLES)}, got {value!r}")
     if name == "on_existing" and value not in ON_EXISTING:
         raise _Bad(f"expected one of {', '.join(repr(c) for c in ON_EXISTING)}, got {value!r}")
     if name == "top_k" and value < 1:
@@ -235,8 +262,10 @@ def _check(name: str, value: Any) -> Any:
     if name in _POSITIVE and not value > 0:
         raise _Bad(f"expected a number greater than 0, got {value:g}")
     if name == "reports":
+        from tagger.report.write import REPORT_SUFFIXES, report_format  # the one table of formats
+
         for r in value:
-            if not r.lower().endswith(REPORT_SUFFIXES):
+            if report_format(r) is None:
                 raise _Bad(f"expected paths ending in {', '.join(REPORT_SUFFIXES)}, got {r!r}")
     if name == "vocabulary":
         from tagger.modelmeta import SHIPPED  # lazy: modelmeta imports numpy via tagger.features
@@ -264,8 +293,9 @@ def load_config(path: str | Path | None, *, explicit: bool) -> tuple[dict[str, A
     ``path=None`` reads :func:`default_config_path`. ``explicit=True`` means the user named the
     file (``--config``): then a missing file is an error; a missing default file just means no
     settings (``({}, None)``). Values are validated and normalised (tuples, floats, absolute
-    paths); ``[genres]`` becomes ``genre_map``. Every problem raises FatalError naming the
-    file, the key and what is expected.
+    paths); ``[genres]`` becomes ``genre_map``, ``[learn]`` ``learn`` (a dict of the keys given,
+    spelled with ``_``; :func:`tagger.taxonomy.learn_settings` makes LearnSettings of it). Every
+    problem raises FatalError naming the file, the key and what is expected.
     """
     p = Path(path).expanduser() if path is not None else default_config_path()
     try:
@@ -289,9 +319,10 @@ def load_config(path: str | Path | None, *, explicit: bool) -> tuple[dict[str, A
 
 def _parse(data: dict[str, Any], p: Path) -> dict[str, Any]:
     for table in data:
-        if table not in ("tag", "genres"):
+        if table not in ("tag", "genres", *OTHER_TABLES):
             raise FatalError(f"{p}: unknown {'table' if isinstance(data[table], dict) else 'key'} "
-                             f"{table!r} at the top level: expected the tables [tag] and [genres]")
+                             f"{table!r} at the top level: expected the tables [tag] and [genres] "
+                             f"(and [learn] for `tagger learn`, [evaluate] for `tagger evaluate`)")
     out: dict[str, Any] = {}
     tag = data.get("tag", {})
     if not isinstance(tag, dict):
@@ -331,7 +362,94 @@ def _parse(data: dict[str, Any], p: Path) -> dict[str, Any]:
                                  "tags cannot hold it; write the genre on one line, e.g. "
                                  f"{_toml_key(label) or 'hiphop'} = \"Hip-Hop\"")
         out["genre_map"] = {str(k): v.strip() for k, v in genres.items()}
+    if "evaluate" in data:
+        out["evaluate"] = {"map": _evaluate_map(data["evaluate"], p)}
+    if "learn" in data:
+        out["learn"] = _parse_learn(data["learn"], p)
     return out
+
+
+def _parse_learn(table: Any, p: Path) -> dict[str, Any]:
+    """The [learn] table, checked: types, values, control characters, and merges, renames and
+    drops that contradict each other (tagger.taxonomy.settings_problem)."""
+    if not isinstance(table, dict):
+        raise FatalError(f"{p}: 'learn' must be a table ([learn]), got {_show(table)}")
+    out: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in LEARN_HELP:
+            raise FatalError(f"{p}: [learn] unknown key {key!r}{_did_you_mean(name, set(LEARN_HELP))}")
+        if name in seen:
+            raise FatalError(f"{p}: [learn] {key!r} and {seen[name]!r} set the same setting; keep one")
+        seen[name] = key
+        kind = _LEARN_KINDS[name]
+        where = f"{p}: [learn] {key}"
+        if kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise FatalError(f"{where}: expected an integer of at least 1, got {_show(value)} "
+                                 f"({LEARN_HELP[name]})")
+        elif kind == "list":
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise FatalError(f"{where}: expected an array of genre names, e.g. [\"Other\"], got "
+                                 f"{_show(value)}")
+            for v in value:
+                if control_characters(v):
+                    raise FatalError(f"{where}: the genre {v.strip()!r} {control_characters(v)}")
+            value = tuple(v.strip() for v in value)
+        else:
+            if not isinstance(value, dict):
+                raise FatalError(f"{where}: expected a table of genre names, e.g. {key} = "
+                                 f"{{\"Alt Rock\" = \"Alternative\"}}, got {_show(value)}")
+            for k, v in value.items():
+                why = control_characters(k) or (control_characters(v) if isinstance(v, str) else "")
+                if why:
+                    raise FatalError(f"{where}: {_label(k)}: {why}")
+                if not isinstance(v, str) or not v.strip():
+                    raise FatalError(f"{where}: {_label(k)}: expected a genre name (a non-empty string), "
+                                     f"got {_show(v)}")
+            value = {k.strip(): v.strip() for k, v in value.items()}
+        out[name] = value
+    from tagger.taxonomy import DEFAULT_DROP, DEFAULT_MIN_ALBUMS, DEFAULT_MIN_TRACKS, settings_problem
+
+    why = settings_problem(out.get("merge", {}), out.get("rename", {}), out.get("drop", DEFAULT_DROP),
+                           out.get("min_tracks", DEFAULT_MIN_TRACKS), out.get("min_albums", DEFAULT_MIN_ALBUMS))
+    if why:
+        raise FatalError(f"{p}: [learn] {why}")
+    return out
+
+
+def _evaluate_map(table: Any, p: Path) -> dict[str, str]:
+    """The ``[evaluate]`` table: ``map = {"label" = "Library Genre"}``, model labels to the
+    library's genres for ``tagger evaluate`` (the pairs it would otherwise derive)."""
+    example = 'map = {disco = "Dance", "hip-hop" = "Rap"}'
+    if not isinstance(table, dict):
+        raise FatalError(f"{p}: 'evaluate' must be a table ([evaluate]), got {_show(table)}")
+    for key in table:
+        if key != "map":
+            raise FatalError(f"{p}: [evaluate] unknown key {key!r}: the table holds one key, e.g. {example}")
+    mapping = table.get("map", {})
+    if not isinstance(mapping, dict):
+        raise FatalError(f"{p}: [evaluate] map: expected a table of label = \"Library Genre\" pairs, e.g. "
+                         f"{example}, got {_show(mapping)}")
+    for label, genre in mapping.items():
+        why = control_characters(label)
+        if why or not label.strip():
+            raise FatalError(f"{p}: [evaluate] map: the label {label!r} {why or 'is empty'}; use the model's "
+                             f"label, e.g. {example}")
+        if not isinstance(genre, str) or not genre.strip():
+            raise FatalError(f"{p}: [evaluate] map: {_label(label)}: expected the library genre as a non-empty "
+                             f"string, e.g. {example}, got {_show(genre)}")
+        why = control_characters(genre)
+        if why:
+            raise FatalError(f"{p}: [evaluate] map: {_label(label)}: the genre {genre.strip()!r} {why}; write "
+                             f"it on one line, e.g. {example}")
+    return {str(k): v.strip() for k, v in mapping.items()}
+
+
+def evaluate_map(values: dict[str, Any]) -> dict[str, str]:
+    """The ``[evaluate] map`` of :func:`load_config`'s dict ({} when the file has none)."""
+    return dict((values.get("evaluate") or {}).get("map") or {})
 
 
 def control_characters(text: str) -> str:
@@ -394,6 +512,7 @@ def resolve(
     path, or ``"default"``. A bad value raises FatalError naming its source.
     """
     names = option_names()
+    file_values = {k: v for k, v in file_values.items() if k not in OTHER_TABLES}
     unknown = (set(cli_explicit) | set(file_values)) - set(names)
     if unknown:
         raise ValueError(f"not TagOptions fields: {', '.join(sorted(unknown))}")
@@ -461,10 +580,12 @@ def _source_comment(source: str) -> str:
     return f"from {source}"
 
 
-def format_effective(options: TagOptions, sources: dict[str, str]) -> str:
-    """Every setting as valid TOML (``[tag]`` + ``[genres]``), each with a comment saying where
-    its value came from, for ``tagger config``. Unset options appear as comments saying what
-    unset means. The output can be saved as a config file."""
+def format_effective(options: TagOptions, sources: dict[str, str], learn: dict[str, Any] | None = None,
+                     learn_source: Path | str | None = None) -> str:
+    """Every setting as valid TOML (``[tag]`` + ``[genres]`` + ``[learn]``), each with a comment
+    saying where its value came from, for ``tagger config``. Unset options appear as comments
+    saying what unset means. The output can be saved as a config file. ``learn`` is
+    :func:`load_config`'s ``learn`` entry (the keys the file set), read from ``learn_source``."""
     lines = [
         "# tagger settings in effect for `tagger tag`; each comment says where the value comes from.",
         "# Save this as a config file (e.g. " + str(default_config_path()) + ") and edit it.",
@@ -493,7 +614,31 @@ def format_effective(options: TagOptions, sources: dict[str, str]) -> str:
             lines.append(f"{_toml_key(label)} = {_toml_value(genre)}")
     else:
         lines.append(f"# hiphop = \"Hip-Hop\"  # none set: {GENRES_DEFAULT}")
+    lines += ["", "[learn]  # how `tagger learn` reads the library's genres"]
+    lines += _learn_lines(learn or {}, _source_comment(str(learn_source)) if learn_source else "config file")
     return "\n".join(lines) + "\n"
+
+
+def _learn_defaults() -> dict[str, Any]:
+    from tagger.taxonomy import DEFAULT_DROP, DEFAULT_MIN_ALBUMS, DEFAULT_MIN_TRACKS
+
+    return {"merge": {}, "rename": {}, "drop": tuple(sorted(DEFAULT_DROP)), "min_tracks": DEFAULT_MIN_TRACKS,
+            "min_albums": DEFAULT_MIN_ALBUMS}
+
+
+def _learn_lines(learn: dict[str, Any], source: str) -> list[str]:
+    """The [learn] table's lines for ``tagger config``: every key, with where its value came from."""
+    lines = []
+    for name, default in _learn_defaults().items():
+        value = learn.get(name, default)
+        src = source if name in learn else FROM_DEFAULT
+        if isinstance(value, dict):
+            pairs = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+            lines.append(f"{toml_key(name)} = {{{pairs}}}  # {src}" if pairs or name in learn else
+                         f"{toml_key(name)} = {{}}  # {src}: none")
+        else:
+            lines.append(f"{toml_key(name)} = {_toml_value(value)}  # {src}")
+    return lines
 
 
 def _comment(text: str, width: int = 100) -> list[str]:
@@ -519,6 +664,7 @@ def example_config() -> str:
         "batch_size": 256,
         "workers": 4,
         "analysis_seconds": 60.0,
+        "min_confidence": 0.4,
         "max_files": 5000,
         "time_budget": 3600.0,
     }
@@ -550,5 +696,25 @@ def example_config() -> str:
         "# [genres]",
         '# hiphop = "Hip Hop"',
         '# rock = "Rock & Roll"',
+        "",
+        "# How `tagger learn` reads the genres of your library (see docs/genres.md). Uncomment the",
+        "# table and a line to use it.",
+        "# [learn]",
+    ]
+    examples_learn = {"merge": {"Alt Rock": "Alternative"}, "rename": {"hiphop": "Hip-Hop"}}
+    for name, default in _learn_defaults().items():
+        lines += _comment(LEARN_HELP[name])
+        if name in examples_learn:
+            pairs = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in examples_learn[name].items())
+            lines.append(f"# {toml_key(name)} = {{{pairs}}}  # example; default: none")
+        else:
+            lines.append(f"# {toml_key(name)} = {_toml_value(default)}  # default")
+    lines += [
+        "",
+        *_comment("`tagger evaluate`: model labels = the genres of your library they stand for, where "
+                  "tagger cannot find the pair itself (by name, or by which genres the files a label wins "
+                  "carry). Uncomment the table and the line to use it:"),
+        "# [evaluate]",
+        '# map = {disco = "Dance", metal = "Heavy Metal"}',
     ]
     return "\n".join(lines) + "\n"

@@ -184,7 +184,10 @@ class Scored:
     stored); ``sampling``/``rechecked``: the report's words for how the audio was chosen
     (``whole``, ``sample``, ``adaptive``, ``adaptive+rest``; "" unknown); ``embedding``: the
     backbone's mean chunk embedding (None: the model has none); ``store_sampling``: the store's
-    sampling spec where it is not the run's (a complete adaptive analysis).
+    sampling spec where it is not the run's (a complete adaptive analysis); ``logits``: a
+    ``logit-mean`` model's exact mean chunk logits (float64; None for a ``mean`` model, or where
+    only the scores are known, as from the store), so that combining a first pass with its rest
+    stays exact in logit space (:func:`tagger.adaptive.combine_scores`).
     """
 
     path: str
@@ -203,3 +206,4 @@ class Scored:
     rechecked: bool | None = None
     embedding: np.ndarray | None = None
     store_sampling: str | None = None
+    logits: np.ndarray | None = None

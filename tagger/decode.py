@@ -51,7 +51,7 @@ def probe(path: str | Path) -> AudioInfo:
             info = sf.info(str(path))
             if 0 < info.frames < UNKNOWN_FRAMES and info.samplerate > 0:
                 return AudioInfo(info.frames / info.samplerate, info.samplerate, info.channels, info.format.lower())
-        except Exception:  # noqa: BLE001 - fall through to FFmpeg
+        except Exception:
             pass
     return _probe_av(path)
 
@@ -77,14 +77,14 @@ def decode(
             return _resample(y, sr, sample_rate)
         except DecodeError:
             raise
-        except Exception as exc:  # noqa: BLE001 - libsndfile refuses; try FFmpeg
+        except Exception as exc:
             errors.append(f"libsndfile: {_short(exc)}")
     try:
         y, sr = _decode_av(path, offset, duration)
         return _resample(y, sr, sample_rate)
     except DecodeError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         errors.append(f"ffmpeg: {_short(exc)}")
     raise DecodeError(path, "cannot decode audio (" + "; ".join(errors) + ")")
 
@@ -181,7 +181,7 @@ def _open_av(path: Path):
         container = av.open(str(path), metadata_errors="ignore")
     except EOFError:  # FFmpeg reached the end before the headers and first packets were complete
         raise DecodeError(path, "file ends early (truncated?): no complete audio in it") from None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise DecodeError(path, f"not a readable audio file ({_short(exc)})") from None
     if not container.streams.audio:
         container.close()

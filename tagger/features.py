@@ -91,7 +91,7 @@ class FeatureParams:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FeatureParams":
+    def from_dict(cls, data: dict[str, Any]) -> FeatureParams:
         if not isinstance(data, dict):
             raise ParameterError("features: must be a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}

@@ -52,6 +52,14 @@ class Model(Protocol):
     @property
     def embedding_size(self) -> int:
         """Columns of embedding :meth:`predict_full` adds after the scores (0: none)."""
+    @property
+    def net(self) -> Any:
+        """The backend's own network (a keras.Model, a trees.TreeEnsemble): for saving and
+        training, which know their backend."""
+    @property
+    def head_norms(self) -> np.ndarray | None:
+        """A ``logit-mean`` model's Dense head: each label's kernel column norm (its bfloat16
+        bound, :func:`head_bf16_error`); None otherwise."""
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(n, *meta.input_shape) float32 chunks -> (n, n_labels) float32 scores."""
@@ -217,24 +225,67 @@ BF16_ERROR = 0.015
 BF16_ERROR_CHUNK = 0.04
 
 
-def close_call(scores: np.ndarray, *, top_k: int, min_confidence: float, chunks: int = 1,
-               error: float | None = None) -> bool:
+#: Heads with aggregation "logit-mean" (tagger.heads: the musicnn backbone, a float32 linear head):
+#: under bfloat16 only the backbone's embedding moves, so a chunk's logit for a label moves by at most
+#: the head column's L2 norm times HEAD_BF16_LOGIT + HEAD_BF16_LOGIT_CHUNK / chunks. About 1.8x the
+#: largest differences measured (bench/bench_heads.py, the 71 GTZAN clips, 230 unit directions: the
+#: columns of a head fitted on them, the embeddings' 20 main axes, 200 random ones): 0.161 for
+#: single chunks, 0.095 for 10-chunk tracks. The shipped bound (BF16_ERROR) does not hold for such
+#: heads: the fitted head's track scores moved up to 1.2x it.
+HEAD_BF16_LOGIT = 0.16
+HEAD_BF16_LOGIT_CHUNK = 0.13
+
+
+def head_bf16_error(scores: np.ndarray, column_norms: np.ndarray, *, chunks: int = 1) -> np.ndarray:
+    """Per label, the most a ``logit-mean`` head's bfloat16 track score may be off from float32:
+    the score's logit may be off by ``column_norms * (HEAD_BF16_LOGIT + HEAD_BF16_LOGIT_CHUNK /
+    chunks)``, and the sigmoid turns that into at most this much (little for saturated scores)."""
+    from tagger.aggregate import logit, sigmoid
+
+    lg = logit(scores)
+    d = np.asarray(column_norms, dtype=np.float64) * (HEAD_BF16_LOGIT + HEAD_BF16_LOGIT_CHUNK / max(1, chunks))
+    s = sigmoid(lg)
+    return np.maximum(sigmoid(lg + d) - s, s - sigmoid(lg - d))
+
+
+def close_call(scores: np.ndarray, *, top_k: int, min_confidence: float | np.ndarray, chunks: int = 1,
+               error: float | np.ndarray | None = None) -> bool:
     """Whether a decision on ``scores`` could change if every score moved by up to ``error``.
 
-    scores: (n_labels,) track scores, the mean over ``chunks`` chunks. The decision reads the
-    ranking of the best ``top_k + 1`` scores and compares the best ``top_k`` with
-    ``min_confidence``: a call is close when two neighbours in that ranking are less than
-    ``2 * error`` apart (both may move, towards each other), or one of the best ``top_k`` is
-    less than ``error`` from ``min_confidence``. The pipeline re-computes such a track in
-    float32, so a bfloat16 run writes (and ranks first) what a float32 run would.
+    scores: (n_labels,) track scores, the mean over ``chunks`` chunks. ``min_confidence``: the
+    threshold, one for every label, or an array of one per label (:class:`tagger.aggregate.Thresholds`).
+    ``error``: one bound for every score, or one per label (:func:`head_bf16_error`).
+    The decision reads the ranking of the best ``top_k + 1`` scores and compares the qualifying
+    labels with their thresholds: a call is close when two neighbours in that ranking could swap
+    (they are less than their two errors apart), or one of the best ``top_k`` labels that could
+    qualify is less than its error from its threshold (or, with per-label thresholds, two
+    neighbours among the labels that could qualify could swap). With one threshold the two rules
+    are the same. The pipeline re-computes such a track in float32, so a bfloat16 run writes
+    (and ranks first) what a float32 run would.
     ``error`` None: the bfloat16 bound for a track of ``chunks`` chunks.
     """
     if error is None:
         error = BF16_ERROR + BF16_ERROR_CHUNK / max(1, chunks)
-    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1][: top_k + 1]
-    if s.size > 1 and np.any(np.diff(-s) < 2 * error):
+    scores = np.asarray(scores, dtype=np.float64)
+    err = np.broadcast_to(np.asarray(error, dtype=np.float64), scores.shape)
+    order = np.argsort(-scores, kind="stable")
+
+    def swap(idx: np.ndarray) -> bool:  # neighbours (best first) that may change places
+        return bool(idx.size > 1 and np.any(scores[idx[:-1]] - scores[idx[1:]] < err[idx[:-1]] + err[idx[1:]]))
+
+    top = order[: top_k + 1]
+    if swap(top):
         return True
-    return bool(np.any(np.abs(s[:top_k] - min_confidence) < error))
+    thr = np.asarray(min_confidence, dtype=np.float64)
+    if thr.ndim == 0:
+        best = top[:top_k]
+        return bool(np.any(np.abs(scores[best] - float(thr)) < err[best]))
+    if thr.shape != scores.shape:
+        raise ValueError(f"need one threshold per score: {thr.shape} thresholds for {scores.shape} scores")
+    # the labels that could qualify, best first: what the decision picks its top_k from
+    could = order[scores[order] > thr[order] - err[order]][: top_k + 1]
+    best = could[:top_k]
+    return bool(np.any(np.abs(scores[best] - thr[best]) < err[best])) or swap(could)
 
 
 def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -257,6 +308,8 @@ def keep_mixed_precision(reference: np.ndarray, candidate: np.ndarray, *, min_ag
     reference: (n, n_labels) float32 scores of a batch; candidate: the same batch under
     mixed_float16. True when the top-1 labels agree on at least ``min_agreement`` of the rows
     (default: every row) and every candidate score is finite; otherwise inference stays float32.
+    The outputs may be probabilities or, for a ``logit-mean`` model, logits: the sigmoid is
+    monotonic, so both give the same top-1 labels.
     """
     candidate = np.asarray(candidate)
     if not np.all(np.isfinite(candidate)):
@@ -585,6 +638,20 @@ class GenreModel:
             self._fn, self.rewrites = self._plain, []
         else:
             log.debug("inference graph: %s (max difference %.2g)", "; ".join(self.rewrites), diff)
+
+    @property
+    def head_norms(self) -> np.ndarray | None:
+        """For a ``logit-mean`` model whose last layer is a Dense head: the L2 norm of each
+        label's column of its kernel (what :func:`head_bf16_error` scales with); None otherwise."""
+        if self.meta.aggregation != "logit-mean":
+            return None
+        last = self.net.layers[-1] if getattr(self.net, "layers", None) else None
+        if last is None or type(last).__name__ != "Dense":
+            return None
+        import keras
+
+        kernel = np.asarray(keras.ops.convert_to_numpy(last.kernel), dtype=np.float64)
+        return np.linalg.norm(kernel, axis=0) if kernel.shape == (kernel.shape[0], len(self.meta.labels)) else None
 
     @property
     def backbone_id(self) -> str:

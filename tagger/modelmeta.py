@@ -19,10 +19,11 @@ The weights file's suffix follows the ``backend`` field (``BACKENDS``, ``SUFFIXE
       "backend": "keras" | "trees",                   # weights NAME.keras | NAME.npz
       "labels": ["blues", "classical", ...],          # output order
       "output_activation": "softmax" | "sigmoid",      # trees: softmax
-      "aggregation": "mean",                          # chunk probabilities -> track scores
+      "aggregation": "mean" | "logit-mean",           # chunk outputs -> track scores (AGGREGATIONS)
       "features": {... tagger.features.FeatureParams ...},
       "input_shape": [187, 96],                        # one chunk, must match features
       "display_names": {"hiphop": "Hip-Hop", ...},     # optional, label -> genre written
+      "thresholds": {"rock": 0.52, ...},               # optional, label -> its own threshold (0..1)
       "training": {...},                               # data description, seeds, command
       "metrics": {...},                                # track-level evaluation results
       "created": "2026-11-22T10:00:00Z",
@@ -31,11 +32,23 @@ The weights file's suffix follows the ``backend`` field (``BACKENDS``, ``SUFFIXE
 
 The model id is a content hash of the weights file *and* of every metadata field that changes what
 tagger writes (labels and their order, display names, output activation, aggregation, features,
-backend; :data:`DESCRIPTIVE` lists the fields left out), so the state database and the provenance
+backend, thresholds; :data:`DESCRIPTIVE` lists the fields left out), so the state database and the provenance
 tag written beside each genre always name exactly the model that produced it: a json whose labels
 were reordered by hand no longer passes for the model it came from. Loading checks
 every field, the hash, and (once the network is loaded) the input and output shapes, and
 refuses an inconsistent model with one clear :class:`~tagger.errors.ModelError`.
+
+**Aggregation.** ``"mean"``: the network outputs probabilities per chunk (``output_activation``
+applied inside it) and a track's score is their mean. ``"logit-mean"``: the network outputs
+per-chunk *logits* (its last layer is linear) and a track's score is ``sigmoid`` of their mean:
+for a linear head on an embedding, ``sigmoid(W . mean_embedding + b)``, exactly what a head
+trained on stored track embeddings (:mod:`tagger.heads`) computed and thresholded. It requires
+``output_activation`` ``"sigmoid"`` (applied after the mean, by :func:`tagger.aggregate.track_scores`).
+
+**Thresholds.** ``thresholds`` gives labels their own threshold (a label qualifies when its score
+reaches it; other labels use ``--min-confidence``, default 0.4). An explicit ``--min-confidence``
+(command line or config file) overrides them all. An empty table is the same as none and is left
+out of the model id, so models exported before the field existed keep their ids.
 
 This module never imports TensorFlow: a no-op re-run reads the metadata and the model id only.
 """
@@ -60,7 +73,9 @@ ACTIVATIONS = ("softmax", "sigmoid")
 BACKENDS = ("keras", "trees")
 #: the weights file of each backend: NAME + suffix
 SUFFIXES = {"keras": ".keras", "trees": ".npz"}
-AGGREGATIONS = ("mean",)
+#: chunk outputs -> track scores (see the module doc): the mean of chunk probabilities, or the
+#: sigmoid of the mean of chunk logits (heads trained on track embeddings)
+AGGREGATIONS = ("mean", "logit-mean")
 REQUIRED = ("schema", "model_id", "architecture", "labels", "output_activation", "features", "input_shape")
 
 #: Shipped models, by vocabulary name, as package data in ``tagger/models``.
@@ -80,6 +95,7 @@ class ModelMeta:
     backend: str = "keras"
     aggregation: str = "mean"
     display_names: dict[str, str] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)  # label -> its own threshold
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     created: str = ""
@@ -93,13 +109,14 @@ class ModelMeta:
         d["labels"] = list(self.labels)
         d["input_shape"] = list(self.input_shape)
         d["features"] = self.features.to_dict()
+        d["thresholds"] = {k: float(v) for k, v in self.thresholds.items()}
         order = ["schema", "model_id", "name", "architecture", "backend", "labels", "output_activation",
-                 "aggregation", "features", "input_shape", "display_names", "training", "metrics",
-                 "created", "licence", "credits"]
+                 "aggregation", "features", "input_shape", "display_names", "thresholds", "training",
+                 "metrics", "created", "licence", "credits"]
         return {k: d[k] for k in order}
 
     @classmethod
-    def from_dict(cls, data: Any, *, source: str = "metadata") -> "ModelMeta":
+    def from_dict(cls, data: Any, *, source: str = "metadata") -> ModelMeta:
         """Parse and validate; raises ModelError naming the first problem."""
         if not isinstance(data, dict):
             raise ModelError(f"{source}: not a JSON object")
@@ -127,7 +144,11 @@ class ModelMeta:
                              "must be softmax")
         aggregation = data.get("aggregation", "mean")
         if aggregation not in AGGREGATIONS:
-            raise ModelError(f"{source}: aggregation {aggregation!r} is not supported")
+            raise ModelError(f"{source}: aggregation {aggregation!r} is not supported ({', '.join(AGGREGATIONS)})")
+        if aggregation == "logit-mean" and (data["output_activation"] != "sigmoid" or backend != "keras"):
+            raise ModelError(f"{source}: aggregation logit-mean averages a keras network's per-chunk logits "
+                             f"and applies a sigmoid: it needs output_activation sigmoid and backend keras, "
+                             f"not {data['output_activation']} / {backend}")
         shape = tuple(data["input_shape"]) if isinstance(data["input_shape"], list) else None
         if shape != features.input_shape:
             raise ModelError(
@@ -140,6 +161,7 @@ class ModelMeta:
         display = data.get("display_names") or {}
         if not isinstance(display, dict):
             raise ModelError(f"{source}: display_names must be an object")
+        thresholds = _thresholds(data.get("thresholds"), labels, source=source)
         return cls(
             model_id=model_id,
             architecture=str(data["architecture"]),
@@ -151,12 +173,32 @@ class ModelMeta:
             backend=backend,
             aggregation=aggregation,
             display_names={str(k): str(v) for k, v in display.items()},
+            thresholds=thresholds,
             training=dict(data.get("training") or {}),
             metrics=dict(data.get("metrics") or {}),
             created=str(data.get("created", "")),
             licence=str(data.get("licence", "")),
             credits=str(data.get("credits", "")),
         )
+
+
+def _thresholds(value: Any, labels: list[str], *, source: str) -> dict[str, float]:
+    """The ``thresholds`` field: {label: number in [0, 1]} for labels of the model ({} when absent)."""
+    import math
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ModelError(f"{source}: thresholds must be an object (label: number from 0 to 1)")
+    out: dict[str, float] = {}
+    for label, thr in value.items():
+        if label not in labels:
+            raise ModelError(f"{source}: thresholds names {label!r}, which is not one of the model's labels")
+        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not math.isfinite(thr) \
+                or not 0.0 <= thr <= 1.0:
+            raise ModelError(f"{source}: thresholds: {label!r} must be a number from 0 to 1, got {thr!r}")
+        out[str(label)] = float(thr)
+    return out
 
 
 @dataclass(frozen=True)
@@ -184,11 +226,13 @@ DESCRIPTIVE = frozenset({"schema", "model_id", "name", "architecture", "training
                          "licence", "credits"})
 
 
-def model_id_for(weights: Path, meta: "ModelMeta | dict[str, Any]") -> str:
+def model_id_for(weights: Path, meta: ModelMeta | dict[str, Any]) -> str:
     """The model id: sha256 over the weights file and the canonical JSON of every metadata field
     that changes what is written (all but :data:`DESCRIPTIVE`), first 16 hex digits."""
     data = meta.to_dict() if isinstance(meta, ModelMeta) else dict(meta)
     written = {k: v for k, v in data.items() if k not in DESCRIPTIVE}
+    if not written.get("thresholds"):  # none: the id of a model from before the field existed
+        written.pop("thresholds", None)
     h = hashlib.sha256(b"tagger model id 2\0")
     h.update(bytes.fromhex(_file_digest(weights)))
     h.update(json.dumps(written, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii"))
@@ -298,6 +342,24 @@ def check_network(meta: ModelMeta, net: Any, *, source: str) -> None:
         raise ModelError(f"{source}: network input {list(in_shape)} does not match metadata {list(meta.input_shape)}")
     if out_shape != (len(meta.labels),):
         raise ModelError(f"{source}: network outputs {list(out_shape)} but metadata lists {len(meta.labels)} labels")
+    if meta.aggregation == "logit-mean":
+        last = _last_activation(net)
+        if last not in ("", "linear"):
+            raise ModelError(f"{source}: aggregation logit-mean needs a network that outputs logits (a linear "
+                             f"last layer), but its last layer applies {last}")
+
+
+def _last_activation(net: Any) -> str:
+    """The name of the activation the network's last layer applies ("" where unknown)."""
+    try:
+        last = net.layers[-1]
+    except (AttributeError, IndexError, TypeError):
+        return ""
+    kind = type(last).__name__
+    if kind in ("Softmax", "ReLU", "LeakyReLU", "ELU", "PReLU"):
+        return kind.lower()
+    act = getattr(last, "activation", None)
+    return str(getattr(act, "__name__", "")) if callable(act) else ""
 
 
 def save_bundle(net: Any, out: Path, *, meta_fields: dict[str, Any], name: str = "model") -> ModelFiles:
@@ -323,7 +385,7 @@ def save_bundle(net: Any, out: Path, *, meta_fields: dict[str, Any], name: str =
         model_id="0" * 16,  # replaced below, once the fields are canonical
         features=features,
         input_shape=list(FeatureParams.from_dict(features).input_shape),
-        created=data.get("created") or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created=data.get("created") or _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     meta = ModelMeta.from_dict(data, source=str(files.meta))
     meta = dataclasses.replace(meta, model_id=model_id_for(files.weights, meta))

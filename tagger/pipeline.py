@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tagger import discover
-from tagger.aggregate import track_scores
+from tagger.aggregate import thresholds_for, track_logits, track_scores
 from tagger.contracts import Analysis, Policy, Scored, Segment
 from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError, StateError
 from tagger.modelmeta import ModelMeta, load_meta, locate
@@ -103,16 +103,21 @@ class Plan:
     left: set[str] = field(default_factory=set)  # files of the walk left for the next run by --max-files
 
 
-def decision_key(options: TagOptions) -> str:
-    """The decision settings (top-k, threshold, --on-existing, [genres] names) as a short hash.
+def decision_key(options: TagOptions, meta: ModelMeta | None = None) -> str:
+    """The decision settings (top-k, the thresholds in effect, --on-existing, [genres] names,
+    --genre-style) as a short hash. ``meta``: the model, whose per-label thresholds apply unless
+    --min-confidence was given (None: a model without thresholds). Runs with one threshold for
+    every label, and the default style, keep the key they had before models carried thresholds
+    and before --genre-style.
 
     A file handled under other settings is decided again (from the store of analyses, where its
     analysis is there); "nothing to do" means nothing would change."""
     import hashlib
     import json
 
-    d = {"top_k": options.top_k, "min_confidence": round(float(options.min_confidence), 6),
+    d = {"top_k": options.top_k, **thresholds_for(meta, options).key(),
          "on_existing": options.on_existing, "genres": sorted(options.genre_map.items()),
+         **({"genre_style": options.genre_style} if options.genre_style != "as-is" else {}),
          "albums": bool(options.albums), "album_dissent": round(float(options.album_dissent), 6)}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode("utf-8")).hexdigest()[:12]
 
@@ -171,9 +176,9 @@ def needs_extension(a: StoredAnalysis, options: TagOptions, meta: ModelMeta) -> 
     fp = meta.features
     heard = adaptive.first_plan(a.duration, first_seconds=first, max_seconds=options.max_analysis_seconds, params=fp)
     rest, share = adaptive.plan_rest(a.duration, heard, max_seconds=options.max_analysis_seconds, params=fp)
+    thr = thresholds_for(meta, options).for_close_call(meta.labels)
     if rest and adaptive.needs_rest(np.asarray(a.scores), share=share, top_k=options.top_k,
-                                    min_confidence=options.min_confidence,
-                                    extra_error=adaptive.decision_error(a.chunks)):
+                                    min_confidence=thr, extra_error=adaptive.decision_error(a.chunks)):
         return rest
     return []
 
@@ -222,13 +227,22 @@ class Stats:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def model_summary(meta: ModelMeta) -> dict[str, Any]:
-    return {
+def model_summary(meta: ModelMeta, options: TagOptions | None = None) -> dict[str, Any]:
+    """The report's ``model``; ``thresholds`` (label -> threshold) where per-label thresholds
+    are in effect (the model's, no --min-confidence given)."""
+    out: dict[str, Any] = {
         "model_id": meta.model_id, "name": meta.name, "architecture": meta.architecture,
         "labels": list(meta.labels), "output_activation": meta.output_activation,
+        "aggregation": meta.aggregation,
         "sample_rate": meta.features.sample_rate, "chunk_seconds": round(meta.features.chunk_seconds, 3),
         "metrics": meta.metrics,
     }
+    if options is not None:
+        t = thresholds_for(meta, options)
+        out["threshold"] = t.default
+        if not t.uniform:
+            out["thresholds"] = {lab: t.of_label(lab) for lab in meta.labels}
+    return out
 
 
 def make_plan(paths, options: TagOptions, meta: ModelMeta, state) -> Plan:
@@ -239,7 +253,7 @@ def make_plan(paths, options: TagOptions, meta: ModelMeta, state) -> Plan:
     unchanged = 0
     redecide: set[str] = set()
     if state is not None and not options.force:
-        key = decision_key(options)
+        key = decision_key(options, meta)
         records = state.records(f.path for f in found)
         todo = []
         for f in found:
@@ -296,6 +310,7 @@ class Prior:
     size: int
     mtime_ns: int
     stored: bool = False
+    logits: np.ndarray | None = None  # a logit-mean model's exact mean logits (None: stored, or a mean model)
 
 
 @dataclass(eq=False)
@@ -352,14 +367,18 @@ class Tagger:
         self.files = locate(options.model, vocabulary=options.vocabulary)
         self.meta = load_meta(self.files)
         self._shipped = options.vocabulary if options.model is None else None
-        self.report = Report(dry_run=options.dry_run, run_id=run_id or "", model=model_summary(self.meta),
+        self.report = Report(dry_run=options.dry_run, run_id=run_id or "", model=model_summary(self.meta, options),
                              options=_options_dict(options))
         self.stats = Stats()
         self.deadline = None if options.time_budget is None else time.monotonic() + options.time_budget
         self._exact: Callable[[np.ndarray], np.ndarray] | None = None  # float32 re-check (bfloat16 CPU inference)
+        self._head_norms: np.ndarray | None = None  # a logit-mean head's column norms (its bfloat16 bound)
+        #: the thresholds in effect, as close calls take them (one number, or one per label)
+        self._thr = thresholds_for(self.meta, options).for_close_call(self.meta.labels)
+        self._agg = self.meta.aggregation
         self._sampling = sampling_spec(options)
         self.apply = ApplyStage(meta=self.meta, options=options, report=self.report, state=state,
-                                decided=decision_key(options), sampling=self._sampling)
+                                decided=decision_key(options, self.meta), sampling=self._sampling)
         # album mode (tagger.albums): analysed tracks wait here until every file of their album
         # folder in this run is done, then that folder's albums are decided together and written
         # (_decide_albums), while the rest of the run goes on; only scores and tags are kept
@@ -410,10 +429,11 @@ class Tagger:
             if rest:
                 self._extend[path] = (plan.stored.pop(path), rest)
         if self._extend:
-            self.report.notes.append(f"{plural(len(self._extend), 'stored sampled analysis', 'stored sampled analyses')} "
-                                     "extended: a close call under these settings (the rest of the track heard)")
+            n = plural(len(self._extend), "stored sampled analysis", "stored sampled analyses")
+            self.report.notes.append(f"{n} extended: a close call under these settings (the rest of the track heard)")
         if plan.stored:
-            self.report.notes.append(f"{plural(len(plan.stored), 'file')} decided from stored analyses (not re-analysed)")
+            self.report.notes.append(
+                f"{plural(len(plan.stored), 'file')} decided from stored analyses (not re-analysed)")
         self.stats.stored = len(plan.stored)
         if not plan.todo:
             self._prune(plan)
@@ -608,6 +628,7 @@ class Tagger:
                 predict = predictors[0].predict_full
                 if predictors[0].approximate:  # bfloat16 on the CPU: close calls are re-done in float32
                     self._exact = predictors[0].predict_exact
+                    self._head_norms = predictors[0].head_norms  # a logit-mean head's own bound
             self.stats.startup["model"] = time.perf_counter() - t
             emb = (_predictor_info(predictors[:1]) or [{}])[0].get("embedding") or {}
             self.apply.backbone = str(emb.get("backbone") or "") if emb.get("size") else ""
@@ -796,10 +817,13 @@ class Tagger:
         n = a.chunks
         labels = len(self.meta.labels)
         full = p.probs
-        s = Scored(a.path, a.size, a.mtime_ns, a.format, a.tags, track_scores(full[:, :labels]), n,
+        out = full[:, :labels]
+        s = Scored(a.path, a.size, a.mtime_ns, a.format, a.tags, track_scores(out, self._agg), n,
                    a.heard or 0.0, duration=a.duration, node=a.node, analysis="now",
                    # the backbone's pooled track embedding (mean over chunks), for heads trained later
-                   embedding=full[:, labels:].mean(axis=0) if full.shape[1] > labels else None)
+                   embedding=full[:, labels:].mean(axis=0) if full.shape[1] > labels else None,
+                   # a logit-mean model's exact mean logits: an adaptive rest combines with them
+                   logits=track_logits(out) if self._agg == "logit-mean" else None)
         if prior is None and self._adaptive:
             decided = self._wants_rest(a, s, by_path)
             if decided is None:
@@ -808,13 +832,17 @@ class Tagger:
         features = a.features
         if prior is not None:
             s, features = self._with_prior(s, prior, features)
-        if self._exact is not None and _close_call(s.scores, top_k=self.options.top_k,
-                                                   min_confidence=self.options.min_confidence, chunks=s.chunks):
+        if self._exact is not None and _close_call(s.scores, top_k=self.options.top_k, min_confidence=self._thr,
+                                                   chunks=s.chunks, head_norms=self._head_norms):
             t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
-            exact = track_scores(self._exact(np.asarray(features, dtype=np.float32)))
+            exact_out = self._exact(np.asarray(features, dtype=np.float32))
+            exact = track_scores(exact_out, self._agg)
+            exact_logits = track_logits(exact_out) if self._agg == "logit-mean" else None
             if prior is not None and prior.features is None:  # a stored first pass: the new part only
-                exact = _adaptive().combine(prior.scores, prior.chunks, exact, n)
-            s = dataclasses.replace(s, scores=exact)
+                exact = _adaptive().combine_scores(prior.scores, prior.chunks, exact, n, aggregation=self._agg,
+                                                   first_logits=prior.logits, rest_logits=exact_logits)
+                exact_logits = _combine_logits(prior.logits, prior.chunks, exact_logits, n)
+            s = dataclasses.replace(s, scores=exact, logits=exact_logits)
             self.stats.infer += time.perf_counter() - t
             self.stats.rechecked += 1
         self._conclude(s, by_path, plan=a.plan)
@@ -825,10 +853,10 @@ class Tagger:
         ad = _adaptive()
         rest, share = ad.plan_rest(a.duration, list(a.plan or [(0.0, None)]),
                                    max_seconds=self.options.max_analysis_seconds, params=self.meta.features)
-        if rest and ad.needs_rest(s.scores, share=share, top_k=self.options.top_k,
-                                  min_confidence=self.options.min_confidence,
+        if rest and ad.needs_rest(s.scores, share=share, top_k=self.options.top_k, min_confidence=self._thr,
                                   extra_error=ad.decision_error(s.chunks)):
-            self._priors[a.path] = Prior(s.scores, s.chunks, s.heard, s.embedding, a.features, s.size, s.mtime_ns)
+            self._priors[a.path] = Prior(s.scores, s.chunks, s.heard, s.embedding, a.features, s.size, s.mtime_ns,
+                                         logits=s.logits)
             self._rest_queue.append((by_path[a.path], rest))
             return None
         if not rest:  # nothing left to hear: stored as complete
@@ -837,8 +865,10 @@ class Tagger:
         return dataclasses.replace(s, sampling="adaptive", rechecked=False)
 
     def _with_prior(self, s: Scored, prior: Prior, features: np.ndarray) -> tuple[Scored, np.ndarray]:
-        """The track over the first pass and its rest together: chunk-weighted means of the
-        scores and embeddings. Returns it, and the features of everything heard in this run."""
+        """The track over the first pass and its rest together: the model's aggregation over all
+        their chunks (a ``logit-mean`` model's scores combined in logit space, exactly where the
+        first pass's logits are known) and the chunk-weighted mean of the embeddings. Returns it,
+        and the features of everything heard in this run."""
         ad = _adaptive()
         n = s.chunks
         embedding = None
@@ -847,8 +877,10 @@ class Tagger:
         self.stats.rest += 1
         self.stats.rest_seconds += s.heard
         self.stats.extended += int(prior.stored)
+        scores = ad.combine_scores(prior.scores, prior.chunks, s.scores, n, aggregation=self._agg,
+                                   first_logits=prior.logits, rest_logits=s.logits)
         both = dataclasses.replace(
-            s, scores=ad.combine(prior.scores, prior.chunks, s.scores, n), embedding=embedding,
+            s, scores=scores, logits=_combine_logits(prior.logits, prior.chunks, s.logits, n), embedding=embedding,
             chunks=prior.chunks + n, heard=prior.heard + s.heard, sampling="adaptive+rest", rechecked=True,
             store_sampling=ad.spec(ad.FIRST_SECONDS, self.options.max_analysis_seconds, complete=True))
         return both, (features if prior.features is None else np.concatenate([prior.features, features]))
@@ -868,7 +900,7 @@ class Tagger:
             mtime_ns = a.mtime_ns if a.mtime_ns is not None else prior.mtime_ns
             s = Scored(a.path, size, mtime_ns, a.format or discover.format_of(a.path), a.tags, prior.scores,
                        prior.chunks, prior.heard, duration=a.duration, node=a.node, analysis="now",
-                       sampling="adaptive", rechecked=False, embedding=prior.embedding)
+                       sampling="adaptive", rechecked=False, embedding=prior.embedding, logits=prior.logits)
             self._conclude(s, {a.path: found})
             return False
         return True
@@ -935,10 +967,23 @@ def _adaptive():
     return adaptive
 
 
-def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float, chunks: int) -> bool:
-    from tagger.model import close_call
+def _combine_logits(first: np.ndarray | None, first_chunks: int, rest: np.ndarray | None,
+                    rest_chunks: int) -> np.ndarray | None:
+    """The exact mean logits of a first pass and its rest together (None unless both are known)."""
+    if first is None or rest is None:
+        return None
+    a, b = np.asarray(first, np.float64), np.asarray(rest, np.float64)
+    return (a * first_chunks + b * rest_chunks) / (first_chunks + rest_chunks)
 
-    return close_call(scores, top_k=top_k, min_confidence=min_confidence, chunks=chunks)
+
+def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float | np.ndarray, chunks: int,
+                head_norms: np.ndarray | None = None) -> bool:
+    """Whether a bfloat16 track decision must be re-done in float32: the shipped models' bound,
+    or a logit-mean head's own (:func:`tagger.model.head_bf16_error`)."""
+    from tagger.model import close_call, head_bf16_error
+
+    error = None if head_norms is None else head_bf16_error(scores, head_norms, chunks=chunks)
+    return close_call(scores, top_k=top_k, min_confidence=min_confidence, chunks=chunks, error=error)
 
 
 def _predictor_info(predictors) -> list[dict[str, Any]]:
@@ -951,7 +996,7 @@ def _predictor_info(predictors) -> list[dict[str, Any]]:
 
             return ray.get([a.info.remote() for a in predictors], timeout=30)
         return [p.info() for p in predictors]
-    except Exception as exc:  # noqa: BLE001 - an actor lost at the end must not lose the report
+    except Exception as exc:  # an actor lost at the end must not lose the report
         log.debug("predictor info unavailable: %s", exc)
         return []
 

@@ -553,6 +553,8 @@ class Predictor:
         if cpu_bfloat16 is None:
             cpu_bfloat16 = (isinstance(self.model, GenreModel) and not self.devices and not mixed_precision
                             and cpu_bfloat16_default(forward_flops(self.model.net)))
+        if self.model.meta.aggregation == "logit-mean" and self.model.head_norms is None:
+            cpu_bfloat16 = False  # logits without a Dense head: no bound on the bfloat16 error (close_call)
         if cpu_bfloat16 and keras:
             self.exact, self.model = self.model, self.model.with_precision("mixed_bfloat16")
             self.exact.warm_up()
@@ -565,6 +567,11 @@ class Predictor:
     def approximate(self) -> bool:
         """True when predict computes in bfloat16 and predict_exact in float32."""
         return self.exact is not None
+
+    @property
+    def head_norms(self):
+        """:attr:`tagger.model.GenreModel.head_norms` of the model (None for a ``mean`` model)."""
+        return (self.exact or self.model).head_norms
 
     def predict_exact(self, x):
         """Like predict, always in float32 (the re-check of a close call)."""

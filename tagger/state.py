@@ -653,7 +653,7 @@ class StateDB:
         # Already failing: keep what was done (records of finished files), but never mask `exc`.
         try:
             self.close()
-        except Exception as second:  # noqa: BLE001
+        except Exception as second:
             log.warning("while closing %s after an error: %s", self.path, second)
             with self._lock:
                 if self._conn is not None:

@@ -372,9 +372,10 @@ class TreeModel:
         """Nothing to compile; one prediction checks the model runs."""
         self.predict(np.zeros((1, *self.meta.input_shape), np.float32))
 
-    #: trees have no embedding (GenreModel's interface)
+    #: trees have no embedding and no logit head (GenreModel's interface)
     embedding_size = 0
     backbone_id = ""
+    head_norms = None
 
     def predict_full(self, x: np.ndarray) -> np.ndarray:
         """As :meth:`predict` (trees have no embedding)."""

@@ -262,7 +262,7 @@ def undo_run(
     finally:
         try:
             db.finish_run(undo_id, status=status, counts=counts())
-        except Exception as exc:  # noqa: BLE001 - do not mask the original error
+        except Exception as exc:
             if status == "undo":
                 raise
             log.warning("cannot record the end of undo run %s: %s", undo_id, exc)

@@ -110,7 +110,7 @@ class Browser:
                 self.events.append(msg)
 
     # -- page ----------------------------------------------------------------------------------
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         target = self.call("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
         self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True},
                                  session=False)["sessionId"]

@@ -97,7 +97,7 @@ class LocalCluster:
     # -------------------------------------------------------------------------------------
     @classmethod
     def start(cls, *, head_cpus: int = 1, workers: list[dict] | None = None,
-              object_store_bytes: int = 150_000_000, env: dict | None = None) -> "LocalCluster":
+              object_store_bytes: int = 150_000_000, env: dict | None = None) -> LocalCluster:
         """Start a head node with ``head_cpus`` CPUs and one worker node per entry of ``workers``
         (``{"cpus": 1, "resources": {"name": 1}}``); wait until every node is alive. ``env``:
         extra environment of the nodes (e.g. ``RAY_health_check_period_ms``)."""
@@ -124,7 +124,7 @@ class LocalCluster:
             return c
         raise AssertionError("unreachable")
 
-    def __enter__(self) -> "LocalCluster":
+    def __enter__(self) -> LocalCluster:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +94,43 @@ def tone(seconds: float = 3.0, sr: int = 22050, freq: float = 440.0, seed: int =
     y = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(t.size)
     y = y.astype(np.float32)
     return np.stack([y] * channels, axis=1) if channels > 1 else y
+
+
+# --------------------------------------------------------------------------------------------
+# Test tiers. Every test module declares its tier(s) with ``pytestmark``: what it needs to run.
+#   pure    - neither TensorFlow nor Ray (seconds; `pytest -m pure` checks that it stays so)
+#   tf      - loads TensorFlow/Keras (a model, the tiny test model or the shipped one)
+#   ray     - starts Ray (the session instance or a run of `tagger tag`)
+#   train   - the training package (training/)
+#   browser - Debian's chromium
+# ``slow`` (more than a few seconds) is orthogonal to the tiers.
+# --------------------------------------------------------------------------------------------
+
+TIERS = ("pure", "tf", "ray", "train", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    untiered = sorted({item.nodeid.split("::")[0] for item in items
+                       if not any(item.get_closest_marker(t) for t in TIERS)})
+    if untiered:
+        raise pytest.UsageError(
+            f"test modules without a tier marker ({', '.join(TIERS)}): {', '.join(untiered)}; "
+            "add e.g. `pytestmark = pytest.mark.pure` (see tests/conftest.py)")
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if item.get_closest_marker("pure") and not any(item.get_closest_marker(t) for t in TIERS if t != "pure"):
+        ray = sys.modules.get("ray")
+        if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+            pytest.fail(f"{item.nodeid} is marked pure but Ray is running: mark it ray", pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    items = getattr(session, "items", None) or []
+    if items and all(item.get_closest_marker("pure") for item in items):
+        heavy = [m for m in ("tensorflow", "keras") if m in sys.modules]
+        if heavy:
+            session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+                f"tier check: only pure tests ran, yet {' and '.join(heavy)} got imported: "
+                "some module marked pure is not", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -23,6 +23,8 @@ from tests.conftest import tone
 
 MUSICNN = None
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def musicnn_params() -> FeatureParams:
     global MUSICNN

@@ -5,6 +5,8 @@ from tagger.aggregate import SKIP, TAG, UNCERTAIN, decide, display_name, needs_a
 
 LABELS = ("blues", "hiphop", "jazz", "rock")
 
+pytestmark = pytest.mark.pure
+
 
 def test_track_scores_is_mean_of_chunks():
     p = np.array([[0.1, 0.2, 0.3, 0.4], [0.3, 0.2, 0.1, 0.4]], np.float32)

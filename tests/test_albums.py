@@ -13,6 +13,8 @@ from tagger.aggregate import SKIP, TAG, UNCERTAIN
 
 LABELS = ("blues", "classical", "hiphop", "jazz", "rock")
 
+pytestmark = pytest.mark.pure
+
 
 def s(**kw) -> np.ndarray:
     """Scores over LABELS; the rest shared equally."""
@@ -263,8 +265,8 @@ def test_album_tags_are_read_in_every_format_and_never_written(kind, fixture_dir
 
 
 def test_html_album_view_groups_by_album_and_shows_decision_and_dissenters():
-    from tagger import html_report as hr
     from tagger.report import Report, Row
+    from tagger.report import html_report as hr
 
     report = Report(dry_run=True)
     for i, (own, kept) in enumerate([("Rock", False), ("Jazz", False), ("Classical", True)]):

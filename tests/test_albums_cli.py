@@ -25,6 +25,8 @@ from tests.test_pipeline import genres_of
 
 LABELS = TINY_LABELS  # blues classical hiphop jazz rock
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def scores(**kw) -> tuple[float, ...]:
     v = np.zeros(len(LABELS))
@@ -255,7 +257,7 @@ def test_analysed_album_is_decided_together(tmp_path, tiny_model):
     album = [track(lib / "LP" / f"{i:02d}.flac", album="LP", albumartist="X", seed=i) for i in range(4)]
     rows, _ = tag(lib, tiny_model, tmp_path, "--dry-run", "--min-confidence", "0")
     written = {tuple(rows[str(p)]["written"]) for p in album}
-    assert len(written) == 1 and {rows[str(p)]["genre_from"] for p in album} - {"track"} == {"album"} or \
+    assert (len(written) == 1 and {rows[str(p)]["genre_from"] for p in album} - {"track"} == {"album"}) or \
         any(rows[str(p)]["dissent"] for p in album)
     assert {rows[str(p)]["analysis"] for p in album} == {"now"}
     # the second run decides from the store, per track this time

@@ -19,6 +19,8 @@ sys.path.insert(0, str(BENCH))
 import bench_throughput as bt  # noqa: E402
 import musiclib  # noqa: E402
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def test_library_plan_is_a_prefix_and_deterministic():
     small = musiclib.plan(4, seconds=(180, 240), seed=3)
@@ -73,6 +75,7 @@ def test_peak_rss_sees_the_whole_process_tree():
     finally:
         proc.stdin.close()
         proc.wait(timeout=60)
+        proc.stdout.close()
     assert mem["workers"] == 1
     assert mem["worker_mb"] >= 120
     assert 0 < mem["driver_mb"] < 120

@@ -19,7 +19,7 @@ sys.path.insert(0, str(BENCH))
 import bench_store as bs  # noqa: E402
 import tagger_run  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the benchmarks read /proc")
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the benchmarks read /proc"), pytest.mark.tf]
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\n"
 

@@ -29,6 +29,8 @@ NODE2 = "tagger_test_node2"  # the custom resource only the second node advertis
 N_FILES = 12
 SECONDS = 120.0  # ~0.1 s of decoding each: long enough for Ray to lease a worker on the second node
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 @pytest.fixture(scope="module")
 def cluster():

@@ -34,7 +34,7 @@ NODE2 = "tagger_test_lost_node"
 FAST_HEALTH = {"PYTHONPATH": str(ROOT), "RAY_health_check_initial_delay_ms": "0", "RAY_health_check_period_ms": "300",
                "RAY_health_check_timeout_ms": "300", "RAY_health_check_failure_threshold": "2"}
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.tf, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,8 @@ def test_a_node_killed_mid_run_costs_only_its_files(cluster, tiny_model, tmp_pat
         rc = proc.wait()
     finally:
         timer.cancel()
+        proc.stdout.close()
+        proc.stderr.close()
     assert killed, "".join(err)[-3000:]
     assert rc in (0, 2), out + "".join(err)[-3000:]
     data = json.loads(report.read_text())

@@ -13,6 +13,7 @@ from tagger.config import (
     FROM_DEFAULT,
     HELP,
     default_config_path,
+    evaluate_map,
     example_config,
     format_effective,
     load_config,
@@ -21,6 +22,8 @@ from tagger.config import (
 )
 from tagger.errors import EXIT_FATAL, FatalError
 from tagger.options import TagOptions, option_names
+
+pytestmark = pytest.mark.pure
 
 
 def _write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
@@ -257,8 +260,10 @@ def test_example_config_is_valid_and_complete(tmp_path):
             assert f"{toml_key(name)} = " in text, name
     # Every commented-out example line is itself valid when uncommented.
     uncommented = "\n".join(
-        line[2:] if re.match(r"# ([a-z0-9-]+ = |\[genres\]$)", line) else line for line in text.splitlines()
+        line[2:] if re.match(r"# ([a-z0-9-]+ = |\[genres\]$|\[learn\]$|\[evaluate\]$)", line) else line
+        for line in text.splitlines()
     )
     values, _ = load_config(_write(tmp_path, uncommented, "all.toml"), explicit=True)
-    assert set(values) == set(option_names())
+    assert set(values) == set(option_names()) | {"learn", "evaluate"}  # tagger learn's and evaluate's tables
+    assert evaluate_map(values) == {"disco": "Dance", "metal": "Heavy Metal"}
     resolve({}, set(), values, p)

@@ -12,6 +12,8 @@ from tagger.config import HELP, example_config, load_config, resolve
 from tagger.errors import EXIT_FATAL, FatalError
 from tagger.options import option_names
 
+pytestmark = pytest.mark.pure
+
 
 def _write(tmp_path, text: str):
     p = tmp_path / "config.toml"
@@ -70,7 +72,7 @@ def test_example_config_saved_as_is_changes_nothing(tmp_path):
 
 
 def _tag_help() -> dict[str, str]:
-    from tagger.cli import tag_cmd
+    from tagger.commands.tag import tag_cmd
 
     return {p.name: " ".join(p.help.split()) for p in tag_cmd.params if getattr(p, "help", None)}
 

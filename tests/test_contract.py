@@ -9,8 +9,10 @@ import pytest
 
 from tagger.errors import ModelError, ParameterError
 from tagger.features import FeatureParams, chunk_frames, extract, extract_segments, is_silent, log_mel
-from tagger.modelmeta import ModelMeta, load_meta, locate, model_id_for
+from tagger.modelmeta import load_meta, locate, model_id_for
 from tests.conftest import TINY_FEATURES, build_tiny_model, tone
+
+pytestmark = pytest.mark.tf
 
 
 def test_chunking_overlap_and_count():

@@ -17,10 +17,11 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from tagger.cli import main
-from tests.conftest import tone
 from tests.test_pipeline import audio_of, genres_of, make_lib, tag_args
 
 ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
 
 
 def env():
@@ -47,6 +48,7 @@ def test_concurrent_run_exits_75_naming_the_holder(tmp_path, tiny_model):
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+        holder.stdout.close()
     # the holder is gone: its lock is taken over
     lock = RunLock(state)
     lock.acquire()
@@ -75,6 +77,8 @@ def test_signal_mid_run_loses_nothing(tmp_path, tiny_model, sig, code, name, alb
             break
     proc.stderr.read()
     out = proc.stdout.read()
+    proc.stdout.close()
+    proc.stderr.close()
     assert proc.wait(timeout=120) == code, out
     assert f"interrupted by {name}" in out
 

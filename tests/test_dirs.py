@@ -15,6 +15,8 @@ from tagger import dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.tf
+
 
 def test_library_env_is_under_the_cache_dir_and_keeps_what_a_person_set(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))

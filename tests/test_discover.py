@@ -1,7 +1,11 @@
 import os
 
+import pytest
+
 from tagger.analyse import plan_segments
 from tagger.discover import Problem, walk
+
+pytestmark = pytest.mark.pure
 
 
 def _touch(p, data=b"x"):

@@ -17,7 +17,7 @@ import pytest
 from tagger.discover import walk
 from tests.bad_input_helpers import run_cli
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+pytestmark = [pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)"), pytest.mark.pure]
 
 
 def _lib(root: Path) -> Path:

@@ -12,6 +12,8 @@ from tests.edge_cases import EDGES, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.pure
+
 
 
 def test_docs_carry_the_edge_case_table():

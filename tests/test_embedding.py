@@ -15,6 +15,8 @@ from tagger.state import StateDB
 from tests.conftest import TINY_FEATURES, TINY_LABELS
 from tests.test_pipeline import make_lib
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def _model_with_embedding(out, *, seed=0, head_seed=None):
     """A tiny random model (tests only) with a named 8-unit embedding layer before its head."""

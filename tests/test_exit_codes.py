@@ -31,6 +31,8 @@ from tagger.errors import (
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTED = {EXIT_OK, EXIT_FATAL, EXIT_FILES_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_SIGINT, EXIT_SIGTERM}
 
+pytestmark = pytest.mark.train
+
 
 def invoke(*args) -> tuple[int, str]:
     r = CliRunner().invoke(main, [str(a) for a in args])
@@ -59,6 +61,8 @@ def test_usage_error_is_64():
     (["info", "--vocabulary", "spotify"], "'--vocabulary'"),
     (["train", "fit", "--no-such-option"], "No such option"),
     (["train", "prepare"], "Missing argument"),
+    (["evaluate"], "Missing argument 'PATHS...'"),
+    (["evaluate", "x", "--top-k", "0"], "'--top-k': 0 is not in the range"),
 ])
 def test_usage_errors_exit_64_for_every_command(args, words, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

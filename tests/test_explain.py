@@ -20,6 +20,8 @@ from tests.conftest import TINY_FEATURES, tone
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray, pytest.mark.train]
+
 
 def cli(args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
@@ -172,6 +174,7 @@ def test_picture_is_written_and_sensible(tmp_path, tiny_model):
 @pytest.mark.slow
 def test_ten_minute_track_stays_legible(tmp_path, tiny_model):
     from tagger import explain
+    from tagger import explain_picture as picture
     from tagger.options import TagOptions
 
     src = tmp_path / "long.wav"
@@ -182,12 +185,12 @@ def test_ten_minute_track_stays_legible(tmp_path, tiny_model):
     expl = explain.explain_file(src, options=TagOptions(model=str(tiny_model.weights)))
     n = expl.probs.shape[0]
     assert n > 1000  # 0.5 s chunks over ten minutes
-    rows = explain._taggram_rows(expl)
-    edges, grid = explain._taggram_columns(expl, rows)
-    assert grid.shape[1] <= explain.MAX_TAGGRAM_COLUMNS and edges.size == grid.shape[1] + 1
+    rows = picture._taggram_rows(expl)
+    edges, grid = picture._taggram_columns(expl, rows)
+    assert grid.shape[1] <= picture.MAX_TAGGRAM_COLUMNS and edges.size == grid.shape[1] + 1
     assert edges[0] == 0.0 and edges[-1] == pytest.approx(expl.spans[-1, 1], abs=1e-6)
     assert np.all(np.diff(edges) > 0)
-    out = explain.render_png(expl, tmp_path / "long.png")
+    out = picture.render_png(expl, tmp_path / "long.png")
     w, h = _png_size(out)
     assert w >= 1000 and 30_000 < out.stat().st_size < 3_000_000
 
@@ -195,12 +198,12 @@ def test_ten_minute_track_stays_legible(tmp_path, tiny_model):
 def test_taggram_columns_leave_gaps_between_sampled_stretches():
     from types import SimpleNamespace
 
-    from tagger import explain
+    from tagger import explain_picture as picture
 
     spans = np.array([[10.0, 13.0], [13.0, 16.0], [100.0, 103.0], [103.0, 106.0]])
     probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.4, 0.6]], dtype=np.float32)
     expl = SimpleNamespace(spans=spans, probs=probs)
-    edges, grid = explain._taggram_columns(expl, [0, 1])
+    edges, grid = picture._taggram_columns(expl, [0, 1])
     assert list(edges) == [10.0, 13.0, 16.0, 100.0, 103.0, 106.0]
     assert np.isnan(grid[:, 2]).all()  # the gap
     assert np.allclose(grid[:, [0, 1, 3, 4]], probs.T)
@@ -286,7 +289,7 @@ def test_explain_module_imports_nothing_heavy():
     import subprocess
     import sys
 
-    code = ("import sys, tagger.explain, tagger.html_report\n"
+    code = ("import sys, tagger.explain, tagger.explain_picture, tagger.commands.explain, tagger.report.html_report\n"
             "heavy = [m for m in ('tensorflow', 'ray', 'keras', 'librosa', 'matplotlib') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     root = Path(__file__).resolve().parents[1]

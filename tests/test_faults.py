@@ -38,7 +38,7 @@ from tests.bad_input_helpers import (
 from tests.conftest import tone
 from tests.make_bad_corpus import FAULTS
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.tf, pytest.mark.ray]
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -53,6 +53,8 @@ CODEC = {
     "wma": "wmav2",
 }
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.fixture(scope="session")
 def audio(fixture_dir):

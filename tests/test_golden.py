@@ -26,7 +26,7 @@ from tagger.modelmeta import SHIPPED, load_meta, locate
 GOLDEN = Path(__file__).parent / "golden" / "shipped_scores.json"
 UPDATE = bool(os.environ.get("TAGGER_UPDATE_GOLDEN"))
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.tf, pytest.mark.ray]
 
 
 def golden_clip(path: Path, seconds: float = 8.0, sr: int = 22050) -> Path:

@@ -15,6 +15,8 @@ from tagger import ray_backend as rb
 from tagger.model import keep_mixed_precision, top1_agreement
 from tagger.ray_backend import InferencePlan, plan_inference
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 # ------------------------------------------------------------------------------------------
 # placement and batch size from the cluster's resources

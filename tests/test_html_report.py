@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tagger import html_report as hr
 from tagger.report import Report, Row
+from tagger.report import html_report as hr
 from tests.browser_helpers import Browser, find_chromium
 from tests.report_helpers import synthetic_report
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
+
+pytestmark = [pytest.mark.tf, pytest.mark.ray, pytest.mark.browser]
 
 
 def embedded_data(page: str) -> dict:
@@ -325,3 +327,29 @@ def test_report_of_a_real_dry_run_in_chromium(tmp_path, fixture_dir, tiny_model)
         ARTIFACTS.mkdir(exist_ok=True)
         b.screenshot(ARTIFACTS / "html-report-dry-run.png")
         assert [u for u in b.requests() if not u.startswith(("file:", "data:", "about:"))] == []
+
+
+def test_style_and_script_are_the_asset_files_inlined():
+    """tagger/assets/report.css and report.js, read as package data, are the page's only style
+    and script (besides the rows' JSON), inlined whole; the script's action colours are
+    tagger.palette's, and the style sheet draws the threshold in the palette's colour."""
+    from importlib import resources
+
+    from tagger import palette
+
+    report = synthetic_report(20, seed=3)
+    page = hr.render(report)
+    assets = resources.files("tagger").joinpath("assets")
+    css = assets.joinpath("report.css").read_text(encoding="utf-8")
+    js = assets.joinpath("report.js").read_text(encoding="utf-8")
+    assert css.startswith(":root{") and "function(){" in js
+    assert page.count("<style>") == 1 and f"<style>\n{css}</style>" in page
+    assert "const COLOUR = __ACTION_COLOURS__;" in js
+    colours = json.dumps(palette.ACTION_COLOURS, separators=(",", ":"))
+    assert page.count("<script>") == 1
+    assert f"<script>\n{js.replace('__ACTION_COLOURS__', colours)}</script>" in page
+    assert f"const COLOUR = {colours};" in page and "__ACTION_COLOURS__" not in page
+    assert f".chart .threshold{{stroke:{palette.THRESHOLD};" in css
+    for action in report.counts:  # the tiles
+        assert f'data-action="{action}" data-count="{report.counts[action]}" ' \
+               f'style="--c:{palette.ACTION_COLOURS[action]}"' in page, action

@@ -29,6 +29,8 @@ lock.release()
 print("released", flush=True)
 """
 
+pytestmark = pytest.mark.pure
+
 
 class Holder:
     """A real second process holding the lock (synchronised through pipes, no sleeps)."""
@@ -81,15 +83,13 @@ def test_lock_file_records_the_holder_and_is_emptied_on_release(state):
 
 
 def test_double_acquire_is_a_programming_error(state):
-    with RunLock(state) as lock:
-        with pytest.raises(RuntimeError):
-            lock.acquire()
+    with RunLock(state) as lock, pytest.raises(RuntimeError):
+        lock.acquire()
 
 
 def test_second_lock_in_the_same_process_is_refused(state):
-    with RunLock(state):
-        with pytest.raises(LockedError, match=f"pid {os.getpid()}"):
-            RunLock(state).acquire()
+    with RunLock(state), pytest.raises(LockedError, match=f"pid {os.getpid()}"):
+        RunLock(state).acquire()
 
 
 def test_lock_held_by_another_process(state):
@@ -113,9 +113,8 @@ def test_dead_holder_is_taken_over_with_a_warning(state, caplog):
     pid = holder.pid
     holder.kill()  # SIGKILL: no release, its line stays in the file
     assert f"pid={pid} " in lock_path_for(state).read_text()
-    with caplog.at_level(logging.WARNING, logger="tagger.lock"):
-        with RunLock(state) as lock:
-            assert parse_holder(lock.path.read_text())["pid"] == str(os.getpid())
+    with caplog.at_level(logging.WARNING, logger="tagger.lock"), RunLock(state) as lock:
+        assert parse_holder(lock.path.read_text())["pid"] == str(os.getpid())
     assert "did not finish" in caplog.text and f"pid {pid}" in caplog.text
 
 
@@ -143,9 +142,8 @@ def test_holder_description():
 
 
 def test_unwritable_folder_is_a_state_error():
-    with open_tmpdir() as d:
-        with unprivileged(), pytest.raises(StateError) as exc:
-            RunLock(d / "state.db").acquire()
+    with open_tmpdir() as d, unprivileged(), pytest.raises(StateError) as exc:
+        RunLock(d / "state.db").acquire()
     assert "cannot open the lock file" in str(exc.value)
 
 

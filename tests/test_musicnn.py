@@ -31,6 +31,8 @@ GTZAN_CLIPS = ("jazz/jazz.00000.wav", "metal/metal.00000.wav", "classical/classi
 TF1_PENULTIMATE = "model/batch_normalization_10/batchnorm/add_1:0"
 TOLERANCE = 1e-4
 
+pytestmark = [pytest.mark.tf, pytest.mark.train]
+
 
 def _wheel_path() -> Path | None:
     env = os.environ.get("TAGGER_MUSICNN_WHEEL")

@@ -29,6 +29,8 @@ LATIN1 = b"caf\xe9 \xff.wav"  # "café ÿ.wav" written by a Latin-1 system: not 
 BAD_DIR = b"\xfe\xfd disc"  # a folder whose name is not valid UTF-8 either
 BROKEN = b"broken \xff.mp3"  # random bytes: a failed file (a warning on the console)
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def _str(raw: bytes, root: Path) -> str:
     return os.path.join(str(root), os.fsdecode(raw))
@@ -111,7 +113,7 @@ def test_report_writers_keep_undecodable_names(tmp_path, ext):
 def test_log_and_console_lines_with_undecodable_names(tmp_path, monkeypatch):
     """A UTF-8 console (errors strict, as a UTF-8 locale gives) and the --log-file: the line is
     written with \\xNN, not lost to a logging error."""
-    from tagger.cli import setup_logging
+    from tagger.commands.common import setup_logging
 
     raw = io.BytesIO()
     console = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)

@@ -30,6 +30,8 @@ PARAMS = FeatureParams(**TINY_FEATURES).to_dict()
 POLICY = {"model_id": "0123456789abcdef", "on_existing": "skip", "analysis_seconds": None, "max_seconds": 900.0}
 EXT = {"ogg": ".ogg", "opus": ".opus"}
 
+pytestmark = pytest.mark.pure
+
 
 def reserial(data: bytes, serial: int) -> bytes:
     """The same Ogg stream with another serial number (a real chain's links have distinct ones)."""

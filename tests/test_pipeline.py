@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from tagger.cli import main
 from tests.conftest import tone
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.tf, pytest.mark.ray]
 
 
 def make_lib(root: Path, n: int = 4) -> list[Path]:

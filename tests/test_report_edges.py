@@ -8,8 +8,10 @@ import stat
 
 import pytest
 
-from tagger import html_report as hr
 from tagger.report import Report, Row
+from tagger.report import html_report as hr
+
+pytestmark = pytest.mark.pure
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])

@@ -21,6 +21,8 @@ from tagger.state import StateDB
 
 WIDTH = 120
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def cli(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)

@@ -11,12 +11,14 @@ import pytest
 from tagger.options import TagOptions
 from tests.test_pipeline import make_lib
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def test_the_bar_names_each_stage_and_its_clock_starts_with_the_first_file(monkeypatch):
-    from tagger.cli import _TqdmProgress
+    from tagger.commands.progress import TqdmProgress
 
     monkeypatch.setattr("sys.stderr", io.StringIO())
-    p = _TqdmProgress()
+    p = TqdmProgress()
     p.start(16)
     p.stage("starting Ray")
     assert p.bar.desc == "starting Ray…"

@@ -28,6 +28,8 @@ from tagger.state import (
 )
 from tests.state_helpers import open_tmpdir, unprivileged
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.fixture
 def db_path(tmp_path):
@@ -145,9 +147,8 @@ def test_damaged_page_is_reported_when_read(db_path):
     with open(db_path, "r+b") as f:
         f.seek(size // 2)
         f.write(b"\xff" * 8192)
-    with pytest.raises(StateError) as exc:
-        with StateDB(db_path) as d:
-            d.records(f"/srv/music/{i:06d} some longer file name.flac" for i in range(20_000))
+    with pytest.raises(StateError) as exc, StateDB(db_path) as d:
+        d.records(f"/srv/music/{i:06d} some longer file name.flac" for i in range(20_000))
     _assert_state_error(exc, db_path, "corrupt", "backup")
 
 

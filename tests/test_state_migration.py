@@ -8,10 +8,14 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tagger.state import SCHEMA_VERSION, StateDB
 
 DATA = Path(__file__).resolve().parent / "data"
 RUN = "20261201-020000-aaaa"
+
+pytestmark = pytest.mark.pure
 
 
 def test_schema_1_database_is_migrated_in_place(tmp_path):

@@ -20,7 +20,7 @@ from tests.conftest import build_tiny_model, tone
 from tests.test_cron import env
 from tests.test_pipeline import genres_of, make_lib, tag_args
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.tf, pytest.mark.ray]
 
 
 def run(args) -> tuple[int, str]:

@@ -47,6 +47,8 @@ PROV = Provenance(
 UNICODE_GENRES = ("Musique électronique", "日本のロック", "Hip-Hop/Rap", "Drum & Bass; Jungle|Breaks")
 ROOT = os.geteuid() == 0  # permission tests then run as "nobody" (see fixture_helpers.as_nobody)
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.fixture(scope="session")
 def audio(fixture_dir):

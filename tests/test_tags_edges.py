@@ -16,9 +16,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
-
 import numpy as np
+import pytest
 
 from tagger.errors import TagWriteError
 from tagger.tags import read_tags, restore_fields, snapshot_fields, write_genres
@@ -26,6 +25,8 @@ from tests.fixture_helpers import copy_fixture, fixtures_in
 from tests.test_tags import prov_for  # one provenance for every tag test
 
 GENRES = ("Rock", "Pop", "Soul")
+
+pytestmark = pytest.mark.pure
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,8 @@ MARKERS = [
     bytes.fromhex("3326b2758e66cf11"),
 ]
 
+pytestmark = pytest.mark.pure
+
 
 @pytest.fixture(scope="module")
 def audio(fixture_dir):

@@ -11,13 +11,14 @@ import soundfile as sf
 
 from tagger.decode import decode
 from tagger.features import FeatureParams, extract
+from tests.training_helpers import SR, make_tree, synth
 from training.cache import FeatureCache, cache_key, compute_features, extract_file
 from training.datasets import prepare
 
-from tests.training_helpers import SR, make_tree, synth
-
 PARAMS = FeatureParams(kind="logmel", sample_rate=22050, n_fft=1024, hop_length=512, n_mels=32, log="db",
                        chunk_frames=86, chunk_hop_frames=43)
+
+pytestmark = [pytest.mark.ray, pytest.mark.train]
 
 
 @pytest.fixture(scope="module")

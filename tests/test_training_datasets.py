@@ -8,10 +8,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from tests.training_helpers import make_tree
 from training.cli import train
 from training.datasets import DatasetError, Work, find_genre_root, scan
 
-from tests.training_helpers import make_tree
+pytestmark = pytest.mark.train
 
 
 def touch(path, data=b"x"):

@@ -21,6 +21,8 @@ from training.evaluate import (
 )
 from training.train import Augment, augment_batch, class_weights, fit_normalisation, parse_augment, standardise
 
+pytestmark = [pytest.mark.tf, pytest.mark.train]
+
 
 def test_wilson_interval_known_values():
     lo, hi = wilson_interval(8, 10)

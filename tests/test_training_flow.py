@@ -15,12 +15,11 @@ from click.testing import CliRunner
 from tagger.decode import decode
 from tagger.features import extract
 from tagger.model import GenreModel
+from tests.training_helpers import GENRES, invoke, make_tree
 from training import architectures
 from training.cli import train
 
-from tests.training_helpers import GENRES, invoke, make_tree
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.tf, pytest.mark.ray, pytest.mark.train]
 
 
 @pytest.fixture(scope="module")

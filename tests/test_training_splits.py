@@ -16,6 +16,8 @@ from training.splits import (
     track_key,
 )
 
+pytestmark = pytest.mark.train
+
 
 def corpus(sizes: dict[str, int]) -> tuple[list[str], list[str]]:
     tracks, labels = [], []

@@ -14,15 +14,14 @@ from tagger.cli import main as tagger_main
 from tagger.decode import decode
 from tagger.features import FeatureParams, descriptor_names, extract, handcrafted_names, handcrafted_size
 from tagger.model import GenreModel
+from tests.training_helpers import invoke, make_tree, synth
 from training import architectures
 from training.cache import VARIANTS, apply_variant
 from training.cli import train
 from training.compare import chunk_folds, reusable
 from training.datasets import load_work
 
-from tests.training_helpers import invoke, make_tree, synth
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.tf, pytest.mark.ray, pytest.mark.train]
 
 SYSTEMS = ("raw-cnn1d", "features-cnn", "features-dense", "features-gbt", "mel-cnn", "mel-cnn-small",
            "musicnn-transfer")

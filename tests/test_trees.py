@@ -26,6 +26,8 @@ GTZAN_LABELS = ["blues", "classical", "country", "disco", "hiphop", "jazz", "met
 FEATURES = FeatureParams(kind="handcrafted", sample_rate=22050, n_fft=2048, hop_length=512, n_mels=128,
                          chunk_frames=64, chunk_hop_frames=32)
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def fit(k: int, *, n_features: int = 8, n: int = 300, seed: int = 0, nan: float = 0.1, **params):
     """A HistGradientBoostingClassifier on seeded data with ``k`` classes 0..k-1 and NaNs."""

@@ -23,6 +23,8 @@ from tests.state_helpers import fake_tags_module, write_fields
 ORIGINAL = {"genre": ["Jazz"], "provenance": None}
 TAGGED = {"genre": ["Rock"], "provenance": "model=m1; genres=Rock"}
 
+pytestmark = pytest.mark.pure
+
 
 def _read(path: Path) -> dict:
     return json.loads(path.read_text())

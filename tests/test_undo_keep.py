@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from tagger.cli import main
 from tests.test_pipeline import genres_of, make_lib, tag_args
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.tf, pytest.mark.ray]
 
 
 def test_undo_keep_is_honoured_by_the_next_run(tmp_path, tiny_model):

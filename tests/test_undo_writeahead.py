@@ -29,6 +29,8 @@ from tagger.state import StateDB
 from tests.test_cron import env
 from tests.test_pipeline import audio_of, genres_of, make_lib, tag_args
 
+pytestmark = [pytest.mark.tf, pytest.mark.ray]
+
 
 def _tag_fields(p: Path) -> dict:
     """Every tag of the file, as mutagen reads it (to compare before/after exactly)."""

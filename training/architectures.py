@@ -32,8 +32,9 @@ musicnn-transfer   musicnn log-mel, 3 s       pretrained musicnn, frozen, new so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from tagger.errors import ParameterError
 from tagger.features import FeatureParams
@@ -179,7 +180,7 @@ MUSICNN_FEATURES = FeatureParams(
 
 def musicnn_available() -> bool:
     try:
-        from training import musicnn  # noqa: F401
+        from training import musicnn
     except ImportError:
         return False
     return hasattr(musicnn, "build_transfer")

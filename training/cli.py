@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from tagger.cli import UsageExitGroup
+from tagger.commands.common import UsageExitGroup
 from training import architectures
 
 log = logging.getLogger("training")
@@ -66,7 +66,6 @@ def _fail(exc: Exception) -> None:
     """Turn the errors a user can fix into one click line (exit 64, EX_USAGE, for data and usage
     errors, as every usage error of tagger; 1 otherwise)."""
     from tagger.errors import FatalError, ParameterError
-
     from training.datasets import DatasetError
     from training.splits import SplitError
 
@@ -199,7 +198,6 @@ def fit_cmd(work, arch, out, fold, final, seed, epochs, patience, batch_size, le
             ray_address, workers):
     """Train a model on the prepared WORK directory (the single split, a fold, or --all)."""
     from tagger.errors import TaggerError
-
     from training.train import fit
 
     _fast_cpu_kernels()
@@ -267,7 +265,6 @@ def cv_cmd(work, arch, out, seed, epochs, patience, batch_size, learning_rate, a
            workers):
     """K-fold cross-validation, track level: every track tested once, pooled and per-fold accuracy."""
     from tagger.errors import TaggerError
-
     from training.evaluate import cross_validate
 
     _fast_cpu_kernels()
@@ -358,7 +355,7 @@ def _add_musicnn_commands() -> None:
     """``convert_musicnn`` from training/musicnn.py, when that module is there."""
     try:
         from training import musicnn
-    except Exception as exc:  # noqa: BLE001 - a broken optional module must not break `tagger train`
+    except Exception as exc:
         if not isinstance(exc, ImportError):
             log.warning("training/musicnn.py cannot be imported: %s", exc)
         return

@@ -29,8 +29,9 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -170,7 +171,7 @@ def compare(work_dir: str | Path, *, out: str | Path, archs: Sequence[str] | Non
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "wall_s": round(time.perf_counter() - t0, 1),
         "command": command,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     _write_json(out / COMPARE_FILE, record)
     (out / "compare.md").write_text(table_markdown(record) + "\n", encoding="utf-8")
@@ -281,7 +282,6 @@ def plot_feature_correlation(work: Any, path: str | Path, *, ray_address: str | 
     deviation of MFCCs, chroma, contrast, roll-off, ZCR, centroid, RMS per 3-s chunk) over every
     chunk of every track."""
     from tagger.features import handcrafted_names
-
     from training.architectures import HANDCRAFTED_FEATURES, get
     from training.cache import load_chunks
     from training.evaluate import _pyplot
@@ -337,7 +337,7 @@ def leakage(work_dir: str | Path, *, out: str | Path, arch: str = "features-dens
     from training.cache import load_chunks
     from training.datasets import DatasetError, load_work
     from training.evaluate import summarise, wilson_interval
-    from training.train import (AUDIO_AUGMENTATIONS, Augment, features_for, fit_normalisation, train_arrays)
+    from training.train import AUDIO_AUGMENTATIONS, Augment, features_for, fit_normalisation, train_arrays
 
     t0 = time.perf_counter()
     work = load_work(work_dir)
@@ -424,7 +424,7 @@ def leakage(work_dir: str | Path, *, out: str | Path, arch: str = "features-dens
         "note": ("Chunk intervals treat chunks as independent, which they are not (chunks of one track are "
                  "alike); the track-level interval is the honest one."),
         "wall_s": round(time.perf_counter() - t0, 1), "command": command, "dropped": dropped,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     out = Path(out).expanduser().resolve()
     _write_json(out / LEAKAGE_FILE, record)

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from tagger.errors import TaggerError
-
 from training import splits as _splits
 
 log = logging.getLogger(__name__)
@@ -213,7 +212,7 @@ def prepare(
         "timings": {"scan_s": round(scan_s, 2), "features_s": round(report.seconds, 2),
                     "features_computed": report.computed, "features_cached": report.cached,
                     "total_s": round(time.perf_counter() - t0, 2)},
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (DATASET_FILE + ".tmp")

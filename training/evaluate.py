@@ -18,81 +18,35 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from tagger.errors import ParameterError
+from tagger.metrics import (  # noqa: F401 - re-exported: training.compare and the tests import them from here
+    Z95,
+    confusion_matrix,
+    per_class,
+    plot_confusion,
+    save_figure,
+    t_interval,
+    wilson_interval,
+)
+from tagger.metrics import pyplot as _pyplot
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.json"
-Z95 = 1.959963984540054
 
 
 # ---------------------------------------------------------------------------------------
-# statistics (pure)
+# statistics (pure): one source, tagger.metrics (tagger learn and evaluate use them too)
 # ---------------------------------------------------------------------------------------
-
-def wilson_interval(successes: int, n: int, *, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (default 95%).
-
-    Returns (low, high) in [0, 1]; (0, 1) when ``n`` is 0.
-    """
-    if n < 0 or successes < 0 or successes > n:
-        raise ParameterError(f"wilson_interval: need 0 <= successes <= n (got {successes}, {n})")
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    z2 = z * z
-    denom = 1 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def t_interval(values: Sequence[float], *, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``values`` with a Student-t confidence interval: (mean, low, high).
-
-    With fewer than two values the interval is the single value itself."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        raise ParameterError("t_interval: no values")
-    mean = float(v.mean())
-    if v.size < 2:
-        return (mean, mean, mean)
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return (mean, mean - half, mean + half)
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, *, n_classes: int) -> np.ndarray:
-    """Counts, shape (n_classes, n_classes): row = true class, column = predicted class."""
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
-    return cm
-
-
-def per_class(cm: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined)."""
-    out = {}
-    for i, lab in enumerate(labels):
-        tp = float(cm[i, i])
-        predicted = float(cm[:, i].sum())
-        support = int(cm[i, :].sum())
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[lab] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-                    "support": support}
-    return out
-
 
 def summarise(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """Track-level accuracy with its Wilson interval, per-class scores, macro F1, confusion."""
@@ -117,61 +71,21 @@ def summarise(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> 
     }
 
 
-def track_predictions(probs: np.ndarray, owner: np.ndarray, n_tracks: int) -> np.ndarray:
-    """Chunk probabilities -> track scores by :func:`tagger.aggregate.track_scores` (mean).
+def track_predictions(probs: np.ndarray, owner: np.ndarray, n_tracks: int, aggregation: str = "mean") -> np.ndarray:
+    """Chunk outputs -> track scores by :func:`tagger.aggregate.track_scores` (the model's
+    ``aggregation``: the mean of chunk probabilities for every model trained here).
 
     probs : shape (n_chunks, n_labels); owner : shape (n_chunks,), track index of each chunk.
     Returns shape (n_tracks, n_labels), float32.
     """
     from tagger.aggregate import track_scores
 
-    return np.stack([track_scores(probs[owner == i]) for i in range(n_tracks)])
+    return np.stack([track_scores(probs[owner == i], aggregation) for i in range(n_tracks)])
 
 
 # ---------------------------------------------------------------------------------------
 # pictures (matplotlib, Agg)
 # ---------------------------------------------------------------------------------------
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | Path) -> Path:
-    """Lay out, write (PNG by the suffix) and close a matplotlib figure; returns the path."""
-    plt = _pyplot()
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def plot_confusion(cm: np.ndarray, labels: Sequence[str], path: str | Path, *, title: str) -> Path:
-    """Confusion matrix as a PNG: counts in every cell, true label down, predicted across."""
-    plt = _pyplot()
-    cm = np.asarray(cm)
-    n = len(labels)
-    size = max(4.5, 0.6 * n + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1, size), dpi=120)
-    im = ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, int(cm.max())))
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="tracks")
-    ax.set_xticks(range(n), labels=labels, rotation=45, ha="right")
-    ax.set_yticks(range(n), labels=labels)
-    ax.set_xlabel("predicted genre")
-    ax.set_ylabel("true genre")
-    ax.set_title(title, fontsize=10)
-    threshold = cm.max() / 2 if cm.max() else 0.5
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=9,
-                    color="white" if cm[i, j] > threshold else "black")
-    return save_figure(fig, path)
-
 
 def plot_learning_curves(history: dict[str, list[float]], out_dir: str | Path, *, title: str) -> list[Path]:
     """``learning_loss.png`` and ``learning_accuracy.png``: train vs validation per epoch."""
@@ -210,7 +124,6 @@ def evaluate_run(run_dir: str | Path, *, side: str = "test") -> dict[str, Any]:
     the metrics.
     """
     from tagger.model import GenreModel
-
     from training.architectures import get as get_arch
     from training.cache import load_chunks
     from training.datasets import DatasetError, load_work
@@ -233,7 +146,7 @@ def evaluate_run(run_dir: str | Path, *, side: str = "test") -> dict[str, Any]:
     x, owner = load_chunks(cache, [sha_of[t] for t in tracks])
     probs = model.predict(standardise(x, model.meta.features))
     labels = list(model.meta.labels)
-    scores = track_predictions(probs, owner, len(tracks))
+    scores = track_predictions(probs, owner, len(tracks), model.meta.aggregation)
     label_of = work.label_of
     index = {lab: i for i, lab in enumerate(labels)}
     y_true = np.array([index[label_of[t]] for t in tracks])
@@ -344,7 +257,7 @@ def cross_validate(work_dir: str | Path, *, out: str | Path, arch: str = "mel-cn
         seed=fit_options.get("seed", 0),
         split_seed=work.data["folds"]["seed"],
         command=command,
-        created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
     metrics["timings"] = {"total_s": round(time.perf_counter() - t0, 2),
                           "fit_s": round(sum(f["fit_s"] for f in fold_metrics), 2),
@@ -404,7 +317,6 @@ def export(run_dir: str | Path, *, out: str | Path | None = None, as_default: bo
     is loaded back with :meth:`GenreModel.load` before this returns."""
     from tagger.model import GenreModel
     from tagger.modelmeta import copy_bundle, save_bundle, shipped_dir
-
     from training.train import MODEL_NAME, ReproducibleSave, load_run
 
     run_dir = Path(run_dir).expanduser().resolve()

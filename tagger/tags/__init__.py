@@ -184,7 +184,7 @@ class Provenance:
                 date=_unescape(values["date"]).strip(),
                 tool=_unescape(values.get("tool", "")).strip(),
             )
-        except Exception:  # noqa: BLE001 - contract: never raises
+        except Exception:
             return None
 
 

@@ -292,7 +292,7 @@ def _save_in_place(
             _copy_back(backup, real)
             if not _same_bytes(backup, real):
                 raise OSError("restored copy differs from the backup")
-        except Exception as again:  # noqa: BLE001 - keep the backup, say where it is
+        except Exception as again:
             reason = exc.reason if isinstance(exc, TagWriteError) else describe(exc, fmt=handler.fmt)
             log.error(
                 "%s: restoring after a failed write failed (%s); original kept in %s", real, again, backup

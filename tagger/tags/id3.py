@@ -163,7 +163,7 @@ class ID3Handler(Handler):
             if name in ("TCON", "TXXX", "TCO", "TXX"):
                 try:
                     frame = _parse(raw, header, minor, ours)
-                except Exception as exc:  # noqa: BLE001 - junk, encrypted: keep its bytes
+                except Exception as exc:
                     if name in ("TCON", "TCO") and self._tcon_error is None:
                         self._tcon_error = _why(exc)
                     self._frames.append(raw)
@@ -255,7 +255,7 @@ class ID3Handler(Handler):
                 try:
                     frame = _parse(raw, tags._header, minor, frames)
                     out[key] = first_text(frame.text)
-                except Exception:  # noqa: BLE001 - a frame that does not parse: as if absent
+                except Exception:
                     continue
         out["compilation"] = flag(out.get("compilation", ""))
         return out
@@ -291,7 +291,7 @@ class ID3Handler(Handler):
             return False  # v2.2 is always rewritten as v2.4: its bytes cannot go back
         try:
             return save_frame(frame, config=ID3SaveConfig(minor, V23_SEP)) != raw
-        except Exception:  # noqa: BLE001 - mutagen cannot write it back: keep the bytes
+        except Exception:
             return True
 
     def _current_version(self) -> str | None:
@@ -343,7 +343,7 @@ class ID3Handler(Handler):
                     frame = _parse(raw, header, minor, frames)
                 except KeyError:
                     self._refuse(f"its {name} frame is unknown to mutagen and would be lost writing {target}")
-                except Exception as exc:  # noqa: BLE001 - junk, encrypted
+                except Exception as exc:
                     self._refuse(
                         f"its {name} frame cannot be read ({_why(exc)}) and would be lost writing {target}"
                     )
@@ -403,7 +403,7 @@ class ID3Handler(Handler):
         from mutagen.id3 import TCON, TXXX
 
         want = snap.get("_id3")
-        version = {"2.3": 3, "2.4": 4}.get(want or "", None)
+        version = {"2.3": 3, "2.4": 4}.get(want or "")
         if version is None:
             version = 3 if self._orig_version == "2.3" else 4
         self._prepare(version)
@@ -434,7 +434,7 @@ class ID3Handler(Handler):
         try:
             raw = unpack_bytes(value["raw"])
             again = _parse(raw, self.file.tags._header, version, Frames)
-        except Exception:  # noqa: BLE001 - a damaged snapshot: write the text instead
+        except Exception:
             return None
         if type(again) is not type(frame) or [str(t) for t in again.text] != [str(t) for t in frame.text]:
             return None

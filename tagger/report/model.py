@@ -1,7 +1,7 @@
-"""The run's report: per-file rows, counts, the summary line, the exit code, and file writers.
+"""The run's report: per-file rows, counts, the summary line and the exit code.
 
-Only this module and cli.py talk to the terminal. Writers: JSON and CSV here; HTML in
-:mod:`tagger.html_report`. Rows follow the table in docs/DESIGN.md.
+Rows follow the table in docs/DESIGN.md. The files are written by one writer per format
+(:mod:`tagger.report.write` picks it by suffix); :meth:`Report.write` is the shortcut.
 
 File names that are not valid UTF-8 (see :mod:`tagger.names`): the JSON report keeps them
 exactly (``\\udcNN`` escapes, which Python's json reads back to the ``os.fsdecode`` string, plus
@@ -10,18 +10,14 @@ exactly (``\\udcNN`` escapes, which Python's json reads back to the ``os.fsdecod
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tagger.errors import EXIT_FILES_FAILED, EXIT_OK
-from tagger.names import exact_bytes_b64, json_text, visible
-
-ACTIONS = ("tagged", "would tag", "skipped", "uncertain", "failed")
+from tagger.names import exact_bytes_b64
+from tagger.report.common import ACTIONS, iso_utc, tool_name
 
 
 @dataclass
@@ -119,11 +115,11 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tool": _tool(),
+            "tool": tool_name(),
             "run_id": self.run_id,
             "dry_run": self.dry_run,
-            "started": _iso(self.started),
-            "finished": _iso(self.finished) if self.finished else None,
+            "started": iso_utc(self.started),
+            "finished": iso_utc(self.finished) if self.finished else None,
             "interrupted": self.interrupted or None,
             "pending": self.pending,
             "unchanged": self.unchanged,
@@ -136,83 +132,8 @@ class Report:
             "files": [r.to_dict() for r in sorted(self.rows, key=lambda r: r.path)],
         }
 
-    # -- writers -------------------------------------------------------------------------
     def write(self, path: str | Path) -> Path:
-        """Write the report in the format its extension names (.json, .csv, .html)."""
-        path = Path(path)
-        ext = path.suffix.lower()
-        if ext == ".json":
-            text = json_text(self.to_dict(), indent=1) + "\n"
-        elif ext == ".csv":
-            text = visible(self.to_csv())  # undecodable bytes as \xNN (backslashes are plain text in CSV)
-        elif ext in (".html", ".htm"):
-            from tagger.html_report import render
+        """Write the report in the format its extension names (.json, .csv, .html or .htm)."""
+        from tagger.report.write import write_report
 
-            text = visible(render(self))  # render shows names visibly already; this is the safety net
-        else:
-            raise ValueError(f"{path}: report format must be .json, .csv or .html")
-        _atomic_write_text(path, text)
-        return path
-
-    def to_csv(self) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "format", "action", "reason", "existing", "predicted", "written", "duration",
-                    "chunks", "node", "error_kind", "analysis", "analysed_at", "album", "genre_from",
-                    "album_genres", "dissent", "sampling", "rechecked"])
-        for r in sorted(self.rows, key=lambda r: r.path):
-            w.writerow([
-                r.path, r.format, r.action, r.reason, "; ".join(r.existing),
-                "; ".join(f"{p['genre']}={p['score']:.3f}" for p in r.predicted),
-                "; ".join(r.written), "" if r.duration is None else f"{r.duration:.1f}",
-                "" if r.chunks is None else r.chunks, r.node, r.error_kind, r.analysis, r.analysed_at,
-                r.album, r.genre_from, "; ".join(r.album_genres), "yes" if r.dissent else "",
-                r.sampling, "" if r.rechecked is None else str(r.rechecked).lower(),
-            ])
-        return buf.getvalue()
-
-
-def check_report_path(path: str | Path) -> None:
-    """Fail early (before any work) on a report path that cannot be written."""
-    p = Path(path)
-    if p.suffix.lower() not in (".json", ".csv", ".html", ".htm"):
-        raise ValueError(f"{p}: report format must be .json, .csv or .html")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise ValueError(f"{p}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"{p}: folder {parent} is not writable")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to a new file beside ``path``, then rename it over ``path``.
-
-    The file gets mode 0666 less the umask, as ``open()`` gives any new file (``mkstemp``'s 0600
-    made a report only its writer could read); the temporary name is never longer than the
-    folder allows, however long ``path``'s name is.
-    """
-    from tagger.tags._safe import TMP_SUFFIX, open_temp_beside
-
-    fd, tmp = open_temp_beside(str(path), TMP_SUFFIX, mode=0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def _tool() -> str:
-    from tagger import __version__
-
-    return f"tagger {__version__}"
+        return write_report(self, path)
