@@ -151,27 +151,6 @@ class Analysis:
         """The result of a file whose worker never answered (killed twice, node lost)."""
         return cls(path, error=Failure(kind, reason), node=node)
 
-    # -- compatibility: remove once tagger.explain reads attributes ------------------------
-    def as_dict(self) -> dict[str, Any]:
-        """The old worker dict (keys of tagger 0.x's analyse_file). Only ``tagger.explain`` still
-        reads it (through ``analysis[key]``); to be removed when explain reads attributes."""
-        t = self.tags
-        d: dict[str, Any] = {
-            "path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "format": self.format,
-            "existing": t.existing, "provenance": t.provenance, "owner_model": t.owner_model,
-            "tagger_owned": t.tagger_owned, "album_tags": t.album_tags, "skip": self.skip,
-            "features": self.features, "duration": self.duration, "analysed": self.heard,
-            "error": self.error, "node": self.node, "seconds": self.timing.total, "plan": self.plan,
-            "timing": {"tags": self.timing.tags, "decode": self.timing.decode, "features": self.timing.features},
-        }
-        if self.audio is not None:
-            d["audio"], d["segments"] = list(self.audio), list(self.plan or ())
-        return d
-
-    def __getitem__(self, key: str) -> Any:
-        """``analysis["error"]``: the old dict's keys (see :meth:`as_dict`; for tagger.explain only)."""
-        return self.as_dict()[key]
-
 
 @dataclass(frozen=True, eq=False)
 class Scored:
