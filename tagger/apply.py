@@ -72,8 +72,6 @@ class ApplyStage:
         self.write_seconds = 0.0  # time spent writing tags (pipeline.Stats.write)
         #: the state database refused a write during the run (the run goes on; cli reports it)
         self.state_problem: StateError | None = None
-        #: uncertain tracks for ``--explain-uncertain``: (path, {"scores": np.ndarray})
-        self.to_explain: list[tuple[str, dict[str, Any]]] = []
         self._last_flush = time.monotonic()
         self._since_flush = 0
 
@@ -117,8 +115,6 @@ class ApplyStage:
             row.action = "uncertain" if d.action == UNCERTAIN else "skipped"
         self.report.add(row)
         log.info("%s: %s (%s)", row.action, row.path, "; ".join(row.written) if row.written else row.reason)
-        if row.action == "uncertain" and self.options.explain_uncertain:
-            self.to_explain.append((s.path, {"scores": s.scores}))
         self.record(s.path, now, row.action)
         return row
 

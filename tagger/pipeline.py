@@ -404,11 +404,6 @@ class Tagger:
     def state_problem(self, exc: StateError | None) -> None:
         self.apply.state_problem = exc
 
-    @property
-    def _explain(self) -> list[tuple[str, dict[str, Any]]]:
-        """Uncertain tracks for --explain-uncertain (tagger.explain reads them)."""
-        return self.apply.to_explain
-
     # ------------------------------------------------------------------------------------
     def run(self) -> Report:
         t = time.perf_counter()
