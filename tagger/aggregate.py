@@ -46,7 +46,8 @@ UNCERTAIN = "uncertain"
 FAILED = "failed"
 
 
-def display_name(label: str, *, model_names: dict[str, str] | None = None, user_map: dict[str, str] | None = None) -> str:
+def display_name(label: str, *, model_names: dict[str, str] | None = None,
+                 user_map: dict[str, str] | None = None) -> str:
     """The genre written for a model label: user's [genres] map > model metadata > defaults."""
     for table in (user_map or {}, model_names or {}, DEFAULT_DISPLAY):
         if label in table:

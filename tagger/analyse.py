@@ -223,7 +223,7 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: Policy | Mapping[
             feats = feats.astype(np.float16)
         timing["features"] = time.perf_counter() - t2
         return done(features=feats, audio=tuple(audio) if pol.keep_audio else None)
-    except Exception as exc:  # noqa: BLE001 - a bad file must never end the run
+    except Exception as exc:  # a bad file must never end the run
         return done(error=failure_of(path, exc))
 
 

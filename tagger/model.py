@@ -210,7 +210,8 @@ def forward_flops(net: Any) -> float:
             continue
         try:
             out = [int(d) for d in layer.output.shape[1:-1]]
-            total += 2.0 * float(np.prod(out or [1])) * float(np.prod(kernel.shape)) / max(1, getattr(layer, "groups", 1))
+            groups = max(1, getattr(layer, "groups", 1))
+            total += 2.0 * float(np.prod(out or [1])) * float(np.prod(kernel.shape)) / groups
         except (AttributeError, TypeError, ValueError):
             continue
     return total
@@ -561,7 +562,7 @@ class GenreModel:
         if optimize:
             try:
                 fast, notes = inference_graph(net, extra=None if emb is None else [emb])
-            except Exception as exc:  # noqa: BLE001 - an unusual graph: run it as it is
+            except Exception as exc:  # an unusual graph: run it as it is
                 log.debug("inference graph rewrite skipped: %s", exc)
                 fast, notes = None, []
             if fast is not None and emb is not None:

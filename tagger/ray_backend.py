@@ -114,7 +114,7 @@ class RayHandle:
             import ray
 
             alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-        except Exception:  # noqa: BLE001 - the cluster itself is unreachable
+        except Exception:  # the cluster itself is unreachable
             return []
         return [name for node, name in self.node_names.items() if node not in alive]
 
@@ -177,7 +177,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHa
         else:
             # "local": always a new instance, never the cluster `ray start` runs on this machine
             ray.init(address="local", num_cpus=num_cpus, runtime_env=env, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - many kinds, all fatal
+    except Exception as exc:  # many kinds, all fatal
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise FatalError(f"cannot start {where}: {msg}") from None
@@ -216,7 +216,7 @@ def _alive_nodes() -> int:
 
     try:
         return sum(1 for n in ray.nodes() if n.get("Alive"))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return 1
 
 
@@ -225,7 +225,7 @@ def _node_names() -> dict[str, str]:
 
     try:
         return {n["NodeID"]: _node_name(n) for n in ray.nodes() if n.get("Alive")}
-    except Exception:  # noqa: BLE001
+    except Exception:
         return {}
 
 
@@ -249,7 +249,7 @@ def _resources() -> dict[str, float]:
 
     try:
         return dict(ray.cluster_resources())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return {}
 
 
@@ -262,7 +262,7 @@ def _node_check(paths: list[str], params: dict[str, Any] | None = None) -> dict[
     import tagger
     import tagger.analyse
     import tagger.decode
-    import tagger.tags  # noqa: F401
+    import tagger.tags
     from tagger.features import FeatureParams, extract
 
     if params is not None:
@@ -291,7 +291,7 @@ class NodeCheck:
         notes: list[str] = []
         try:
             done, pending = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=timeout)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return [f"could not check the cluster's nodes: {one_line(exc)}"]
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -301,7 +301,7 @@ class NodeCheck:
             node = self.refs[ref]
             try:
                 res = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - cannot import tagger there, died, ...
+            except Exception as exc:  # cannot import tagger there, died, ...
                 if not isinstance(exc, ray.exceptions.RayTaskError) and not _is_alive(node.get("NodeID", "")):
                     # the node (or its worker) went away: not a node that cannot run tagger
                     notes.append(f"node {_node_name(node)} left the cluster during the start-up check "
@@ -355,7 +355,7 @@ def _is_alive(node_id: str) -> bool:
 
     try:
         return any(n["NodeID"] == node_id and n.get("Alive") for n in ray.nodes())
-    except Exception:  # noqa: BLE001 - the cluster itself is gone
+    except Exception:  # the cluster itself is gone
         return False
 
 
@@ -459,7 +459,7 @@ class TaskStream(Generic[K]):
             key = self._tasks.pop(ref)[0]
             try:
                 out.append(Finished(key, ray.get(ref)))
-            except Exception as exc:  # noqa: BLE001 - the caller turns it into the file's failure
+            except Exception as exc:  # the caller turns it into the file's failure
                 out.append(Finished(key, error=exc))
         return out
 
@@ -639,7 +639,7 @@ def current_node() -> str:
     try:
         if ray is not None and ray.is_initialized():
             return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return ""
 
@@ -656,7 +656,7 @@ def make_actors(plan: InferencePlan, files: ModelFiles, meta: ModelMeta, *, ship
                          mixed_precision=plan.mixed_precision) for _ in range(plan.actors)]
     try:
         ray.get([a.ready.remote() for a in actors], timeout=ACTOR_START_TIMEOUT)
-    except Exception as exc:  # noqa: BLE001 - cannot place or load: fatal, with one line
+    except Exception as exc:  # cannot place or load: fatal, with one line
         for a in actors:
             ray.kill(a)
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__

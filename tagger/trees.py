@@ -240,7 +240,7 @@ class TreeEnsemble:
             arrays = _read_members(Path(path))
         except ModelError:
             raise
-        except Exception as exc:  # noqa: BLE001 - zipfile/numpy raise many kinds on a broken file
+        except Exception as exc:  # zipfile/numpy raise many kinds on a broken file
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise ModelError(f"{source}: not a readable trees model: {reason}") from None
         return cls(arrays, source=source)

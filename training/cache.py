@@ -142,7 +142,7 @@ def extract_file(path: str, *, params: dict[str, Any], max_seconds: float | None
             audio = [apply_variant(y, sample_rate=fp.sample_rate, variant=variant) for y in audio]
         chunks = chunks_of(path, audio, params=fp)
         return ("ok", chunks.astype(storage_dtype(fp), copy=False))
-    except Exception as exc:  # noqa: BLE001 - one bad file must not end the run
+    except Exception as exc:  # one bad file must not end the run
         kind, reason = failure_of(path, exc)
         return ("error", kind, reason)
 
