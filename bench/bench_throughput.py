@@ -354,7 +354,8 @@ def _analyse_job(args: tuple[str, dict, dict]) -> tuple[float, dict[str, float],
     path, params, policy = args
     t = time.perf_counter()
     res = analyse_file(path, params=params, policy=policy)
-    return time.perf_counter() - t, res.get("timing") or {}, res.get("features") is not None
+    timing = {"tags": res.timing.tags, "decode": res.timing.decode, "features": res.timing.features}
+    return time.perf_counter() - t, timing, res.features is not None
 
 
 def _warm_job(args: tuple[str, dict]) -> int:

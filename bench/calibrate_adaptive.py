@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     from tagger.modelmeta import load_meta, locate
     from tagger.ray_backend import Predictor
 
-    meta = load_meta(locate(None, vocabulary=args.vocabulary))
+    model_files = locate(None, vocabulary=args.vocabulary)
+    meta = load_meta(model_files)
     fp = meta.features
     labels = len(meta.labels)
     files = pick(args.library.resolve(), args.files, args.min_seconds)
@@ -86,20 +87,20 @@ def main(argv=None) -> int:
     done = {t["path"] for t in tracks}
     todo = [p for p in files if str(p) not in done]
     if todo:
-        pred = Predictor(None, args.vocabulary, batch_size=64)
+        pred = Predictor(model_files, meta, batch_size=64)
         policy = {"model_id": meta.model_id, "on_existing": "replace", "analyse_all": True,
                   "analysis_seconds": None, "max_seconds": 900.0, "keep_audio": True}
         for i, p in enumerate(todo):
             t = time.perf_counter()
             res = analyse_file(str(p), params=fp.to_dict(), policy=policy)
-            if res["features"] is None:
-                print(f"{p}: {res['error'] or res['skip']}", file=sys.stderr)
+            if res.features is None:
+                print(f"{p}: {res.error or res.skip}", file=sys.stderr)
                 continue
-            probs = pred.predict_full(res["features"].astype(np.float32))[:, :labels]
-            spans = chunk_spans([a.shape[0] for a in res["audio"]], [o for o, _ in res["segments"]], params=fp)
-            tracks.append({"path": str(p), "duration": res["duration"], "probs": probs.astype(np.float32),
+            probs = pred.predict_full(res.features.astype(np.float32))[:, :labels]
+            spans = chunk_spans([a.shape[0] for a in res.audio], [o for o, _ in res.plan], params=fp)
+            tracks.append({"path": str(p), "duration": res.duration, "probs": probs.astype(np.float32),
                            "spans": spans})
-            print(f"[{i + 1}/{len(todo)}] {p.name}: {res['duration']:.0f} s, {probs.shape[0]} chunks, "
+            print(f"[{i + 1}/{len(todo)}] {p.name}: {res.duration:.0f} s, {probs.shape[0]} chunks, "
                   f"{time.perf_counter() - t:.1f} s", file=sys.stderr)
             np.savez(args.cache, tracks=np.array(tracks, dtype=object))
     tracks = [t for t in tracks if t["path"] in {str(p) for p in files}]

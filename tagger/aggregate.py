@@ -46,7 +46,8 @@ UNCERTAIN = "uncertain"
 FAILED = "failed"
 
 
-def display_name(label: str, *, model_names: dict[str, str] | None = None, user_map: dict[str, str] | None = None) -> str:
+def display_name(label: str, *, model_names: dict[str, str] | None = None,
+                 user_map: dict[str, str] | None = None) -> str:
     """The genre written for a model label: user's [genres] map > model metadata > defaults."""
     for table in (user_map or {}, model_names or {}, DEFAULT_DISPLAY):
         if label in table:
@@ -352,13 +353,15 @@ def needs_analysis(*, existing: tuple[str, ...], tagger_owned: bool, owner_model
     return None
 
 
-def decide_for(scores: np.ndarray, *, res: dict, meta, options) -> Decision:
-    """:func:`decide` with a worker result (``tagger.analyse.analyse_file``), the model metadata
-    and the run's TagOptions: the one call ``tagger tag`` and ``tagger explain`` both make."""
+def decide_for(scores: np.ndarray, *, res, meta, options) -> Decision:
+    """:func:`decide` for a track (``res``: a :class:`tagger.contracts.Analysis` or
+    :class:`~tagger.contracts.Scored`, whose ``tags`` say what the file holds), the model
+    metadata and the run's TagOptions: the one call ``tagger tag`` and ``tagger explain`` both make."""
+    tags = res.tags
     t = thresholds_for(meta, options)
     return decide(
         scores, meta.labels, top_k=options.top_k, min_confidence=t.default, thresholds=t.per_label,
-        existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"], owner_model_id=res["owner_model"],
+        existing=tuple(tags.existing), tagger_owned=tags.tagger_owned, owner_model_id=tags.owner_model,
         model_id=meta.model_id, on_existing=options.on_existing, names=meta.display_names,
         user_map=user_names(meta, options),
     )

@@ -2,20 +2,22 @@
 stretches to analyse, compute features. Pure with respect to the file: it only reads.
 
 :func:`analyse_file` is a plain function (tested without Ray); :mod:`tagger.ray_backend` runs it
-as a Ray task. The result is a small dict of plain values plus a float16 feature array.
+as a Ray task. The result is an :class:`tagger.contracts.Analysis`: plain values plus one feature array.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-import sys
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from tagger.contracts import Analysis, Failure, FileTags, Policy, Segment, WorkerTiming
 from tagger.errors import AudioError, DecodeError, FileError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,7 @@ def plan_segments(duration: float, *, analysis_seconds: float | None, max_second
     lo, hi = 0.1 * duration, 0.9 * duration - seg
     if hi <= lo:
         lo, hi = 0.0, max(0.0, duration - seg)
-    if count == 1:
-        starts = [(lo + hi) / 2]
-    else:
-        starts = [lo + i * (hi - lo) / (count - 1) for i in range(count)]
+    starts = [(lo + hi) / 2] if count == 1 else [lo + i * (hi - lo) / (count - 1) for i in range(count)]
     return [(round(s, 3), round(seg, 3)) for s in starts]
 
 
@@ -76,7 +75,8 @@ def fit_chunks(segments: list[tuple[float, float | None]], *, params) -> list[tu
         samples = frames if params.kind == "waveform" else (frames - 1) * params.hop_length
         return (samples + 1 + slack) / sr
 
-    total = max(len(segments), int(round(sum(fractional(d) for _, d in segments))))
+    held = sum((fractional(d) for _, d in segments if d is not None), 0.0)  # none is None here
+    total = max(len(segments), int(round(held)))
     base, extra = divmod(total, len(segments))
     # the extra chunks go to evenly spread stretches
     gets = {int(i * len(segments) / extra) for i in range(extra)} if extra else set()
@@ -102,7 +102,7 @@ def chunk_spans(lengths: list[int], offsets: list[float], *, params) -> np.ndarr
     """
     spans = []
     spf, sr = params.samples_per_frame, params.sample_rate
-    for n, offset in zip(lengths, offsets):
+    for n, offset in zip(lengths, offsets, strict=False):
         if n < params.min_samples:
             continue
         frames = n if params.kind == "waveform" else 1 + n // params.hop_length
@@ -129,31 +129,50 @@ def chunks_of(path: str, audio: list[np.ndarray], *, params) -> np.ndarray:
         raise AudioError(path, str(exc)) from None
 
 
-def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
-    """Analyse one file. Never raises for a problem with the file: returns ``error`` instead.
+def decode_segments(path: str, segments: Sequence[Segment], *, params) -> list[np.ndarray]:
+    """The stretches ``segments`` of a track, decoded to mono float32 at ``params.sample_rate``
+    (:func:`tagger.decode.decode`). With :func:`chunks_of`, the decode-to-chunks path of
+    ``tagger tag``, ``tagger explain`` and the training feature cache; errors are theirs to
+    turn into a :class:`~tagger.contracts.Failure` with :func:`failure_of`."""
+    from tagger.decode import decode
 
-    ``policy`` keys: model_id, on_existing, analyse_all (bool), analysis_seconds, max_seconds,
-    float16 (bool), keep_audio (bool: also return the decoded ``audio`` stretches and their
-    ``segments``, for ``tagger explain``), segments (optional: these (offset, duration) stretches
-    instead of the planned ones: the rest of a track adaptive analysis re-checks).
-    Returns a dict with keys: path, size, mtime_ns, format, existing, provenance, album_tags
-    (album, artist, albumartist, compilation: for album decisions), skip, features
-    (np.ndarray or None), duration, segments, plan (the stretches analysed), error (None or
-    (kind, reason)), node, seconds,
-    timing (seconds spent reading tags, decoding, computing features: the benchmark's stages).
+    return [decode(path, sample_rate=params.sample_rate, offset=o, duration=d) for o, d in segments]
+
+
+def failure_of(path: str, exc: BaseException) -> Failure:
+    """The one-line (kind, reason) of anything decoding or analysing one file raised: a
+    :class:`FileError` says its own; memory and unexpected errors are ``decode`` failures (an
+    unexpected one is logged with its traceback at debug level). A bad file never ends a run."""
+    if isinstance(exc, FileError):
+        return Failure(exc.kind, exc.reason)
+    if isinstance(exc, MemoryError):
+        return Failure("decode", "out of memory while decoding")
+    log.debug("unexpected error on %s", path, exc_info=exc)
+    return Failure("decode", f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+
+
+def analyse_file(path: str, *, params: dict[str, Any], policy: Policy | Mapping[str, Any]) -> Analysis:
+    """Analyse one file. Never raises for a problem with the file: the :class:`Analysis` says
+    what happened (its ``error``, or its ``skip``, or its ``features``).
+
+    ``params``: the model's :class:`tagger.features.FeatureParams` as a dict; ``policy``: a
+    :class:`tagger.contracts.Policy` (or a mapping of its fields): whether the file needs the
+    model, which stretches to analyse, whether to keep the decoded audio (explain).
     """
     from tagger.aggregate import needs_analysis
     from tagger.features import FeatureParams
+    from tagger.ray_backend import current_node
 
     t0 = time.perf_counter()
-    _be_nice(int(policy.get("nice") or 0))
-    out: dict[str, Any] = {
-        "path": path, "size": None, "mtime_ns": None, "format": None, "existing": (), "provenance": None,
-        "owner_model": None, "tagger_owned": False, "skip": None, "features": None, "duration": None,
-        "analysed": None, "error": None, "node": _node_id(), "seconds": 0.0,
-        "timing": {"tags": 0.0, "decode": 0.0, "features": 0.0},
-    }
-    timing = out["timing"]
+    pol = Policy.of(policy)
+    _be_nice(pol.nice)
+    ident: dict[str, Any] = {"node": current_node()}
+    timing = {"tags": 0.0, "decode": 0.0, "features": 0.0}
+
+    def done(**fields: Any) -> Analysis:
+        return Analysis(path, **ident, **fields,
+                        timing=WorkerTiming(time.perf_counter() - t0, **timing))
+
     try:
         try:
             st = os.stat(path)
@@ -161,69 +180,51 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: dict[str, Any]) -
             raise DecodeError(path, "file not found (deleted or moved?)") from None
         except OSError as exc:  # a symbolic link loop, a vanished network share, ...
             raise DecodeError(path, f"cannot read: {(exc.strerror or str(exc)).lower()}") from None
-        out["size"], out["mtime_ns"] = st.st_size, st.st_mtime_ns
+        ident.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
         if st.st_size == 0:  # say so, rather than what the tag reader makes of no bytes
             raise DecodeError(path, "empty file (0 bytes)")
         from tagger import tags
 
         info = tags.read_tags(path)
-        out["format"] = info.format
-        out["existing"] = tuple(info.genres)
-        if info.provenance is not None:
-            out["provenance"] = info.provenance.to_string()
-            out["owner_model"] = info.provenance.model_id
-        out["tagger_owned"] = info.tagger_owned
-        out["album_tags"] = info.album_tags()
+        ident.update(format=info.format, tags=FileTags.of(info))
         timing["tags"] = time.perf_counter() - t0
+        read = ident["tags"]
         skip = needs_analysis(
-            existing=out["existing"], tagger_owned=info.tagger_owned,
-            owner_model_id=out["owner_model"], model_id=policy["model_id"],
-            on_existing=policy["on_existing"], always=policy.get("analyse_all", False),
-            redecide=policy.get("redecide", False),
+            existing=read.existing, tagger_owned=read.tagger_owned, owner_model_id=read.owner_model,
+            model_id=pol.model_id, on_existing=pol.on_existing, always=pol.analyse_all, redecide=pol.redecide,
         )
         if skip:
-            out["skip"] = skip
-            return out
+            return done(skip=skip)
         fp = FeatureParams.from_dict(params)
-        from tagger.decode import decode, probe
+        from tagger.decode import probe
 
         t1 = time.perf_counter()
         duration = probe(path).duration
-        out["duration"] = duration
-        if policy.get("adaptive_first"):  # adaptive analysis's first pass (tagger.adaptive)
+        ident["duration"] = duration
+        segments: list[Segment]
+        if pol.adaptive_first:  # adaptive analysis's first pass (tagger.adaptive)
             from tagger.adaptive import first_plan
 
-            segments = first_plan(duration, first_seconds=float(policy["adaptive_first"]),
-                                  max_seconds=policy.get("max_seconds", 900.0), params=fp)
-        elif policy.get("segments") is not None:
-            segments = [(float(o), None if d is None else float(d)) for o, d in policy["segments"]]
+            segments = first_plan(duration, first_seconds=float(pol.adaptive_first), max_seconds=pol.max_seconds,
+                                  params=fp)
+        elif pol.segments is not None:
+            segments = list(pol.segments)
         else:
-            segments = fit_chunks(plan_segments(duration, analysis_seconds=policy.get("analysis_seconds"),
-                                                max_seconds=policy.get("max_seconds", 900.0),
-                                                chunk_seconds=fp.chunk_seconds), params=fp)
-        out["plan"] = segments
-        audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
-        n = sum(a.shape[0] for a in audio)
+            segments = fit_chunks(plan_segments(duration, analysis_seconds=pol.analysis_seconds,
+                                                max_seconds=pol.max_seconds, chunk_seconds=fp.chunk_seconds),
+                                  params=fp)
+        ident["plan"] = tuple(segments)
+        audio = decode_segments(path, segments, params=fp)
         t2 = time.perf_counter()
         timing["decode"] = t2 - t1
-        out["analysed"] = n / fp.sample_rate
-        if policy.get("keep_audio", False):
-            out["audio"], out["segments"] = audio, segments
+        ident["heard"] = sum(a.shape[0] for a in audio) / fp.sample_rate
         feats = chunks_of(path, audio, params=fp)
-        if policy.get("float16", False):
+        if pol.float16:
             feats = feats.astype(np.float16)
         timing["features"] = time.perf_counter() - t2
-        out["features"] = feats
-    except FileError as exc:
-        out["error"] = (exc.kind, exc.reason)
-    except MemoryError:
-        out["error"] = ("decode", "out of memory while decoding")
-    except Exception as exc:  # noqa: BLE001 - a bad file must never end the run
-        log.debug("unexpected error on %s", path, exc_info=True)
-        out["error"] = ("decode", f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
-    finally:
-        out["seconds"] = time.perf_counter() - t0
-    return out
+        return done(features=feats, audio=tuple(audio) if pol.keep_audio else None)
+    except Exception as exc:  # a bad file must never end the run
+        return done(error=failure_of(path, exc))
 
 
 _NICED = 0
@@ -234,18 +235,6 @@ def _be_nice(nice: int) -> None:
     core to inference when both want it (docs/scaling.md)."""
     global _NICED
     if nice > _NICED:
-        try:
+        with contextlib.suppress(OSError):
             os.nice(nice - _NICED)
-        except OSError:
-            pass
         _NICED = nice
-
-
-def _node_id() -> str:
-    try:
-        ray = sys.modules.get("ray")  # never import Ray just to ask (tagger explain runs without it)
-        if ray is not None and ray.is_initialized():
-            return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001
-        pass
-    return ""

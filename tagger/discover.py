@@ -14,24 +14,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tagger.formats import EXTENSIONS
+
 log = logging.getLogger(__name__)
 
-#: Extensions tagger reads and writes (kept in step with tagger.tags.SUPPORTED).
-AUDIO_EXTS = {
-    ".mp3": "mp3",
-    ".flac": "flac",
-    ".ogg": "ogg",
-    ".oga": "ogg",
-    ".opus": "opus",
-    ".m4a": "m4a",
-    ".m4b": "m4a",
-    ".mp4": "m4a",
-    ".wav": "wav",
-    ".aif": "aiff",
-    ".aiff": "aiff",
-    ".aifc": "aiff",
-    ".wma": "wma",
-}
+#: Extensions tagger reads and writes (the one table: tagger.formats).
+AUDIO_EXTS = EXTENSIONS
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ of ``tagger tag --explain-uncertain``.
 
 Everything comes from the code ``tagger tag`` runs, never a copy of it:
 :func:`tagger.analyse.analyse_file` (``tags.read_tags`` -> ``plan_segments`` -> ``decode.decode``
--> ``features.extract_segments``, asked to keep the decoded audio), :class:`tagger.model.GenreModel`,
+-> ``features.extract_segments``, asked by its :class:`~tagger.contracts.Policy` to keep the decoded
+audio; its :class:`~tagger.contracts.Analysis` read by attribute), :class:`tagger.model.GenreModel`,
 and :func:`tagger.aggregate.track_scores` (the model's aggregation) / :func:`~tagger.aggregate.decide`
 (the thresholds in effect: the model's per-genre ones unless --min-confidence is given) with the options of
 ``tagger tag`` (command line > config file > defaults); :func:`album_context` decides the
@@ -154,6 +155,7 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
     """
     from tagger.aggregate import SKIP, Decision, chunk_probabilities, decide_for, needs_analysis, track_scores
     from tagger.analyse import analyse_file, chunk_spans
+    from tagger.contracts import Policy
 
     if model is None:
         from tagger.model import GenreModel
@@ -161,20 +163,20 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
         model = GenreModel.load(options.model, vocabulary=options.vocabulary)
     meta = model.meta
     path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-    policy = {
-        "model_id": meta.model_id, "on_existing": options.on_existing, "analyse_all": True,
-        "analysis_seconds": options.analysis_seconds, "max_seconds": options.max_analysis_seconds,
-        "float16": False, "keep_audio": True,
-    }
-    res = analyse_file(path, params=meta.features.to_dict(), policy=policy)
-    if res["error"]:
-        kind, reason = res["error"]
-        raise _file_error(path, kind, reason)
+    policy = Policy(model_id=meta.model_id, on_existing=options.on_existing, analyse_all=True,
+                    analysis_seconds=options.analysis_seconds, max_seconds=options.max_analysis_seconds,
+                    float16=False, keep_audio=True)
+    a = analyse_file(path, params=meta.features.to_dict(), policy=policy)
+    if a.error:
+        raise _file_error(path, a.error.kind, a.error.reason)
     fp = meta.features
-    audio = res["audio"]
-    features = res["features"]
-    segments = [(float(o), float(o) + a.shape[0] / fp.sample_rate) for (o, _), a in zip(res["segments"], audio)]
-    spans = chunk_spans([a.shape[0] for a in audio], [s for s, _ in segments], params=fp)
+    # analyse_all: a file that was read and not refused has its features and its audio
+    assert a.features is not None and a.audio is not None
+    audio = list(a.audio)
+    features = a.features
+    segments = [(float(o), float(o) + x.shape[0] / fp.sample_rate)
+                for (o, _), x in zip(a.plan or (), audio, strict=False)]
+    spans = chunk_spans([x.shape[0] for x in audio], [s for s, _ in segments], params=fp)
     if spans.shape[0] != features.shape[0]:  # never expected: chunk_spans mirrors extract_segments
         log.warning("%s: chunk times unknown (%d spans for %d chunks); drawing chunks end to end",
                     path, spans.shape[0], features.shape[0])
@@ -183,16 +185,17 @@ def explain_file(path: str | os.PathLike, *, options, model=None) -> Explanation
     outputs = model.predict(features)  # probabilities, or a logit-mean model's logits
     probs = chunk_probabilities(outputs, meta.aggregation)
     scores = track_scores(outputs, meta.aggregation)
-    d = decide_for(scores, res=res, meta=meta, options=options)
+    tags = a.tags
+    d = decide_for(scores, res=a, meta=meta, options=options)
     # tagger tag never decodes a file this policy leaves alone: its decision is that skip
-    early = needs_analysis(existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"],
-                           owner_model_id=res["owner_model"], model_id=meta.model_id,
+    early = needs_analysis(existing=tuple(tags.existing), tagger_owned=tags.tagger_owned,
+                           owner_model_id=tags.owner_model, model_id=meta.model_id,
                            on_existing=options.on_existing)
     if early:
         d = Decision(SKIP, early, chosen=d.chosen, ranked=d.ranked)
     return Explanation(
-        path=path, format=res["format"] or "", existing=tuple(res["existing"]), tagger_owned=res["tagger_owned"],
-        provenance=res["provenance"], meta=meta, options=options, duration=float(res["duration"] or 0.0),
+        path=path, format=a.format or "", existing=tuple(tags.existing), tagger_owned=tags.tagger_owned,
+        provenance=tags.provenance, meta=meta, options=options, duration=float(a.duration or 0.0),
         segments=segments, audio=audio, features=features, spans=spans, probs=probs, scores=scores, decision=d,
         before_analysis=bool(early), logits=outputs if meta.aggregation == "logit-mean" else None,
     )
@@ -233,8 +236,8 @@ def album_context(expl: Explanation, *, state_db: str | os.PathLike | None) -> N
         except StateError as exc:  # the album is a hint here: explain the track without its album's scores
             log.warning("album of %s: stored analyses unavailable (%s)", expl.path, exc)
     me = tags.read_tags(expl.path)
-    tracks = [al.TrackTags.of(expl.path, me.album_tags())] + [al.TrackTags.of(p, i.album_tags())
-                                                              for p, i in info.items()]
+    tracks = [al.TrackTags.of(expl.path, me.album_tags())]
+    tracks += [al.TrackTags.of(p, i.album_tags()) for p, i in info.items()]
     albums, _alone = al.group(tracks)
     album = next((a for a in albums if expl.path in a.paths), None)
     if album is None:

@@ -1,7 +1,14 @@
-"""GenreModel: a validated Keras network plus its metadata, predicting on large batches.
+"""The model facade: :class:`Model` (what every backend offers), :func:`load`, and
+:class:`GenreModel`, a validated Keras network plus its metadata, predicting on large batches
+(the ``trees`` backend is :class:`tagger.trees.TreeModel`).
 
 TensorFlow is imported here and only here (and in training/), lazily, so that ``--help``,
 ``tagger info --no-ray`` and no-op re-runs never pay for it.
+
+Batch vocabulary, used everywhere: ``batch_size`` is the chunks of one forward call of one
+model (:data:`CPU_BATCH` on a CPU, :data:`GPU_BATCH` per GPU, or ``--batch-size``);
+``flush_size`` is the chunks the driver gathers before it dispatches them at once, a batch for
+every predictor (``tagger.ray_backend.InferencePlan.flush_size``).
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,10 +27,74 @@ from tagger.modelmeta import ModelFiles, ModelMeta, check_network, load_meta, lo
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CPU_BATCH = 64
+#: Chunks per forward call: on a CPU (measured best on 2 cores), and per GPU (docs/scaling.md).
+CPU_BATCH = 64
+GPU_BATCH = 512
 #: the most a rewritten inference graph's scores may differ from the network's (float rounding)
 REWRITE_TOLERANCE = 1e-4
-DEFAULT_GPU_BATCH = 512
+
+
+class Model(Protocol):
+    """What tagger asks of a loaded model, whatever its backend (:class:`GenreModel` for Keras,
+    :class:`tagger.trees.TreeModel` for trees): made by :func:`load`."""
+
+    @property
+    def meta(self) -> ModelMeta: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def rewrites(self) -> list[str]: ...
+    @property
+    def backbone_id(self) -> str:
+        """What identifies the embeddings it computes ("" without an embedding)."""
+    @property
+    def embedding_size(self) -> int:
+        """Columns of embedding :meth:`predict_full` adds after the scores (0: none)."""
+    @property
+    def net(self) -> Any:
+        """The backend's own network (a keras.Model, a trees.TreeEnsemble): for saving and
+        training, which know their backend."""
+    @property
+    def head_norms(self) -> np.ndarray | None:
+        """A ``logit-mean`` model's Dense head: each label's kernel column norm (its bfloat16
+        bound, :func:`head_bf16_error`); None otherwise."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(n, *meta.input_shape) float32 chunks -> (n, n_labels) float32 scores."""
+    def predict_full(self, x: np.ndarray) -> np.ndarray:
+        """(n, *meta.input_shape) -> (n, n_labels + embedding_size) float32."""
+    def warm_up(self) -> None:
+        """Trace/compile now, so that the first real batch does not pay for it."""
+    def with_precision(self, precision: str) -> Model:
+        """This model computing in ``precision`` (float32, mixed_float16, mixed_bfloat16)."""
+
+
+def load(files: ModelFiles, *, meta: ModelMeta | None = None, batch_size: int = CPU_BATCH,
+         jit: bool = False) -> Model:
+    """Load the model of ``files`` (from :func:`tagger.modelmeta.locate`) for its backend.
+
+    ``meta``: its metadata as :func:`tagger.modelmeta.load_meta` read and verified it (the model
+    id checked against the weights); None reads and verifies it here. The network is checked
+    against the metadata either way. Raises ModelError with one line for an unusable model.
+    """
+    if meta is None:
+        meta = load_meta(files)
+    if meta.backend == "trees":  # numpy only: no TensorFlow
+        from tagger.trees import TreeModel
+
+        return TreeModel.load(files, meta, batch_size=batch_size)
+    import_tensorflow()
+    import keras
+
+    try:
+        net = keras.saving.load_model(files.weights, compile=False, safe_mode=True)
+    except Exception as exc:  # keras raises many kinds; all mean "unusable model"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{files.weights}: cannot load the network: {first}") from None
+    check_network(meta, net, source=str(files.weights))
+    return GenreModel(meta, net, batch_size=batch_size, jit=jit)
 
 
 def quiet_tensorflow() -> None:
@@ -60,7 +131,7 @@ def import_tensorflow():
     quiet_tensorflow()
     if "tensorflow" not in sys.modules:
         with _silenced_stderr():
-            import tensorflow as tf  # noqa: F401
+            import tensorflow as tf  # noqa: I001 - tensorflow first, then keras on it
             import keras  # noqa: F401
 
             tf.config.list_physical_devices("GPU")  # CUDA probing logs here, once
@@ -88,10 +159,8 @@ def configure_devices(*, mixed_precision: bool = False) -> list[str]:
     tf = import_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
-        try:
+        with contextlib.suppress(RuntimeError):  # already initialised
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised
-            pass
     if gpus and mixed_precision:
         import keras
 
@@ -141,7 +210,8 @@ def forward_flops(net: Any) -> float:
             continue
         try:
             out = [int(d) for d in layer.output.shape[1:-1]]
-            total += 2.0 * float(np.prod(out or [1])) * float(np.prod(kernel.shape)) / max(1, getattr(layer, "groups", 1))
+            groups = max(1, getattr(layer, "groups", 1))
+            total += 2.0 * float(np.prod(out or [1])) * float(np.prod(kernel.shape)) / groups
         except (AttributeError, TypeError, ValueError):
             continue
     return total
@@ -362,11 +432,11 @@ def inference_graph(net: Any, extra: list[Any] | None = None) -> tuple[Any, list
         if affine is None or len(node.input_tensors) != 1:
             continue
         a, b = affine
-        prev = producer.get(id(node.input_tensors[0]))
+        prev: Any = producer.get(id(node.input_tensors[0]))  # None where no layer makes it (checked first)
         prev_ok = (single(prev) and id(prev) not in replace and only_consumer(prev) is node
                    and kind(prev) in _FOLDABLE and prev.operation.kernel.shape[-1] == a.shape[0]
                    and not getattr(prev.operation, "groups", 1) > 1)
-        nxt = only_consumer(node)
+        nxt: Any = only_consumer(node)  # None where several layers read it (kind(None) == "")
         pool_next = (kind(nxt) in _POOLS and id(nxt) not in replace
                      and getattr(nxt.operation, "data_format", "channels_last") == "channels_last")
         if prev_ok and activation(prev.operation) == "linear":
@@ -407,7 +477,7 @@ def inference_graph(net: Any, extra: list[Any] | None = None) -> tuple[Any, list
                 if "training" in getattr(op, "_call_context_args", {}):
                     kwargs["training"] = False
                 out = op(*args, **kwargs)
-            for t, v in zip(node.outputs, out if isinstance(out, (list, tuple)) else [out]):
+            for t, v in zip(node.outputs, out if isinstance(out, (list, tuple)) else [out], strict=False):
                 values[id(t)] = v
         if extra:
             return (values[id(outputs[0])], *(values[id(t)] for t in extra))
@@ -459,7 +529,7 @@ class GenreModel:
     (``embedding_size`` more columns), ``predict`` the scores only.
     """
 
-    def __init__(self, meta: ModelMeta, net: Any, *, batch_size: int = DEFAULT_CPU_BATCH, jit: bool = False,
+    def __init__(self, meta: ModelMeta, net: Any, *, batch_size: int = CPU_BATCH, jit: bool = False,
                  precision: str = "float32", optimize: bool = True):
         tf = import_tensorflow()
         self.meta = meta
@@ -492,7 +562,7 @@ class GenreModel:
         if optimize:
             try:
                 fast, notes = inference_graph(net, extra=None if emb is None else [emb])
-            except Exception as exc:  # noqa: BLE001 - an unusual graph: run it as it is
+            except Exception as exc:  # an unusual graph: run it as it is
                 log.debug("inference graph rewrite skipped: %s", exc)
                 fast, notes = None, []
             if fast is not None and emb is not None:
@@ -515,27 +585,15 @@ class GenreModel:
         model: str | Path | ModelFiles | None = None,
         *,
         vocabulary: str | None = None,
-        batch_size: int = DEFAULT_CPU_BATCH,
+        batch_size: int = CPU_BATCH,
         jit: bool = False,
-    ) -> "GenreModel":
+    ) -> Model:
+        """:func:`load` the model ``model`` names (see :func:`tagger.modelmeta.locate`; None: the
+        shipped one for ``vocabulary``): a :class:`GenreModel`, or a TreeModel for a trees model."""
         files = model if isinstance(model, ModelFiles) else locate(model, vocabulary=vocabulary)
-        meta = load_meta(files)
-        if meta.backend == "trees":  # numpy only: no TensorFlow
-            from tagger.trees import TreeModel
+        return load(files, batch_size=batch_size, jit=jit)
 
-            return TreeModel.load(files, meta, batch_size=batch_size)
-        import_tensorflow()
-        import keras
-
-        try:
-            net = keras.saving.load_model(files.weights, compile=False, safe_mode=True)
-        except Exception as exc:  # keras raises many kinds; all mean "unusable model"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{files.weights}: cannot load the network: {first}") from None
-        check_network(meta, net, source=str(files.weights))
-        return cls(meta, net, batch_size=batch_size, jit=jit)
-
-    def with_precision(self, precision: str) -> "GenreModel":
+    def with_precision(self, precision: str) -> GenreModel:
         """This model computing in ``precision`` ("float32", "mixed_float16" or "mixed_bfloat16"),
         same weights.
 

@@ -1,5 +1,8 @@
 """Orchestration of ``tagger tag``: discover -> plan -> analyse on Ray -> predict in big batches ->
-decide -> write (driver only) -> report, state and journal.
+apply (decide -> write, driver only -> state and journal -> report row: :mod:`tagger.apply`).
+
+The stages pass typed values (:mod:`tagger.contracts`): workers return an ``Analysis``, the
+driver makes a ``Scored`` of it (or of a stored analysis), the apply stage decides and writes it.
 
 Memory stays flat: at most ``max_in_flight`` analyse tasks are outstanding, and finished tracks
 wait for inference only until a batch is full. Signals stop new work; the write in progress
@@ -8,6 +11,7 @@ finishes; state and journal are flushed; Ray is shut down.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -15,30 +19,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tagger import discover
-from tagger.aggregate import (
-    TAG,
-    UNCERTAIN,
-    decide_for,
-    thresholds_for,
-    track_logits,
-    track_scores,
-    user_names,
-)
+from tagger.aggregate import thresholds_for, track_logits, track_scores
+from tagger.contracts import Analysis, Policy, Scored, Segment
 from tagger.errors import EXIT_SIGINT, EXIT_SIGTERM, FileError, StateError
 from tagger.modelmeta import ModelMeta, load_meta, locate
 from tagger.options import TagOptions
 from tagger.report import Report, Row, plural
-from tagger.state import StoredAnalysis, WriteAhead, utc_now
+from tagger.state import StoredAnalysis
+
+if TYPE_CHECKING:
+    from tagger.ray_backend import TaskStream
 
 log = logging.getLogger(__name__)
-
-FLUSH_EVERY_FILES = 200
-FLUSH_EVERY_SECONDS = 10.0
 
 
 class Progress:
@@ -63,7 +60,9 @@ class StopFlag:
 
     @property
     def name(self) -> str:
-        return {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(self.signum, "")
+        if self.signum is None:
+            return ""
+        return {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(signal.Signals(self.signum), "")
 
     @property
     def exit_code(self) -> int:
@@ -165,7 +164,7 @@ def usable_analyses(state, todo: list[discover.Found], meta: ModelMeta, spec: st
     return out
 
 
-def needs_extension(a: StoredAnalysis, options: TagOptions, meta: ModelMeta) -> list[tuple[float, float]]:
+def needs_extension(a: StoredAnalysis, options: TagOptions, meta: ModelMeta) -> list[Segment]:
     """The rest of the track to analyse before deciding from a stored adaptive first pass: empty
     where its decision under these settings is clear (or the track was heard whole). The first
     pass's stretches follow from its duration, so they need not be stored."""
@@ -214,11 +213,11 @@ class Stats:
     extended: int = 0  # of ``rest``: first passes from the store of analyses, extended (not restarted)
     stored: int = 0  # files decided from the store of analyses (not decoded, no model)
 
-    def add_worker(self, res: dict[str, Any]) -> None:
-        self.worker += res.get("seconds", 0.0)
-        for k, v in (res.get("timing") or {}).items():
-            if k in ("tags", "decode", "features"):
-                setattr(self, k, getattr(self, k) + v)
+    def add_worker(self, a: Analysis) -> None:
+        self.worker += a.timing.total
+        self.tags += a.timing.tags
+        self.decode += a.timing.decode
+        self.features += a.timing.features
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -297,51 +296,113 @@ def album_cut(todo: list[discover.Found], limit: int) -> list[discover.Found]:
     return [f for f in todo if scope_of(f.path) in kept]
 
 
+@dataclass(frozen=True, eq=False)
+class Prior:
+    """What was heard of a track before the rest of it (adaptive analysis): its first pass in
+    this run (``features`` kept, for a float32 re-check of the whole), or a stored first pass
+    being extended (``stored``, no features)."""
+
+    scores: np.ndarray
+    chunks: int
+    heard: float
+    embedding: np.ndarray | None
+    features: np.ndarray | None
+    size: int
+    mtime_ns: int
+    stored: bool = False
+    logits: np.ndarray | None = None  # a logit-mean model's exact mean logits (None: stored, or a mean model)
+
+
+@dataclass(eq=False)
+class Pending:
+    """The driver's own record of an :class:`Analysis` waiting for the model: the chunk
+    probabilities so far (``probs``, ``done`` chunks of them) and what was heard before it."""
+
+    analysis: Analysis
+    prior: Prior | None = None
+    probs: np.ndarray | None = None
+    done: int = 0
+
+    @property
+    def left(self) -> int:
+        """Chunks not predicted yet."""
+        return self.analysis.chunks - self.done
+
+
+@dataclass
+class Stream:
+    """The analyse tasks of one run: the files still to submit (``queue``, last first) and
+    the tasks in flight (``tasks``, at most its limit)."""
+
+    params: dict[str, Any]
+    policy: Policy
+    again: Policy  # the policy of a file decided again (decision settings changed; album mode)
+    by_path: dict[str, discover.Found]
+    queue: list[discover.Found]
+    tasks: TaskStream[str]  # keyed by path
+    task: Any  # the Ray task (tagger.ray_backend.analyse_remote())
+    redecide: set[str]
+
+
 class Tagger:
-    """One run of ``tagger tag``. Construct, then :meth:`run`."""
+    """One run of ``tagger tag``. Construct, then :meth:`run`.
+
+    The orchestrator: plans, streams analyses through Ray, batches chunks for the predictor,
+    holds album tracks until their folder is done. What each track's scores lead to (deciding,
+    writing, recording, the report row) is the apply stage's (:class:`tagger.apply.ApplyStage`).
+    """
 
     def __init__(self, paths, options: TagOptions, *, argv: list[str] | None = None,
                  progress: Progress | None = None, state=None, run_id: str | None = None,
                  stop: StopFlag | None = None):
+        from tagger.apply import ApplyStage
+
         self.paths = [os.fspath(p) for p in paths]
         self.options = options
         self.argv = argv or []
         self.progress = progress or Progress()
         self.state = state
         self.stop = stop if stop is not None else StopFlag()
+        # the model's files, located and verified here once; the predictors get them as they are
         self.files = locate(options.model, vocabulary=options.vocabulary)
         self.meta = load_meta(self.files)
+        self._shipped = options.vocabulary if options.model is None else None
         self.report = Report(dry_run=options.dry_run, run_id=run_id or "", model=model_summary(self.meta, options),
                              options=_options_dict(options))
         self.stats = Stats()
         self.deadline = None if options.time_budget is None else time.monotonic() + options.time_budget
-        self._last_flush = time.monotonic()
-        self._since_flush = 0
-        self._explain: list[tuple[str, dict[str, Any]]] = []
         self._exact: Callable[[np.ndarray], np.ndarray] | None = None  # float32 re-check (bfloat16 CPU inference)
         self._head_norms: np.ndarray | None = None  # a logit-mean head's column norms (its bfloat16 bound)
-        self.state_problem: StateError | None = None  # the state database refused a write during the run
-        self._decided = decision_key(options, self.meta)
         #: the thresholds in effect, as close calls take them (one number, or one per label)
         self._thr = thresholds_for(self.meta, options).for_close_call(self.meta.labels)
         self._agg = self.meta.aggregation
         self._sampling = sampling_spec(options)
-        self._backbone = ""  # the predictor's backbone id, where its model computes embeddings
+        self.apply = ApplyStage(meta=self.meta, options=options, report=self.report, state=state,
+                                decided=decision_key(options, self.meta), sampling=self._sampling)
         # album mode (tagger.albums): analysed tracks wait here until every file of their album
         # folder in this run is done, then that folder's albums are decided together and written
         # (_decide_albums), while the rest of the run goes on; only scores and tags are kept
         self._albums = bool(options.albums)
-        self._held: dict[str, tuple[dict[str, Any], np.ndarray, discover.Found]] = {}
-        self._evidence: dict[str, tuple[dict[str, Any], Row]] = {}  # skipped with a person's genre
+        self._held: dict[str, tuple[Scored, discover.Found]] = {}
+        self._evidence: dict[str, tuple[Analysis, Row]] = {}  # skipped with a person's genre
         self._scope_left: dict[str, int] = {}  # album folder -> this run's files in it not done yet
         self._by_scope: dict[str, list[str]] = {}  # album folder -> every file the walk found in it
         self._plan: Plan | None = None
         # adaptive analysis (the default): a sample first, the rest where the decision is close
         self._nice = 0  # niceness the decode workers add to themselves (ray_backend.cpu_split)
         self._adaptive = options.analysis_seconds is None and not options.whole_track
-        self._rest_queue: list[tuple[discover.Found, list[tuple[float, float]]]] = []  # re-checks to submit
-        self._priors: dict[str, dict[str, Any]] = {}  # path -> what was heard before its rest
-        self._extend: dict[str, tuple[StoredAnalysis, list[tuple[float, float]]]] = {}  # stored first passes to extend
+        self._rest_queue: list[tuple[discover.Found, list[Segment]]] = []  # re-checks to submit
+        self._priors: dict[str, Prior] = {}  # path -> what was heard before its rest
+        self._extend: dict[str, tuple[StoredAnalysis, list[Segment]]] = {}  # stored first passes to extend
+
+    @property
+    def state_problem(self) -> StateError | None:
+        """The state database refused a write during the run (the run went on)."""
+        return self.apply.state_problem
+
+    @state_problem.setter
+    def state_problem(self, exc: StateError | None) -> None:
+        self.apply.state_problem = exc
 
     # ------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -363,16 +424,15 @@ class Tagger:
             if rest:
                 self._extend[path] = (plan.stored.pop(path), rest)
         if self._extend:
-            self.report.notes.append(f"{plural(len(self._extend), 'stored sampled analysis', 'stored sampled analyses')} "
-                                     "extended: a close call under these settings (the rest of the track heard)")
+            n = plural(len(self._extend), "stored sampled analysis", "stored sampled analyses")
+            self.report.notes.append(f"{n} extended: a close call under these settings (the rest of the track heard)")
         if plan.stored:
-            self.report.notes.append(f"{plural(len(plan.stored), 'file')} decided from stored analyses (not re-analysed)")
+            self.report.notes.append(
+                f"{plural(len(plan.stored), 'file')} decided from stored analyses (not re-analysed)")
         self.stats.stored = len(plan.stored)
         if not plan.todo:
             self._prune(plan)
-            self.report.finished = time.time()
-            self.report.timing = self.stats.to_dict()
-            return self.report
+            return self._finished()
         self.progress.start(len(plan.todo))
         if self._albums:
             from tagger.albums import scope_of
@@ -381,8 +441,8 @@ class Tagger:
             for f in plan.todo:
                 s = scope_of(f.path)
                 self._scope_left[s] = self._scope_left.get(s, 0) + 1
-            for p in plan.found:
-                self._by_scope.setdefault(scope_of(p), []).append(p)
+            for path in plan.found:
+                self._by_scope.setdefault(scope_of(path), []).append(path)
         try:
             fresh = [f for f in plan.todo if f.path not in plan.stored]
             self._decide_stored([f for f in plan.todo if f.path in plan.stored], plan.stored)
@@ -395,13 +455,16 @@ class Tagger:
                 self._decide_albums(plan)
         finally:
             self.progress.close()
-            if self.state is not None:
-                self._flush_state()
+            self.apply.flush()
         if not self.stop:
             self._prune(plan)
         if self.stop:
             self.report.interrupted = self.stop.name
+        return self._finished()
+
+    def _finished(self) -> Report:
         self.report.finished = time.time()
+        self.stats.write = self.apply.write_seconds
         self.report.timing = self.stats.to_dict()
         return self.report
 
@@ -426,26 +489,18 @@ class Tagger:
         """Decide and write files from their stored analyses: tags are read here in the driver,
         nothing is decoded, no model runs (TensorFlow is not even imported)."""
         from tagger import tags
+        from tagger.apply import from_store
 
         for i, f in enumerate(files):
             if self.stop or self._out_of_time():
                 self.report.pending += len(files) - i
                 return
-            a = stored[f.path]
             try:
                 info = tags.read_tags(f.path)
             except FileError as exc:
                 self._fail(f, exc.kind, exc.reason)
                 continue
-            res = {
-                "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "format": info.format,
-                "existing": tuple(info.genres), "tagger_owned": info.tagger_owned,
-                "owner_model": info.provenance.model_id if info.provenance is not None else None,
-                "analysed": a.seconds, "duration": a.duration, "chunks": a.chunks, "node": "",
-                "analysis": "stored", "analysed_at": a.analysed_at, "album_tags": info.album_tags(),
-                **dict(zip(("sampling", "rechecked"), _adaptive().describe(a.sampling))),
-            }
-            self._finish_analysed(res, np.asarray(a.scores, dtype=np.float32), f)
+            self._finish_analysed(from_store(f, info, stored[f.path]), f)
 
     def _done_with(self, path: str) -> None:
         """Album mode: a file of this run has its outcome (held for its album, or a row). When
@@ -468,13 +523,14 @@ class Tagger:
         """Album mode: decide the albums of the album folders ``scopes`` (every file of this run
         in them is done), or, at the end of the run (None), of every folder still held. The held
         tracks are grouped, with the other tracks of their album folders (unchanged ones: their
-        tags read here, their scores from the store), into albums (tagger.albums); each album is
-        decided and its tracks written. An album with a file of this run still unfinished (time
-        budget, interruption) is left whole for the next run, which decides it from the store;
-        tracks of other runs are written only where their genre is tagger's own (or none) and
-        their album's decision changed it."""
+        tags read here, their scores from the store), into albums and applied
+        (:func:`tagger.apply.album_decisions`). An album with a file of this run still unfinished
+        (time budget, interruption) is left whole for the next run, which decides it from the
+        store; tracks of other runs are written only where their genre is tagger's own (or none)
+        and their album's decision changed it."""
         from tagger import albums as al
         from tagger import tags
+        from tagger.apply import album_decisions
 
         if scopes is None:
             held, evidence = self._held, self._evidence
@@ -493,7 +549,6 @@ class Tagger:
             return
         todo = {f.path for f in plan.todo}
         scopes = {al.scope_of(p) for p in list(held) + list(evidence)}
-        open_scopes = set(self._scope_left)  # folders with a file of this run not done (stopped early)
         # the album folders' other files: unchanged since an earlier run (not this run's todo)
         others: dict[str, tuple[discover.Found, Any]] = {}
         for p in (q for s in scopes for q in self._by_scope.get(s, ())):
@@ -506,84 +561,16 @@ class Tagger:
                 log.debug("%s: not part of its album this run (%s)", p, exc)
         stored = {} if self.state is None or not others else usable_analyses(
             self.state, [f for f, _ in others.values()], self.meta, self._sampling)
-        tracks = [al.TrackTags.of(p, r.get("album_tags")) for p, (r, _, _) in held.items()]
-        tracks += [al.TrackTags.of(p, r.get("album_tags")) for p, (r, _) in evidence.items()]
-        tracks += [al.TrackTags.of(p, info.album_tags()) for p, (_, info) in others.items()]
-        albums, alone = al.group(tracks)
-        o, meta = self.options, self.meta
-        t = thresholds_for(meta, o)
-        kw = dict(top_k=o.top_k, min_confidence=t.default, thresholds=t.per_label, on_existing=o.on_existing,
-                  model_id=meta.model_id, names=meta.display_names, user_map=user_names(meta, o), dissent=o.album_dissent,
-                  aggregation=meta.aggregation)
-        for p in alone:  # loose singles: decided per track
-            if p in held:
-                res, scores, found = held[p]
-                ad = al.decide_album([self._member(p, res, scores)], meta.labels, **kw)
-                self._finish_analysed(res, scores, found, album=(ad.outcomes[p], ""))
-        for album in albums:
-            if self.stop and not self.options.dry_run:
-                self.report.pending += sum(1 for p in album.paths if p in held)
-                continue
-            if any(al.scope_of(p) in open_scopes for p in album.paths):
-                self.report.pending += sum(1 for p in album.paths if p in held)
-                continue
-            members = []
-            for p in album.paths:
-                if p in held:
-                    res, scores, _ = held[p]
-                    members.append(self._member(p, res, scores))
-                elif p in evidence:
-                    members.append(self._member(p, evidence[p][0], None))
-                    evidence[p][1].album = album.name
-                else:
-                    found, info = others[p]
-                    a = stored.get(p)
-                    members.append(al.Member(
-                        p, None if a is None else np.asarray(a.scores, dtype=np.float32),
-                        0.0 if a is None else a.seconds, tuple(info.genres), info.tagger_owned,
-                        info.provenance.model_id if info.provenance is not None else None))
-            ad = al.decide_album(members, meta.labels, name=album.name, compilation=album.compilation, **kw)
-            for m in members:
-                outcome = ad.outcomes.get(m.path)
-                if outcome is None:
-                    continue
-                if m.path in held:
-                    res, scores, found = held[m.path]
-                    self._finish_analysed(res, scores, found, album=(outcome, album.name))
-                elif m.path in others and outcome.decision.action == TAG and not m.person_genres:
-                    # another run's track whose album decision moved: only tagger's own genre moves
-                    found, info = others[m.path]
-                    a = stored[m.path]
-                    res = {
-                        "path": m.path, "size": found.size, "mtime_ns": found.mtime_ns, "format": info.format,
-                        "existing": tuple(info.genres), "tagger_owned": info.tagger_owned,
-                        "owner_model": m.owner_model, "analysed": a.seconds, "duration": a.duration,
-                        "chunks": a.chunks, "node": "", "analysis": "stored", "analysed_at": a.analysed_at,
-                    }
-                    self._finish_analysed(res, np.asarray(a.scores, dtype=np.float32), found,
-                                          album=(outcome, album.name))
-
-    @staticmethod
-    def _member(path: str, res: dict[str, Any], scores: np.ndarray | None):
-        from tagger.albums import Member
-
-        return Member(path, scores, float(res.get("analysed") or 0.0), tuple(res.get("existing") or ()),
-                      bool(res.get("tagger_owned")), res.get("owner_model"))
-
-    def _store(self, res: dict[str, Any], scores: np.ndarray) -> None:
-        """Keep what the model said about this file's audio in the store of analyses (dry runs too)."""
-        if self.state is None or res.get("size") is None:
-            return
-        res["analysed_at"] = utc_now()
-        self.state.store_analysis(StoredAnalysis(
-            path=res["path"], model_id=self.meta.model_id, size=res["size"], mtime_ns=res["mtime_ns"],
-            scores=tuple(float(s) for s in scores), chunks=int(res["chunks"]), seconds=float(res.get("analysed") or 0.0),
-            duration=res.get("duration"), sampling=res.get("store_sampling") or self._sampling,
-            analysed_at=res["analysed_at"],
-            run_id=self.report.run_id, backbone=self._backbone if res.get("embedding") is not None else "",
-            embedding=None if res.get("embedding") is None else tuple(float(v) for v in res["embedding"]),
-        ))
-        self._maybe_flush()
+        applied = 0
+        for s, album in album_decisions({p: v[0] for p, v in held.items()}, evidence, others, stored,
+                                        meta=self.meta, options=self.options,
+                                        open_scopes=set(self._scope_left), stopping=lambda: bool(self.stop)):
+            if s.path in held:
+                applied += 1
+                self._finish_analysed(s, held[s.path][1], album=album)
+            else:
+                self._finish_analysed(s, others[s.path][0], album=album)
+        self.report.pending += len(held) - applied
 
     # ------------------------------------------------------------------------------------
     def _process(self, todo: list[discover.Found], redecide: set[str] | None = None) -> None:
@@ -628,18 +615,18 @@ class Tagger:
             t = time.perf_counter()
             self._stage("loading the model")
             if plan.where == "actors":
-                predictors = rb.make_actors(plan, self.options.model, self.options.vocabulary)
+                predictors = rb.make_actors(plan, self.files, self.meta, shipped=self._shipped)
                 predict = _actor_predict(predictors)
             else:
-                predictors = [rb.Predictor(self.options.model, self.options.vocabulary,
-                                           batch_size=plan.batch_size, mixed_precision=plan.mixed_precision)]
+                predictors = [rb.Predictor(self.files, self.meta, batch_size=plan.batch_size, shipped=self._shipped,
+                                           mixed_precision=plan.mixed_precision)]
                 predict = predictors[0].predict_full
                 if predictors[0].approximate:  # bfloat16 on the CPU: close calls are re-done in float32
                     self._exact = predictors[0].predict_exact
                     self._head_norms = predictors[0].head_norms  # a logit-mean head's own bound
             self.stats.startup["model"] = time.perf_counter() - t
             emb = (_predictor_info(predictors[:1]) or [{}])[0].get("embedding") or {}
-            self._backbone = str(emb.get("backbone") or "") if emb.get("size") else ""
+            self.apply.backbone = str(emb.get("backbone") or "") if emb.get("size") else ""
             if node_check is not None:
                 t = time.perf_counter()
                 self.report.notes.extend(node_check.result())
@@ -654,7 +641,7 @@ class Tagger:
             t = time.perf_counter()
             self._stage("")
             try:
-                self._stream(stream, predict, plan.flush_chunks, handle, slots=max(1, int(res.get("CPU", 1))))
+                self._stream(stream, predict, plan.flush_size, handle, slots=max(1, int(res.get("CPU", 1))))
             finally:
                 self.stats.stream = time.perf_counter() - t
                 self.report.model["inference"]["predictors"] = _predictor_info(predictors)
@@ -671,154 +658,110 @@ class Tagger:
             log.info("start-up: %s", text)
         self.progress.stage(text)
 
-    def _open_stream(self, todo, task, limit: int, redecide) -> dict[str, Any]:
+    def _open_stream(self, todo, task, limit: int, redecide) -> Stream:
         """The analyse tasks of ``todo``, at most ``limit`` in flight: what :meth:`_submit` and
         :meth:`_stream` share (submitting may start before the model is loaded)."""
-        params = self.meta.features.to_dict()
-        policy = {
-            "model_id": self.meta.model_id, "on_existing": self.options.on_existing,
-            "analysis_seconds": self.options.analysis_seconds,
-            "adaptive_first": _adaptive().FIRST_SECONDS if self._adaptive else None,
-            "max_seconds": self.options.max_analysis_seconds, "float16": False, "nice": self._nice,
-        }
-        # decision settings changed since this model wrote the file's genre: look again
-        return {"params": params, "policy": policy, "policy_redecide": {**policy, "redecide": True},
-                "by_path": {f.path: f for f in todo}, "queue": list(reversed(todo)),
-                "in_flight": {},  # ref -> [path, monotonic time its clock started or None]
-                "task": task, "limit": limit, "redecide": redecide}
+        from tagger.ray_backend import TaskStream
 
-    def _submit(self, st: dict[str, Any]) -> None:
+        policy = Policy(
+            model_id=self.meta.model_id, on_existing=self.options.on_existing,
+            analysis_seconds=self.options.analysis_seconds,
+            adaptive_first=_adaptive().FIRST_SECONDS if self._adaptive else None,
+            max_seconds=self.options.max_analysis_seconds, float16=False, nice=self._nice,
+        )
+        # decision settings changed since this model wrote the file's genre: look again
+        return Stream(self.meta.features.to_dict(), policy, dataclasses.replace(policy, redecide=True),
+                      {f.path: f for f in todo}, list(reversed(todo)), TaskStream(limit), task, redecide)
+
+    def _submit(self, st: Stream) -> None:
         """Submit analyse tasks up to the stream's limit: re-checks first (they finish started
         tracks; the time budget only stops new files), then new files."""
-        in_flight, limit, task, params = st["in_flight"], st["limit"], st["task"], st["params"]
 
-        def policy_of(path):
+        def policy_of(path: str) -> Policy:
             # album mode: tracks tagger wrote are analysed too (their scores make their album's)
-            again = self._albums or path in st["redecide"]
-            return st["policy_redecide"] if again else st["policy"]
+            return st.again if self._albums or path in st.redecide else st.policy
 
-        while self._rest_queue and len(in_flight) < limit and not self.stop:
+        while self._rest_queue and not st.tasks.full and not self.stop:
             f, rest = self._rest_queue.pop(0)
-            pol = {**policy_of(f.path), "segments": rest, "adaptive_first": None}
-            in_flight[task.remote(f.path, params=params, policy=pol)] = [f.path, None]
-        queue = st["queue"]
-        while queue and len(in_flight) < limit and not self.stop and not self._out_of_time():
-            f = queue.pop()
+            pol = dataclasses.replace(policy_of(f.path), segments=tuple(rest), adaptive_first=None)
+            st.tasks.add(st.task.remote(f.path, params=st.params, policy=pol), f.path)
+        while st.queue and not st.tasks.full and not self.stop and not self._out_of_time():
+            f = st.queue.pop()
             pol = policy_of(f.path)
             if f.path in self._extend:  # a stored first pass, close under these settings: its rest only
                 a, rest = self._extend.pop(f.path)
-                self._priors[f.path] = {
-                    "scores": np.asarray(a.scores, np.float32), "chunks": a.chunks, "seconds": a.seconds,
-                    "embedding": None if a.embedding is None else np.asarray(a.embedding, np.float32),
-                    "features": None, "size": a.size, "mtime_ns": a.mtime_ns, "stored": True}
-                pol = {**pol, "segments": rest, "adaptive_first": None}
-            in_flight[task.remote(f.path, params=params, policy=pol)] = [f.path, None]
+                self._priors[f.path] = Prior(
+                    np.asarray(a.scores, np.float32), a.chunks, a.seconds,
+                    None if a.embedding is None else np.asarray(a.embedding, np.float32), None,
+                    a.size, a.mtime_ns, stored=True)
+                pol = dataclasses.replace(pol, segments=tuple(rest), adaptive_first=None)
+            st.tasks.add(st.task.remote(f.path, params=st.params, policy=pol), f.path)
 
-    def _stream(self, st: dict[str, Any], predict, batch_size: int, handle, slots: int | None = None) -> None:
-        """Collect the stream's analyses, predict them in batches, decide and write; keep
-        submitting. ``slots``: how many analyse tasks the cluster runs at once (the rest of the
-        limit in flight wait in Ray's queue, and their --file-timeout clock has not started)."""
-        import ray
+    def _stream(self, st: Stream, predict, flush_size: int, handle, slots: int | None = None) -> None:
+        """Collect the stream's analyses, predict them ``flush_size`` chunks at a time, decide
+        and write; keep submitting. ``slots``: how many analyse tasks the cluster runs at once
+        (the rest of the limit in flight wait in Ray's queue, and their --file-timeout clock has
+        not started)."""
+        from tagger.ray_backend import task_failure
 
-        by_path, queue, in_flight = st["by_path"], st["queue"], st["in_flight"]
-        ready: list[dict[str, Any]] = []  # analysed tracks waiting for a batch (or its end)
+        ready: list[Pending] = []  # analysed tracks waiting for a batch (or its end)
         ready_chunks = 0  # their chunks not yet predicted
         timeout = self.options.file_timeout
-
-        def submit():
-            self._submit(st)
-
-        submit()
-        while in_flight or ready or self._rest_queue:
+        self._submit(st)
+        while len(st.tasks) or ready or self._rest_queue:
             if self.stop:
-                for ref in in_flight:
-                    ray.cancel(ref, force=True)
-                self.report.pending += len(in_flight) + len(ready) + len(self._rest_queue)
-                in_flight.clear()
+                stopped = st.tasks.cancel_all()
+                self.report.pending += len(stopped) + len(ready) + len(self._rest_queue)
                 self._rest_queue.clear()
                 ready = []
                 break
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5) if in_flight else ([], [])
-            # collect everything already finished, without waiting
-            if done and len(in_flight) > 1:
-                more, _ = ray.wait([r for r in in_flight if r not in done], num_returns=len(in_flight) - 1, timeout=0)
-                done = done + more
-            for ref in done:
-                path, _ = in_flight.pop(ref)
-                try:
-                    res = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - worker died twice, node lost, task cancelled, ...
-                    from tagger.ray_backend import task_failure
-
-                    res = {"path": path, "error": ("worker", task_failure(exc, handle)),
-                           "format": None, "existing": (), "node": "", "seconds": 0.0}
-                self.stats.add_worker(res)
+            for done in st.tasks.finished(timeout=0.5):
+                path = done.key
+                a: Analysis = done.value if done.error is None else Analysis.failed(
+                    path, "worker", task_failure(done.error, handle))  # worker died twice, node lost, ...
+                self.stats.add_worker(a)
                 prior = self._priors.pop(path, None)
-                if prior is not None and not self._rest_fits(res, prior, by_path[path]):
+                if prior is not None and not self._rest_fits(a, prior, st.by_path[path]):
                     continue
-                if prior is not None:
-                    res["_prior"] = prior
-                if res.get("features") is not None:
-                    ready.append(res)
-                    ready_chunks += res["features"].shape[0]
+                if a.features is not None:
+                    ready.append(Pending(a, prior))
+                    ready_chunks += a.chunks
                 else:
-                    self._finish_unanalysed(res, by_path[path], handle)
-            self._check_timeouts(in_flight, timeout, by_path, slots)
-            submit()
-            flush = ready and (ready_chunks >= batch_size or not in_flight)
-            if flush:
+                    self._finish_unanalysed(a, st.by_path[path], handle)
+            for path in st.tasks.overdue(timeout, slots=slots):
+                self._fail(st.by_path[path], "timeout", f"analysis took longer than {timeout:.0f} s; stopped")
+            self._submit(st)
+            if ready and (ready_chunks >= flush_size or not len(st.tasks)):
                 # whole batches only while more tracks are coming: a track's last chunks wait for
                 # the next batch instead of making a small one (they cost up to twice as much)
-                ready = self._predict_and_write(ready, predict, by_path,
-                                                batch=None if not in_flight else batch_size)
-                ready_chunks = sum(r["features"].shape[0] - r["_done"] for r in ready)
-            if not in_flight and not queue and not self._rest_queue:
+                ready = self._predict_and_write(ready, predict, st.by_path,
+                                                flush=None if not len(st.tasks) else flush_size)
+                ready_chunks = sum(p.left for p in ready)
+            if not len(st.tasks) and not st.queue and not self._rest_queue:
                 break
-        if queue:
-            self.report.pending += len(queue)
+        if st.queue:
+            self.report.pending += len(st.queue)
 
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def _check_timeouts(self, in_flight, timeout, by_path, slots: int | None = None) -> None:
-        """Stop files analysed for longer than ``timeout``. A task's clock starts when it is
-        among the ``slots`` oldest outstanding tasks (Ray runs them in order), not when it was
-        submitted: time spent waiting in the queue behind slow files is not the file's fault."""
-        import ray
-
-        if not timeout:
-            return
-        now = time.monotonic()
-        for i, (ref, entry) in enumerate(list(in_flight.items())):
-            if slots is not None and i >= slots:
-                break
-            path, started = entry
-            if started is None:
-                entry[1] = now
-                continue
-            if now - started > timeout:
-                ray.cancel(ref, force=True)
-                del in_flight[ref]
-                self._fail(by_path[path], "timeout", f"analysis took longer than {timeout:.0f} s; stopped")
-
     # ------------------------------------------------------------------------------------
-    def _predict_and_write(self, ready: list[dict[str, Any]], predict, by_path,
-                           batch: int | None = None) -> list[dict[str, Any]]:
-        """Predict the chunks of ``ready`` not yet predicted (a multiple of ``batch`` of them, or
-        all with None), finish every track whose chunks are all predicted, and return the
-        others (their scores so far kept in ``_probs``, ``_done`` chunks of them)."""
-        for r in ready:
-            if "_probs" not in r:
-                r["_probs"], r["_done"] = None, 0
-        todo = sum(r["features"].shape[0] - r["_done"] for r in ready)
-        count = todo if batch is None else todo - todo % batch
+    def _predict_and_write(self, ready: list[Pending], predict, by_path,
+                           flush: int | None = None) -> list[Pending]:
+        """Predict the chunks of ``ready`` not yet predicted (a multiple of ``flush`` of them, or
+        all with None), finish every track whose chunks are all predicted, and return the others
+        (their probabilities so far kept in their :class:`Pending`)."""
+        todo = sum(p.left for p in ready)
+        count = todo if flush is None else todo - todo % flush
         if count == 0:
             return ready
-        parts, left = [], count
-        for r in ready:
+        parts: list[np.ndarray] = []
+        left = count
+        for p in ready:
             if left == 0:
                 break
-            f = r["features"][r["_done"]:][:left]
+            assert p.analysis.features is not None
+            f = p.analysis.features[p.done:][:left]
             parts.append(f)
             left -= f.shape[0]
         t = time.perf_counter()
@@ -828,272 +771,183 @@ class Tagger:
         except Exception as exc:
             import ray
 
+            from tagger.ray_backend import one_line
+
             if not isinstance(exc, ray.exceptions.RayError):
                 raise
             # the predictor actors are lost (their GPU node left the cluster, restarts used up):
             # the tracks of this batch fail with the reason; what is already written stays
-            for r in ready[:len(parts)]:
-                self._fail(by_path[r["path"]], "worker", f"inference lost: {_one_line(exc)}")
+            for p in ready[:len(parts)]:
+                self._fail(by_path[p.analysis.path], "worker", f"inference lost: {one_line(exc)}")
             return ready[len(parts):]
         self.stats.infer += time.perf_counter() - t
         self.stats.chunks += x.shape[0]
         self.stats.batches += 1
         start, waiting = 0, []
-        for r in ready:
-            n = r["features"].shape[0]
-            take = min(n - r["_done"], count - start)
+        for p in ready:
+            n = p.analysis.chunks
+            take = min(n - p.done, count - start)
             if take > 0:
-                if r["_probs"] is None:
-                    r["_probs"] = np.empty((n, probs.shape[1]), np.float32)
-                r["_probs"][r["_done"]:r["_done"] + take] = probs[start:start + take]
-                r["_done"] += take
+                if p.probs is None:
+                    p.probs = np.empty((n, probs.shape[1]), np.float32)
+                p.probs[p.done:p.done + take] = probs[start:start + take]
+                p.done += take
                 start += take
-            if r["_done"] < n:
-                waiting.append(r)
+            if p.done < n:
+                waiting.append(p)
                 continue
-            prior = r.pop("_prior", None)
-            if prior is None or prior.get("stored"):
-                self.stats.analysed += 1
-            self.stats.audio_seconds += r.get("analysed") or 0.0
-            r["chunks"], r["analysis"] = n, "now"
-            full = r.pop("_probs")
-            labels = len(self.meta.labels)
-            scores = track_scores(full[:, :labels], self._agg)
-            # a logit-mean model's exact mean logits: an adaptive rest combines with them
-            r["_logits"] = track_logits(full[:, :labels]) if self._agg == "logit-mean" else None
-            # the backbone's pooled track embedding (mean over chunks), for heads trained later
-            r["embedding"] = full[:, labels:].mean(axis=0) if full.shape[1] > labels else None
-            if prior is None and self._adaptive and self._wants_rest(r, scores, by_path):
-                continue  # a close call on the sample: decided once the rest is heard
-            features = r["features"]
-            if prior is not None:
-                scores, features = self._with_prior(r, prior, scores)
-            if self._exact is not None and _close_call(scores, top_k=self.options.top_k, min_confidence=self._thr,
-                                                       chunks=r["chunks"], head_norms=self._head_norms):
-                t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
-                out = self._exact(np.asarray(features, dtype=np.float32))
-                exact = track_scores(out, self._agg)
-                if prior is not None and prior["features"] is None:  # a stored first pass: the new part only
-                    exact = _adaptive().combine_scores(
-                        prior["scores"], prior["chunks"], exact, n, aggregation=self._agg,
-                        rest_logits=track_logits(out) if self._agg == "logit-mean" else None)
-                scores = exact
-                self.stats.infer += time.perf_counter() - t
-                self.stats.rechecked += 1
-            self._conclude(r, scores, by_path)
+            self._scored(p, by_path)
         return waiting
 
-    def _wants_rest(self, r: dict[str, Any], scores: np.ndarray, by_path) -> bool:
+    def _scored(self, p: Pending, by_path) -> None:
+        """A track whose chunks are all predicted: its scores (and embedding), a re-check of the
+        rest of the track where adaptive analysis wants one, a float32 re-check of a close call
+        computed in bfloat16; then stored, decided and written (:meth:`_conclude`)."""
+        a, prior = p.analysis, p.prior
+        # chunks are computed only for a file that was stat'ed and read
+        assert p.probs is not None and a.features is not None and a.size is not None and a.mtime_ns is not None
+        if prior is None or prior.stored:
+            self.stats.analysed += 1
+        self.stats.audio_seconds += a.heard or 0.0
+        n = a.chunks
+        labels = len(self.meta.labels)
+        full = p.probs
+        out = full[:, :labels]
+        s = Scored(a.path, a.size, a.mtime_ns, a.format, a.tags, track_scores(out, self._agg), n,
+                   a.heard or 0.0, duration=a.duration, node=a.node, analysis="now",
+                   # the backbone's pooled track embedding (mean over chunks), for heads trained later
+                   embedding=full[:, labels:].mean(axis=0) if full.shape[1] > labels else None,
+                   # a logit-mean model's exact mean logits: an adaptive rest combines with them
+                   logits=track_logits(out) if self._agg == "logit-mean" else None)
+        if prior is None and self._adaptive:
+            decided = self._wants_rest(a, s, by_path)
+            if decided is None:
+                return  # a close call on the sample: decided once the rest is heard
+            s = decided
+        features = a.features
+        if prior is not None:
+            s, features = self._with_prior(s, prior, features)
+        if self._exact is not None and _close_call(s.scores, top_k=self.options.top_k, min_confidence=self._thr,
+                                                   chunks=s.chunks, head_norms=self._head_norms):
+            t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
+            exact_out = self._exact(np.asarray(features, dtype=np.float32))
+            exact = track_scores(exact_out, self._agg)
+            exact_logits = track_logits(exact_out) if self._agg == "logit-mean" else None
+            if prior is not None and prior.features is None:  # a stored first pass: the new part only
+                exact = _adaptive().combine_scores(prior.scores, prior.chunks, exact, n, aggregation=self._agg,
+                                                   first_logits=prior.logits, rest_logits=exact_logits)
+                exact_logits = _combine_logits(prior.logits, prior.chunks, exact_logits, n)
+            s = dataclasses.replace(s, scores=exact, logits=exact_logits)
+            self.stats.infer += time.perf_counter() - t
+            self.stats.rechecked += 1
+        self._conclude(s, by_path, plan=a.plan)
+
+    def _wants_rest(self, a: Analysis, s: Scored, by_path) -> Scored | None:
         """After an adaptive first pass: queue the rest of the track where the decision on the
-        sample is a close call (True), or mark the track decided on what was heard (False)."""
+        sample is a close call (None), or the track as decided on what was heard."""
         ad = _adaptive()
-        rest, share = ad.plan_rest(r.get("duration"), r.get("plan") or [(0.0, None)],
+        rest, share = ad.plan_rest(a.duration, list(a.plan or [(0.0, None)]),
                                    max_seconds=self.options.max_analysis_seconds, params=self.meta.features)
-        n = r["chunks"]
-        if rest and ad.needs_rest(scores, share=share, top_k=self.options.top_k,
-                                  min_confidence=self._thr, extra_error=ad.decision_error(n)):
-            self._priors[r["path"]] = {"scores": scores, "logits": r.get("_logits"), "chunks": n,
-                                       "seconds": r.get("analysed") or 0.0,
-                                       "embedding": r.get("embedding"), "features": r["features"],
-                                       "size": r.get("size"), "mtime_ns": r.get("mtime_ns"), "stored": False}
-            self._rest_queue.append((by_path[r["path"]], rest))
-            return True
-        whole = not rest
-        r["sampling"], r["rechecked"] = ("whole" if whole else "adaptive"), False
-        if whole:  # nothing left to hear: stored as complete
-            r["store_sampling"] = ad.spec(ad.FIRST_SECONDS, self.options.max_analysis_seconds, complete=True)
-        return False
+        if rest and ad.needs_rest(s.scores, share=share, top_k=self.options.top_k, min_confidence=self._thr,
+                                  extra_error=ad.decision_error(s.chunks)):
+            self._priors[a.path] = Prior(s.scores, s.chunks, s.heard, s.embedding, a.features, s.size, s.mtime_ns,
+                                         logits=s.logits)
+            self._rest_queue.append((by_path[a.path], rest))
+            return None
+        if not rest:  # nothing left to hear: stored as complete
+            return dataclasses.replace(s, sampling="whole", rechecked=False, store_sampling=ad.spec(
+                ad.FIRST_SECONDS, self.options.max_analysis_seconds, complete=True))
+        return dataclasses.replace(s, sampling="adaptive", rechecked=False)
 
-    def _with_prior(self, r: dict[str, Any], prior: dict[str, Any], scores: np.ndarray):
-        """Scores (and embedding, chunks, seconds) over the first pass and its rest together:
-        chunk-weighted means. Returns (scores, the features of everything heard in this run)."""
+    def _with_prior(self, s: Scored, prior: Prior, features: np.ndarray) -> tuple[Scored, np.ndarray]:
+        """The track over the first pass and its rest together: the model's aggregation over all
+        their chunks (a ``logit-mean`` model's scores combined in logit space, exactly where the
+        first pass's logits are known) and the chunk-weighted mean of the embeddings. Returns it,
+        and the features of everything heard in this run."""
         ad = _adaptive()
-        n = r["chunks"]
-        total = prior["chunks"] + n
-        combined = ad.combine_scores(prior["scores"], prior["chunks"], scores, n, aggregation=self._agg,
-                                     first_logits=prior.get("logits"), rest_logits=r.get("_logits"))
-        if r.get("embedding") is not None and prior.get("embedding") is not None \
-                and len(prior["embedding"]) == len(r["embedding"]):
-            r["embedding"] = ad.combine(prior["embedding"], prior["chunks"], r["embedding"], n)
-        else:
-            r["embedding"] = None
+        n = s.chunks
+        embedding = None
+        if s.embedding is not None and prior.embedding is not None and len(prior.embedding) == len(s.embedding):
+            embedding = ad.combine(prior.embedding, prior.chunks, s.embedding, n)
         self.stats.rest += 1
-        self.stats.rest_seconds += r.get("analysed") or 0.0
-        self.stats.extended += int(bool(prior.get("stored")))
-        r["chunks"], r["analysed"] = total, prior["seconds"] + (r.get("analysed") or 0.0)
-        r["sampling"], r["rechecked"] = "adaptive+rest", True
-        r["store_sampling"] = ad.spec(ad.FIRST_SECONDS, self.options.max_analysis_seconds, complete=True)
-        features = r["features"] if prior["features"] is None else np.concatenate([prior["features"], r["features"]])
-        return combined, features
+        self.stats.rest_seconds += s.heard
+        self.stats.extended += int(prior.stored)
+        scores = ad.combine_scores(prior.scores, prior.chunks, s.scores, n, aggregation=self._agg,
+                                   first_logits=prior.logits, rest_logits=s.logits)
+        both = dataclasses.replace(
+            s, scores=scores, logits=_combine_logits(prior.logits, prior.chunks, s.logits, n), embedding=embedding,
+            chunks=prior.chunks + n, heard=prior.heard + s.heard, sampling="adaptive+rest", rechecked=True,
+            store_sampling=ad.spec(ad.FIRST_SECONDS, self.options.max_analysis_seconds, complete=True))
+        return both, (features if prior.features is None else np.concatenate([prior.features, features]))
 
-    def _rest_fits(self, res: dict[str, Any], prior: dict[str, Any], found: discover.Found) -> bool:
+    def _rest_fits(self, a: Analysis, prior: Prior, found: discover.Found) -> bool:
         """A re-check's result belongs with its first pass (False: the file was dealt with here)."""
-        if res.get("size") is not None and (res["size"], res["mtime_ns"]) != (prior["size"], prior["mtime_ns"]):
-            self._fail(found, "decode", "file changed while it was analysed; analysed again next run", res)
+        if a.size is not None and (a.size, a.mtime_ns) != (prior.size, prior.mtime_ns):
+            self._fail(found, "decode", "file changed while it was analysed; analysed again next run", a)
             return False
-        if res.get("features") is None and not prior.get("stored"):
+        if a.features is None and not prior.stored:
             # the rest could not be heard (a damaged stretch, silence): decide on the sample
-            reason = (res.get("error") or ("", res.get("skip") or "no audio"))[1]
-            log.warning("%s: the rest of the track could not be analysed (%s); decided on the sample", res["path"], reason)
-            r = {**res, "features": prior["features"], "analysed": prior["seconds"], "chunks": prior["chunks"],
-                 "embedding": prior["embedding"], "analysis": "now", "sampling": "adaptive", "rechecked": False,
-                 "error": None, "skip": None}
-            if r.get("format") is None:
-                r["format"] = discover.format_of(res["path"])
-            self._conclude(r, prior["scores"], {res["path"]: found})
+            reason = (a.error or ("", a.skip or "no audio"))[1]
+            log.warning("%s: the rest of the track could not be analysed (%s); decided on the sample", a.path, reason)
+            # the file as the first pass saw it, where the re-check could not even stat it (a write
+            # then finds it changed or gone, and says so)
+            size = a.size if a.size is not None else prior.size
+            mtime_ns = a.mtime_ns if a.mtime_ns is not None else prior.mtime_ns
+            s = Scored(a.path, size, mtime_ns, a.format or discover.format_of(a.path), a.tags, prior.scores,
+                       prior.chunks, prior.heard, duration=a.duration, node=a.node, analysis="now",
+                       sampling="adaptive", rechecked=False, embedding=prior.embedding, logits=prior.logits)
+            self._conclude(s, {a.path: found})
             return False
         return True
 
-    def _conclude(self, r: dict[str, Any], scores: np.ndarray, by_path) -> None:
-        """Store a track's analysis, then decide and write it."""
-        if self.options.analysis_seconds is not None or self.options.whole_track:
-            sampled = any(d is not None for _, d in (r.get("plan") or [(0.0, None)]))
-            r.setdefault("sampling", "sample" if sampled else "whole")
-        self._store(r, scores)
+    def _conclude(self, s: Scored, by_path, plan=None) -> None:
+        """Store a track's analysis, then decide and write it. ``plan``: the stretches analysed."""
+        if (self.options.analysis_seconds is not None or self.options.whole_track) and not s.sampling:
+            sampled = any(d is not None for _, d in (plan or [(0.0, None)]))
+            s = dataclasses.replace(s, sampling="sample" if sampled else "whole")
+        s = self.apply.store(s)
         if self.stop and not self.options.dry_run:
             # stopping: nothing new is written; the file stays for the next run
             self.report.pending += 1
             return
-        self._finish_analysed(r, scores, by_path[r["path"]])
+        self._finish_analysed(s, by_path[s.path])
 
-    def _finish_analysed(self, res: dict[str, Any], scores: np.ndarray, found: discover.Found,
-                         album: tuple[Any, str] | None = None) -> None:
-        """Decide (per track, or with ``album`` = (tagger.albums.TrackOutcome, album name) the
-        album's outcome for this track), write, report, record. In album mode without ``album``
-        the track is held until its album is decided (:meth:`_decide_albums`)."""
-        o, meta = self.options, self.meta
+    def _finish_analysed(self, s: Scored, found: discover.Found, album=None) -> None:
+        """Apply a scored track (per track, or with ``album`` = (tagger.albums.TrackOutcome, album
+        name) the album's outcome for it). In album mode without ``album`` the track is held
+        until its album is decided (:meth:`_decide_albums`)."""
         if self._albums and album is None:
-            res.pop("features", None)
-            res.pop("audio", None)
-            self._held[res["path"]] = (res, np.asarray(scores, dtype=np.float32), found)
+            self._held[s.path] = (s, found)
             self.progress.advance()
-            self._done_with(res["path"])
+            self._done_with(s.path)
             return
-        if album is None:
-            d, reason, album_name, genre_from = None, "", "", ""
-            d = decide_for(scores, res=res, meta=meta, options=o)
-            reason = d.reason
-        else:
-            outcome, album_name = album
-            d, genre_from = outcome.decision, outcome.genre_from
-            reason = d.reason + (f"; {outcome.note}" if outcome.note else "")
-        row = Row(
-            res["path"], res["format"] or discover.format_of(res["path"]), "", reason,
-            existing=list(res["existing"]),
-            predicted=[{"genre": r.genre, "label": r.label, "score": round(r.score, 4)} for r in d.ranked[:5]],
-            duration=round(res["analysed"], 2) if res.get("analysed") else None,
-            chunks=int(res["chunks"]), node=res.get("node", ""),
-            analysis=res.get("analysis", ""), analysed_at=res.get("analysed_at", ""),
-            album=album_name, genre_from=genre_from if d.action == TAG else "",
-            sampling=res.get("sampling", ""), rechecked=res.get("rechecked"),
-        )
-        if album is not None:
-            row.album_genres = list(album[0].album_genres)
-            row.dissent = bool(album[0].dissent)
-        if d.action == TAG:
-            row.written = list(d.genres)
-            try:
-                self._write(res, found, d)
-                row.action = "tagged"
-            except FileError as exc:
-                row.action, row.reason, row.error_kind = "failed", exc.reason, exc.kind
-        else:
-            row.action = "uncertain" if d.action == UNCERTAIN else "skipped"
-        self.report.add(row)
-        log.info("%s: %s (%s)", row.action, row.path, "; ".join(row.written) if row.written else row.reason)
-        if row.action == "uncertain" and o.explain_uncertain:
-            self._explain.append((res["path"], {"scores": scores}))
-        self._record(res, row.action)
+        self.apply.apply(s, album=album)
         if album is None:
             self.progress.advance()
 
-    def _write(self, res: dict[str, Any], found: discover.Found, d) -> None:
-        from tagger import __version__, tags
-
-        prov = tags.Provenance(
-            model_id=self.meta.model_id, genres=tuple(r.genre for r in d.chosen),
-            scores=tuple(round(r.score, 4) for r in d.chosen), date=_now_iso(), tool=f"tagger {__version__}",
-        )
-        path, state = res["path"], self.state
-        # write-ahead: the undo record is on disk before the file is replaced, or nothing is written
-        ahead = None if state is None else WriteAhead(state, self.report.run_id, path, refusal="left alone")
-        t = time.perf_counter()
-        try:
-            change = tags.write_genres(path, list(d.genres), prov, id3v23=self.options.id3v23,
-                                       dry_run=self.options.dry_run, expect=(res["size"], res["mtime_ns"]),
-                                       before_save=None if ahead is None else ahead.before_save)
-        except BaseException:
-            if ahead is not None:  # the write failed and the file is as it was (or a signal: settled next time)
-                ahead.void()
-            raise
-        finally:
-            self.stats.write += time.perf_counter() - t
-        if self.options.dry_run or ahead is None:
-            return
-        try:
-            st = ahead.done(after=change.after)
-        except StateError as exc:  # written, journaled ahead: the next run or undo settles the entry
-            log.warning("%s: written, but the journal entry could not be settled (%s); the next run "
-                        "settles it from the file", path, exc)
-            st = os.stat(path)
-        res["size"], res["mtime_ns"] = st.st_size, st.st_mtime_ns
-
-    def _finish_unanalysed(self, res: dict[str, Any], found: discover.Found, handle) -> None:
-        if res.get("error"):
-            kind, reason = res["error"]
-            if kind == "decode" and "not found" in reason and res.get("node") and res["node"] != handle.node_id:
-                reason += f" on worker node {res['node'][:12]} (is the library on a path shared by every node?)"
+    def _finish_unanalysed(self, a: Analysis, found: discover.Found, handle) -> None:
+        reason = a.skip or ""
+        if a.error:
+            kind, reason = a.error
+            if kind == "decode" and "not found" in reason and a.node and a.node != handle.node_id:
+                reason += f" on worker node {a.node[:12]} (is the library on a path shared by every node?)"
             if kind != "audio":
-                self._fail(found, kind, reason, res)
+                self._fail(found, kind, reason, a)
                 return
             # digital silence, too short: the file is fine, there is nothing to classify. Skipped
             # (exit 0) and remembered, so a nightly run does not fail on it forever.
-            log.info("skipped: %s (%s)", res["path"], reason)
-            res["skip"] = reason
-        row = Row(res["path"], res["format"] or discover.format_of(res["path"]), "skipped", res["skip"],
-                  existing=list(res["existing"]), node=res.get("node", ""),
-                  error_kind="audio" if res.get("error") else "")
-        self.report.add(row)
-        if self._albums and not res.get("error") and res.get("existing"):
+            log.info("skipped: %s (%s)", a.path, reason)
+        row = self.apply.skipped(a, reason)
+        if self._albums and not a.error and a.tags.existing:
             # a person's genre (--on-existing skip): evidence about its album, no scores
-            self._evidence[res["path"]] = (res, row)
-        self._record(res, "skipped")
+            self._evidence[a.path] = (a, row)
         self.progress.advance()
-        self._done_with(res["path"])
+        self._done_with(a.path)
 
-    def _fail(self, found: discover.Found, kind: str, reason: str, res: dict[str, Any] | None = None) -> None:
-        res = res or {}
-        self.report.add(Row(found.path, res.get("format") or discover.format_of(found.path), "failed", reason,
-                            existing=list(res.get("existing") or ()), node=res.get("node", ""), error_kind=kind))
-        log.warning("%s: %s", found.path, reason)
+    def _fail(self, found: discover.Found, kind: str, reason: str, a: Analysis | None = None) -> None:
+        self.apply.failed(found.path, kind, reason, a)
         self.progress.advance()
         self._done_with(found.path)
-
-    def _record(self, res: dict[str, Any], outcome: str) -> None:
-        if self.state is None or self.options.dry_run or res.get("size") is None:
-            return
-        self.state.record_file(res["path"], size=res["size"], mtime_ns=res["mtime_ns"],
-                               model_id=self.meta.model_id, outcome=outcome, run_id=self.report.run_id,
-                               decided=self._decided)
-        self._maybe_flush()
-
-    def _maybe_flush(self) -> None:
-        self._since_flush += 1
-        now = time.monotonic()
-        if self._since_flush >= FLUSH_EVERY_FILES or now - self._last_flush >= FLUSH_EVERY_SECONDS:
-            self._since_flush, self._last_flush = 0, now
-            self._flush_state()
-
-    def _flush_state(self) -> None:
-        """Commit buffered file records. A database that refuses them (full disk) does not end
-        the run: the records stay buffered for the next try, and writes stop for want of a journal."""
-        try:
-            self.state.flush()
-        except StateError as exc:
-            if self.state_problem is None:
-                log.warning("cannot save file records (%s); files are still analysed, and none is written "
-                            "without its undo record", exc)
-            self.state_problem = exc
 
 
 def _probe_paths(roots: list[str], todo: list[discover.Found]) -> list[str]:
@@ -1106,6 +960,15 @@ def _adaptive():
     from tagger import adaptive
 
     return adaptive
+
+
+def _combine_logits(first: np.ndarray | None, first_chunks: int, rest: np.ndarray | None,
+                    rest_chunks: int) -> np.ndarray | None:
+    """The exact mean logits of a first pass and its rest together (None unless both are known)."""
+    if first is None or rest is None:
+        return None
+    a, b = np.asarray(first, np.float64), np.asarray(rest, np.float64)
+    return (a * first_chunks + b * rest_chunks) / (first_chunks + rest_chunks)
 
 
 def _close_call(scores: np.ndarray, *, top_k: int, min_confidence: float | np.ndarray, chunks: int,
@@ -1128,7 +991,7 @@ def _predictor_info(predictors) -> list[dict[str, Any]]:
 
             return ray.get([a.info.remote() for a in predictors], timeout=30)
         return [p.info() for p in predictors]
-    except Exception as exc:  # noqa: BLE001 - an actor lost at the end must not lose the report
+    except Exception as exc:  # an actor lost at the end must not lose the report
         log.debug("predictor info unavailable: %s", exc)
         return []
 
@@ -1138,7 +1001,7 @@ def _actor_predict(actors) -> Callable[[np.ndarray], np.ndarray]:
 
     def predict(x: np.ndarray) -> np.ndarray:
         parts = np.array_split(x, len(actors))
-        refs = [a.predict_full.remote(p) for a, p in zip(actors, parts) if len(p)]
+        refs = [a.predict_full.remote(p) for a, p in zip(actors, parts, strict=False) if len(p)]
         return np.concatenate(ray.get(refs))
 
     return predict
@@ -1151,12 +1014,3 @@ def _options_dict(o: TagOptions) -> dict[str, Any]:
     d["reports"] = list(o.reports)
     d["exclude"] = list(o.exclude)
     return d
-
-
-def _now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from tagger.errors import FatalError
+from tagger.errors import FatalError, ModelError
+from tagger.model import CPU_BATCH, GPU_BATCH
+from tagger.modelmeta import ModelFiles, ModelMeta
 
 log = logging.getLogger(__name__)
 
-CPU_BATCH = 64
-GPU_BATCH = 512
+K = TypeVar("K")
 ACTOR_START_TIMEOUT = 600.0  # seconds to place every predictor actor and load the model
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP check of a cluster address before ray.init
 NODE_CHECK_TIMEOUT = 120.0  # seconds for the per-node check of a multi-node cluster
@@ -27,12 +31,12 @@ class InferencePlan:
     where: str  # "driver" (CPU, in this process) | "actors" (Ray actors, one per GPU)
     actors: int
     gpus_per_actor: float  # 1.0 for GPU actors; 0.0 runs the actors on CPU (tests, CPU-only pools)
-    batch_size: int  # chunks per forward pass, per actor
+    batch_size: int  # chunks per forward call, per predictor (tagger.model's batch vocabulary)
     mixed_precision: bool  # try mixed_float16 (kept only if the first batch's top-1 labels agree)
 
     @property
-    def flush_chunks(self) -> int:
-        """Chunks the driver gathers before one predict call: a full batch for every actor."""
+    def flush_size(self) -> int:
+        """Chunks the driver gathers before one dispatch: a full batch for every predictor."""
         return self.batch_size * max(1, self.actors)
 
 
@@ -110,7 +114,7 @@ class RayHandle:
             import ray
 
             alive = {n["NodeID"] for n in ray.nodes() if n.get("Alive")}
-        except Exception:  # noqa: BLE001 - the cluster itself is unreachable
+        except Exception:  # the cluster itself is unreachable
             return []
         return [name for node, name in self.node_names.items() if node not in alive]
 
@@ -173,7 +177,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> RayHa
         else:
             # "local": always a new instance, never the cluster `ray start` runs on this machine
             ray.init(address="local", num_cpus=num_cpus, runtime_env=env, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - many kinds, all fatal
+    except Exception as exc:  # many kinds, all fatal
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise FatalError(f"cannot start {where}: {msg}") from None
@@ -212,7 +216,7 @@ def _alive_nodes() -> int:
 
     try:
         return sum(1 for n in ray.nodes() if n.get("Alive"))
-    except Exception:  # noqa: BLE001
+    except Exception:
         return 1
 
 
@@ -221,7 +225,7 @@ def _node_names() -> dict[str, str]:
 
     try:
         return {n["NodeID"]: _node_name(n) for n in ray.nodes() if n.get("Alive")}
-    except Exception:  # noqa: BLE001
+    except Exception:
         return {}
 
 
@@ -232,7 +236,7 @@ def task_failure(exc: BaseException, handle: RayHandle | None) -> str:
     the retry failed too. Names the nodes that left the cluster during the run, if any."""
     import ray
 
-    text = _one_line(exc)
+    text = one_line(exc)
     lost = handle.lost_nodes() if handle is not None else []
     if lost and not isinstance(exc, ray.exceptions.RayTaskError):
         return (f"analysis lost: Ray node {', '.join(lost)} left the cluster during the run and the "
@@ -245,7 +249,7 @@ def _resources() -> dict[str, float]:
 
     try:
         return dict(ray.cluster_resources())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return {}
 
 
@@ -258,14 +262,14 @@ def _node_check(paths: list[str], params: dict[str, Any] | None = None) -> dict[
     import tagger
     import tagger.analyse
     import tagger.decode
-    import tagger.tags  # noqa: F401
+    import tagger.tags
     from tagger.features import FeatureParams, extract
 
     if params is not None:
         fp = FeatureParams.from_dict(params)
         n = max(fp.min_samples, fp.sample_rate)
         extract(0.1 * np.random.default_rng(0).standard_normal(n).astype(np.float32), params=fp)
-    return {"node": _current_node(), "version": tagger.__version__,
+    return {"node": current_node(), "version": tagger.__version__,
             "missing": [p for p in paths if not os.path.exists(p)]}
 
 
@@ -287,8 +291,8 @@ class NodeCheck:
         notes: list[str] = []
         try:
             done, pending = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=timeout)
-        except Exception as exc:  # noqa: BLE001
-            return [f"could not check the cluster's nodes: {_one_line(exc)}"]
+        except Exception as exc:
+            return [f"could not check the cluster's nodes: {one_line(exc)}"]
         for ref in pending:
             ray.cancel(ref, force=True)
             notes.append(f"node {_node_name(self.refs[ref])} did not answer the start-up check "
@@ -297,13 +301,13 @@ class NodeCheck:
             node = self.refs[ref]
             try:
                 res = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - cannot import tagger there, died, ...
+            except Exception as exc:  # cannot import tagger there, died, ...
                 if not isinstance(exc, ray.exceptions.RayTaskError) and not _is_alive(node.get("NodeID", "")):
                     # the node (or its worker) went away: not a node that cannot run tagger
                     notes.append(f"node {_node_name(node)} left the cluster during the start-up check "
-                                 f"({_one_line(exc)}); the run goes on without it")
+                                 f"({one_line(exc)}); the run goes on without it")
                     continue
-                raise FatalError(f"Ray node {_node_name(node)} cannot run tagger ({_one_line(exc)}); "
+                raise FatalError(f"Ray node {_node_name(node)} cannot run tagger ({one_line(exc)}); "
                                  "install the same tagger and its dependencies on every node") from None
             if res["version"] != tagger.__version__:
                 notes.append(f"node {_node_name(node)} runs tagger {res['version']}, "
@@ -332,7 +336,7 @@ def start_node_check(paths: list[str], *, params: dict[str, Any] | None = None) 
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= 1]
-    task = ray.remote(num_cpus=1, max_retries=0)(_node_check)
+    task = remote_task(_node_check, max_retries=0)
     return NodeCheck({
         task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
             paths, params): n
@@ -351,7 +355,7 @@ def _is_alive(node_id: str) -> bool:
 
     try:
         return any(n["NodeID"] == node_id and n.get("Alive") for n in ray.nodes())
-    except Exception:  # noqa: BLE001 - the cluster itself is gone
+    except Exception:  # the cluster itself is gone
         return False
 
 
@@ -359,9 +363,11 @@ def _node_name(node: dict[str, Any]) -> str:
     return f"{node.get('NodeID', '')[:12]} ({node.get('NodeManagerAddress', '?')})"
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of at most 240 characters: its last non-empty line (Ray's task
+    and actor errors end with the remote exception's own line; that is the useful one), or its
+    type's name."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    # Ray's task errors end with the remote exception's own line; that is the useful one
     text = lines[-1] if lines else type(exc).__name__
     return text[:240]
 
@@ -371,31 +377,158 @@ def warm_workers(count: int, *, params: dict[str, Any]) -> list[Any]:
     (librosa loads its modules on first use: seconds), without waiting for them: on one machine
     they run while the driver imports TensorFlow and loads the model, so the first files do not
     pay for cold workers. Returns the tasks' refs (nothing needs to wait for them)."""
-    import ray
-
-    task = ray.remote(num_cpus=1, max_retries=0)(_node_check)
+    task = remote_task(_node_check, max_retries=0)
     return [task.remote([], params) for _ in range(max(0, count))]
 
 
-_REMOTE = None
+# ---------------------------------------------------------------------------------------------
+# tasks: one lazy wrapper, one bounded loop (tagger tag's analyses, training's feature cache)
+# ---------------------------------------------------------------------------------------------
+
+_TASKS: dict[tuple[Callable[..., Any], int, int], Any] = {}
 
 
-def analyse_remote():
-    """The Ray task wrapping :func:`tagger.analyse.analyse_file` (created once, lazily)."""
-    global _REMOTE
-    if _REMOTE is None:
+def remote_task(fn: Callable[..., Any], *, num_cpus: int = 1, max_retries: int = 1) -> Any:
+    """``fn`` as a Ray task (created once per function and options, lazily: importing this
+    module never imports Ray). ``max_retries``: a worker killed mid-task (OOM killer, SIGKILL)
+    is retried that many times, then the task raises. Application errors are returned by
+    tagger's tasks, not raised, so they are never retried."""
+    key = (fn, num_cpus, max_retries)
+    if key not in _TASKS:
         import ray
 
-        from tagger.analyse import analyse_file
+        _TASKS[key] = ray.remote(num_cpus=num_cpus, max_retries=max_retries)(fn)
+    return _TASKS[key]
 
-        # max_retries: a worker killed mid-task (OOM killer, SIGKILL) is retried once, then the
-        # file is reported failed. Application errors are returned, not raised, so never retried.
-        _REMOTE = ray.remote(num_cpus=1, max_retries=1)(analyse_file)
-    return _REMOTE
 
+def analyse_remote() -> Any:
+    """The Ray task wrapping :func:`tagger.analyse.analyse_file` (one retry)."""
+    from tagger.analyse import analyse_file
+
+    return remote_task(analyse_file, max_retries=1)
+
+
+@dataclass(frozen=True)
+class Finished(Generic[K]):
+    """A task of a :class:`TaskStream` that ended: its key, and its value or what ``ray.get``
+    raised (its worker died twice, its node left, it was cancelled, ...)."""
+
+    key: K
+    value: Any = None
+    error: BaseException | None = None
+
+
+class TaskStream(Generic[K]):
+    """At most ``limit`` Ray tasks in flight, each under a key; finished ones collected as they
+    come, hung ones stopped. The bounded loop of ``tagger tag`` (:class:`tagger.pipeline.Tagger`)
+    and of training's feature cache (:func:`bounded`): memory stays flat however many files.
+
+    A task's clock (``overdue``) starts when it is among the ``slots`` oldest outstanding tasks
+    (Ray runs them in order), not when it was submitted: time spent waiting in the queue behind
+    slow files is not the file's fault.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = max(1, int(limit))
+        self._tasks: dict[Any, list[Any]] = {}  # ref -> [key, monotonic time its clock started or None]
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def full(self) -> bool:
+        return len(self._tasks) >= self.limit
+
+    def add(self, ref: Any, key: K) -> None:
+        self._tasks[ref] = [key, None]
+
+    def finished(self, timeout: float | None = 0.5) -> list[Finished[K]]:
+        """Wait up to ``timeout`` seconds (None: until one ends) for a task to end, then take
+        every task that has ended, without waiting further."""
+        import ray
+
+        if not self._tasks:
+            return []
+        refs = list(self._tasks)
+        done, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+        if done and rest:
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            done = done + more
+        out: list[Finished[K]] = []
+        for ref in done:
+            key = self._tasks.pop(ref)[0]
+            try:
+                out.append(Finished(key, ray.get(ref)))
+            except Exception as exc:  # the caller turns it into the file's failure
+                out.append(Finished(key, error=exc))
+        return out
+
+    def overdue(self, timeout: float | None, *, slots: int | None = None) -> list[K]:
+        """Cancel (force: the worker is killed) and drop the tasks running for longer than
+        ``timeout`` seconds (None or 0: never); returns their keys."""
+        import ray
+
+        if not timeout:
+            return []
+        now, out = time.monotonic(), []
+        for i, (ref, entry) in enumerate(list(self._tasks.items())):
+            if slots is not None and i >= slots:
+                break
+            if entry[1] is None:
+                entry[1] = now
+                continue
+            if now - entry[1] > timeout:
+                ray.cancel(ref, force=True)
+                del self._tasks[ref]
+                out.append(entry[0])
+        return out
+
+    def cancel_all(self) -> list[K]:
+        """Cancel every task in flight (a stop); returns their keys."""
+        import ray
+
+        keys = [entry[0] for entry in self._tasks.values()]
+        for ref in self._tasks:
+            ray.cancel(ref, force=True)
+        self._tasks.clear()
+        return keys
+
+
+def bounded(items: Iterable[K], submit: Callable[[K], Any], *, limit: int) -> Iterator[Finished[K]]:
+    """Run ``submit(item)`` (which starts a Ray task and returns its ref) for every item, with
+    at most ``limit`` in flight, yielding each as it finishes (:class:`Finished`)."""
+    stream: TaskStream[K] = TaskStream(limit)
+    todo = iter(items)
+    exhausted = False
+
+    def fill() -> None:
+        nonlocal exhausted
+        while not exhausted and not stream.full:
+            try:
+                item = next(todo)
+            except StopIteration:
+                exhausted = True
+                return
+            stream.add(submit(item), item)
+
+    fill()
+    while len(stream):
+        yield from stream.finished(timeout=None)
+        fill()
+
+
+# ---------------------------------------------------------------------------------------------
+# the predictor
+# ---------------------------------------------------------------------------------------------
 
 class Predictor:
-    """Holds a GenreModel. Runs in the driver on CPU, or as a Ray actor (one per GPU).
+    """Holds a loaded :class:`tagger.model.Model`. Runs in the driver on CPU, or as a Ray actor
+    (one per GPU).
+
+    ``files``/``meta``: the model as the driver located and verified it (``modelmeta.locate``,
+    ``load_meta``); None reads and verifies ``meta`` here. ``shipped``: the vocabulary when it is
+    a shipped model, found on this node by vocabulary where the driver's path is not there (a
+    cluster node with tagger installed elsewhere; it must be the same model).
 
     With ``mixed_precision`` the first batch is predicted in float32 and in mixed_float16; float16
     is kept for the rest of the run only if :func:`tagger.model.keep_mixed_precision` accepts it
@@ -404,21 +537,21 @@ class Predictor:
     no GPU set-up, no bfloat16 or float16.
     """
 
-    def __init__(self, model_path: str | None, vocabulary: str | None, *, batch_size: int,
-                 mixed_precision: bool = False, min_agreement: float = 1.0, cpu_bfloat16: bool | None = None):
-        from tagger.model import GenreModel, configure_devices, cpu_bfloat16_default, forward_flops
-        from tagger.modelmeta import load_meta, locate
+    def __init__(self, files: ModelFiles, meta: ModelMeta | None = None, *, batch_size: int,
+                 shipped: str | None = None, mixed_precision: bool = False, min_agreement: float = 1.0,
+                 cpu_bfloat16: bool | None = None):
+        from tagger.model import GenreModel, configure_devices, cpu_bfloat16_default, forward_flops, load
 
-        files = locate(model_path, vocabulary=vocabulary)
-        keras = load_meta(files, verify_hash=False).backend == "keras"  # GenreModel.load verifies
+        files, meta = _model_on_this_node(files, meta, shipped)
+        keras = meta.backend == "keras"
         self.devices = configure_devices() if keras else []  # memory growth on every visible GPU
-        self.model = GenreModel.load(files, batch_size=batch_size)
-        self.labels = len(self.model.meta.labels)
+        self.model = load(files, meta=meta, batch_size=batch_size)
+        self.labels = len(meta.labels)
         #: on a CPU with bfloat16 matrix units (AMX): the float32 model, for predict_exact, while
         #: self.model computes in bfloat16 (see tagger.model.close_call for how it is used)
-        self.exact: GenreModel | None = None
+        self.exact: Any = None
         if cpu_bfloat16 is None:
-            cpu_bfloat16 = (keras and not self.devices and not mixed_precision
+            cpu_bfloat16 = (isinstance(self.model, GenreModel) and not self.devices and not mixed_precision
                             and cpu_bfloat16_default(forward_flops(self.model.net)))
         if self.model.meta.aggregation == "logit-mean" and self.model.head_norms is None:
             cpu_bfloat16 = False  # logits without a Dense head: no bound on the bfloat16 error (close_call)
@@ -450,7 +583,7 @@ class Predictor:
 
     def predict_full(self, x):
         """x: (n, *input_shape) float32 chunks -> (n, n_labels + embedding_size) float32: the
-        scores, then each chunk's embedding where the model has one (GenreModel.predict_full)."""
+        scores, then each chunk's embedding where the model has one (Model.predict_full)."""
         if self._candidate is None:
             return self.model.predict_full(x)
         from tagger.model import keep_mixed_precision, top1_agreement
@@ -471,7 +604,7 @@ class Predictor:
     def info(self) -> dict[str, Any]:
         """Where and how this predictor runs (for the report)."""
         return {
-            "node": _current_node(), "devices": list(self.devices), "batch_size": self.model.batch_size,
+            "node": current_node(), "devices": list(self.devices), "batch_size": self.model.batch_size,
             "precision": "undecided" if self._candidate is not None else self.model.precision,
             "agreement": self.agreement, "rewrites": list(self.model.rewrites),
             "exact_fallback": "float32" if self.exact is not None else None,
@@ -482,30 +615,48 @@ class Predictor:
         return list(self.devices)
 
 
-def _current_node() -> str:
-    import sys
+def _model_on_this_node(files: ModelFiles, meta: ModelMeta | None,
+                        shipped: str | None) -> tuple[ModelFiles, ModelMeta]:
+    """The model files to load here, and their verified metadata: the driver's (``meta``, read
+    and verified where None), or, for a shipped model whose files are not at the driver's path
+    on this node, this node's own shipped model of that vocabulary (it must have the same id)."""
+    from tagger.modelmeta import load_meta, locate
 
+    if shipped is not None and meta is not None and not (files.weights.is_file() and files.meta.is_file()):
+        here = locate(None, vocabulary=shipped)
+        mine = load_meta(here)
+        if mine.model_id != meta.model_id:
+            raise ModelError(f"this node's tagger ships another {shipped!r} model ({mine.model_id}, the "
+                             f"driver's is {meta.model_id}): install the same tagger on every node")
+        return here, mine
+    return files, (meta if meta is not None else load_meta(files))
+
+
+def current_node() -> str:
+    """The Ray node id this process runs on; "" outside Ray. Never imports Ray just to ask
+    (``tagger explain`` and the tests run analyses without it)."""
     ray = sys.modules.get("ray")
     try:
         if ray is not None and ray.is_initialized():
             return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return ""
 
 
-def make_actors(plan: InferencePlan, model_path: str | None, vocabulary: str | None):
-    """Start ``plan.actors`` predictor actors (each ``num_gpus=plan.gpus_per_actor``, one CPU) and
-    wait until each has loaded the model. An actor that dies (a GPU out of memory) is restarted
-    once and its call retried."""
+def make_actors(plan: InferencePlan, files: ModelFiles, meta: ModelMeta, *, shipped: str | None = None):
+    """Start ``plan.actors`` predictor actors (each ``num_gpus=plan.gpus_per_actor``, one CPU) for
+    the model the driver located and verified (``files``, ``meta``; ``shipped``: see
+    :class:`Predictor`) and wait until each has loaded it. An actor that dies (a GPU out of
+    memory) is restarted once and its call retried."""
     import ray
 
-    cls = ray.remote(num_gpus=plan.gpus_per_actor, num_cpus=1, max_restarts=1, max_task_retries=1)(Predictor)
-    actors = [cls.remote(model_path, vocabulary, batch_size=plan.batch_size,
+    cls: Any = ray.remote(num_gpus=plan.gpus_per_actor, num_cpus=1, max_restarts=1, max_task_retries=1)(Predictor)
+    actors = [cls.remote(files, meta, batch_size=plan.batch_size, shipped=shipped,
                          mixed_precision=plan.mixed_precision) for _ in range(plan.actors)]
     try:
         ray.get([a.ready.remote() for a in actors], timeout=ACTOR_START_TIMEOUT)
-    except Exception as exc:  # noqa: BLE001 - cannot place or load: fatal, with one line
+    except Exception as exc:  # cannot place or load: fatal, with one line
         for a in actors:
             ray.kill(a)
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from tagger.errors import ModelError, ParameterError
+from tagger.model import CPU_BATCH
 from tagger.modelmeta import ModelFiles, ModelMeta, check_network
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,6 @@ MAX_MEMBER_BYTES = 1 << 30
 #: a few arrays of them)
 _BLOCK = 1 << 20
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-DEFAULT_BATCH = 64
 
 
 class TreeEnsemble:
@@ -115,7 +115,7 @@ class TreeEnsemble:
 
     # -- conversion ---------------------------------------------------------------------------
     @classmethod
-    def from_sklearn(cls, clf: Any) -> "TreeEnsemble":
+    def from_sklearn(cls, clf: Any) -> TreeEnsemble:
         """The trees of a fitted ``sklearn.ensemble.HistGradientBoostingClassifier`` whose
         ``classes_`` are the integers 0..k-1 (k >= 2) and whose features are all numerical.
 
@@ -232,7 +232,7 @@ class TreeEnsemble:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "TreeEnsemble":
+    def load(cls, path: str | os.PathLike) -> TreeEnsemble:
         """Read a file written by :meth:`save`. No pickle; every array's dtype, shape and every
         index is checked: a corrupt or hostile file raises ModelError with one line."""
         source = str(path)
@@ -240,7 +240,7 @@ class TreeEnsemble:
             arrays = _read_members(Path(path))
         except ModelError:
             raise
-        except Exception as exc:  # noqa: BLE001 - zipfile/numpy raise many kinds on a broken file
+        except Exception as exc:  # zipfile/numpy raise many kinds on a broken file
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise ModelError(f"{source}: not a readable trees model: {reason}") from None
         return cls(arrays, source=source)
@@ -345,7 +345,7 @@ class TreeModel:
     Ray predictor, ``tagger explain`` and training's evaluation use either unchanged). Trees
     compute in float64 and answer float32; there is no reduced-precision mode."""
 
-    def __init__(self, meta: ModelMeta, net: TreeEnsemble, *, batch_size: int = DEFAULT_BATCH):
+    def __init__(self, meta: ModelMeta, net: TreeEnsemble, *, batch_size: int = CPU_BATCH):
         self.meta = meta
         self.net = net
         self.precision = "float32"
@@ -354,14 +354,14 @@ class TreeModel:
         self.rewrites: list[str] = []
 
     @classmethod
-    def load(cls, files: ModelFiles, meta: ModelMeta, *, batch_size: int = DEFAULT_BATCH) -> "TreeModel":
+    def load(cls, files: ModelFiles, meta: ModelMeta, *, batch_size: int = CPU_BATCH) -> TreeModel:
         """The trees of ``files.weights`` checked against ``meta`` (already validated)."""
         net = TreeEnsemble.load(files.weights)
         check_network(meta, net, source=str(files.weights))
         log.debug("%s: %d iterations of %d trees", files.weights, net.n_iterations, net.trees_per_iteration)
         return cls(meta, net, batch_size=batch_size)
 
-    def with_precision(self, precision: str) -> "TreeModel":
+    def with_precision(self, precision: str) -> TreeModel:
         """``self``: trees always compute in full precision (the names GenreModel accepts are
         accepted, anything else is a ValueError)."""
         if precision not in PRECISIONS:
@@ -372,9 +372,10 @@ class TreeModel:
         """Nothing to compile; one prediction checks the model runs."""
         self.predict(np.zeros((1, *self.meta.input_shape), np.float32))
 
-    #: trees have no embedding (GenreModel's interface)
+    #: trees have no embedding and no logit head (GenreModel's interface)
     embedding_size = 0
     backbone_id = ""
+    head_norms = None
 
     def predict_full(self, x: np.ndarray) -> np.ndarray:
         """As :meth:`predict` (trees have no embedding)."""

@@ -156,19 +156,19 @@ def harness_hooks(monkeypatch, lib: Path) -> dict[str, dict | None]:
 
     real_finish = pipeline.Tagger._finish_analysed
 
-    def change_then_finish(self, res, scores, found, *args, **kwargs):
-        rel = Path(res["path"]).relative_to(lib).as_posix()
+    def change_then_finish(self, scored, found, *args, **kwargs):
+        rel = Path(scored.path).relative_to(lib).as_posix()
         if rel in changed:  # album mode finishes a track twice: held, then decided with its album
             pass
         elif rel == by_situation["deleted-before-write"]:
-            os.unlink(res["path"])
+            os.unlink(scored.path)
             changed[rel] = None
         elif rel == by_situation["modified-before-write"]:
-            f = mutagen.File(res["path"])  # a person edits the title meanwhile
+            f = mutagen.File(scored.path)  # a person edits the title meanwhile
             f["title"] = ["Edited by a person meanwhile"]
             f.save()
-            changed[rel] = file_state(Path(res["path"]))
-        return real_finish(self, res, scores, found, *args, **kwargs)
+            changed[rel] = file_state(Path(scored.path))
+        return real_finish(self, scored, found, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "make_plan", plan_then_delete)
     monkeypatch.setattr(pipeline.Tagger, "_finish_analysed", change_then_finish)
@@ -364,13 +364,12 @@ def status(key):
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
 warm = analyse_file({str(corpus_template / ODD_NAMES["name-spaces"])!r}, params=params, policy=policy)
-assert warm["error"] is None, warm["error"]
+assert warm.error is None, warm.error
 base = status("VmRSS")
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak (VmHWM) to the current RSS
 res = analyse_file({str(corpus_template / "two-hours.flac")!r}, params=params, policy=policy)
-print(json.dumps(dict(error=res["error"], duration=res["duration"], analysed=res["analysed"],
-                      chunks=int(res["features"].shape[0]) if res["features"] is not None else 0,
+print(json.dumps(dict(error=res.error, duration=res.duration, analysed=res.heard, chunks=res.chunks,
                       growth=status("VmHWM") - base)))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -479,22 +478,22 @@ def test_analyse_file_never_raises_on_mutated_files(seed_files, tmp_path_factory
         policy = {"model_id": "0123456789abcdef", "on_existing": on_existing,
                   "analysis_seconds": analysis_seconds, "max_seconds": 900.0}
         out = analyse_file(str(path), params=params, policy=policy)  # must not raise
-        outcome = f"error {out['error'][0]}" if out["error"] else "skipped" if out["skip"] else "analysed"
+        outcome = f"error {out.error.kind}" if out.error else "skipped" if out.skip else "analysed"
         event(outcome)
         seen[outcome] += 1
         assert path.read_bytes() == data
-        if out["error"] is not None:
-            kind, reason = out["error"]
-            assert kind in ERROR_KINDS, out["error"]
+        if out.error is not None:
+            kind, reason = out.error
+            assert kind in ERROR_KINDS, out.error
             assert isinstance(reason, str) and reason.strip() and "\n" not in reason, reason
             assert len(reason) <= 300, reason
-            assert out["features"] is None
-        elif out["skip"] is None:
-            x = out["features"]
+            assert out.features is None
+        elif out.skip is None:
+            x = out.features
             assert isinstance(x, np.ndarray) and x.ndim == 3 and x.shape[0] >= 1, out
             assert x.shape[1:] == fp.input_shape and np.all(np.isfinite(x))
         else:
-            assert isinstance(out["skip"], str) and out["features"] is None
+            assert isinstance(out.skip, str) and out.features is None
         path.unlink()
 
     check()

@@ -161,7 +161,7 @@ def warm_workers(task, path: Path, model, n: int = 4) -> None:
     policy = {"model_id": meta.model_id, "on_existing": "skip", "analysis_seconds": None,
               "max_seconds": 900.0}
     results = ray.get([task.remote(str(path), params=params, policy=policy) for _ in range(n)])
-    assert all(r["error"] is None for r in results), [r["error"] for r in results]
+    assert all(r.error is None for r in results), [r.error for r in results]
 
 
 def test_ray_unreachable_fails_fast_with_one_line(tmp_path, tiny_model):

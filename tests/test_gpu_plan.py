@@ -35,15 +35,15 @@ def test_plan_from_resources(resources, where, actors, batch, mixed):
     assert (plan.where, plan.actors, plan.batch_size, plan.mixed_precision) == (where, actors, batch, mixed)
     assert plan.gpus_per_actor == (1.0 if where == "actors" else 0.0)
     # the driver gathers a full batch for every actor before one predict call
-    assert plan.flush_chunks == batch * max(1, actors)
+    assert plan.flush_size == batch * max(1, actors)
 
 
 def test_batch_size_override_and_actor_cap():
     assert plan_inference({"CPU": 64, "GPU": 4}, batch_size=128).batch_size == 128
-    assert plan_inference({"CPU": 64, "GPU": 4}, batch_size=128).flush_chunks == 512
+    assert plan_inference({"CPU": 64, "GPU": 4}, batch_size=128).flush_size == 512
     assert plan_inference({"CPU": 4}, batch_size=256).batch_size == 256
     capped = plan_inference({"CPU": 64, "GPU": 8}, max_gpu_actors=2)
-    assert (capped.actors, capped.gpus_per_actor, capped.flush_chunks) == (2, 1.0, 1024)
+    assert (capped.actors, capped.gpus_per_actor, capped.flush_size) == (2, 1.0, 1024)
     assert plan_inference({"CPU": 64, "GPU": 2}, max_gpu_actors=16).actors == 2
     with pytest.raises(ValueError):
         plan_inference({"CPU": 4}, batch_size=0)
@@ -157,7 +157,7 @@ def _predictor(tiny_model, monkeypatch, candidate_fn):
 
     monkeypatch.setattr(GenreModel, "with_precision",
                         lambda self, p: _Scripted(lambda x: candidate_fn(self, x)))
-    return rb.Predictor(str(tiny_model.weights), None, batch_size=16, mixed_precision=True)
+    return rb.Predictor(tiny_model, batch_size=16, mixed_precision=True)
 
 
 def test_predictor_keeps_float16_when_the_first_batch_agrees(tiny_model, monkeypatch):
@@ -185,7 +185,7 @@ def test_predictor_falls_back_to_float32_when_labels_change(tiny_model, monkeypa
 
 
 def test_predictor_without_mixed_precision_is_plain_float32(tiny_model):
-    p = rb.Predictor(str(tiny_model.weights), None, batch_size=8)
+    p = rb.Predictor(tiny_model, batch_size=8)
     info = p.info()
     assert info["precision"] == "float32" and info["agreement"] is None and info["batch_size"] == 8
     assert info["devices"] == []  # no GPU on this machine

@@ -471,7 +471,7 @@ def _spreading_head(backbone, track: Path) -> tuple[np.ndarray, np.ndarray]:
     res = analyse_file(str(track), params=base.meta.features.to_dict(), policy={
         "model_id": "", "on_existing": "replace", "analyse_all": True, "analysis_seconds": None,
         "max_seconds": 900.0, "float16": False})
-    emb = base.predict_full(res["features"])[:, len(base.meta.labels):].astype(np.float64)
+    emb = base.predict_full(res.features)[:, len(base.meta.labels):].astype(np.float64)
     centred = emb - emb.mean(axis=0)
     u = np.linalg.svd(centred, full_matrices=False)[2][0]
     spread = float(np.std(centred @ u))

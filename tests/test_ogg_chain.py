@@ -71,7 +71,7 @@ def test_chained_ogg_is_left_alone_with_one_clear_line(fixture_dir, tmp_path, ki
     assert read.value.reason == reason
 
     out = analyse_file(str(path), params=PARAMS, policy=POLICY)  # what the worker reports
-    assert out["error"] == ("tag-read", reason) and out["features"] is None
+    assert out.error == ("tag-read", reason) and out.features is None
 
     prov = tags.Provenance(model_id="0123456789abcdef", genres=("Rock",), scores=(0.9,), date="2026-01-01T00:00:00Z")
     for dry_run in (True, False):
@@ -117,6 +117,6 @@ def test_unknown_length_from_libsndfile_is_not_a_length(fixture_dir, tmp_path, m
 
     monkeypatch.setattr(sf, "info", info)
     out = analyse_file(str(path), params=PARAMS, policy=POLICY)
-    assert out["error"] is None, out["error"]
-    assert out["duration"] == pytest.approx(1.5, abs=0.05)
-    assert out["features"] is not None and out["analysed"] == pytest.approx(1.5, abs=0.05)
+    assert out.error is None, out.error
+    assert out.duration == pytest.approx(1.5, abs=0.05)
+    assert out.features is not None and out.heard == pytest.approx(1.5, abs=0.05)

@@ -65,10 +65,10 @@ def test_stages_in_order_and_files_decoded_while_the_model_loads(tmp_path, tiny_
     real_submit = pipeline.Tagger._submit
 
     def submit(self, st):
-        before = len(st["in_flight"])
+        before = len(st.tasks)
         real_submit(self, st)
-        if len(st["in_flight"]) > before:
-            events.append(("submitted", len(st["in_flight"]) - before))
+        if len(st.tasks) > before:
+            events.append(("submitted", len(st.tasks) - before))
 
     monkeypatch.setattr(pipeline.Tagger, "_submit", submit)
     options = TagOptions(model=str(tiny_model.weights), min_confidence=0.0, dry_run=True)

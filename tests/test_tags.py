@@ -150,21 +150,16 @@ def mediafile_genres(path: Path):
 
 
 def test_supported_extensions():
-    assert SUPPORTED == {
-        ".mp3": "mp3",
-        ".flac": "flac",
-        ".ogg": "ogg",
-        ".oga": "ogg",
-        ".opus": "opus",
-        ".m4a": "m4a",
-        ".mp4": "m4a",
-        ".m4b": "m4a",
-        ".wav": "wav",
-        ".aif": "aiff",
-        ".aiff": "aiff",
-        ".aifc": "aiff",
-        ".wma": "wma",
-    }
+    """One table (tagger.formats) for the walk and the tag layer: every format it names has a
+    writer's label, extensions are lower case with the dot, and the aliases map where they should."""
+    from tagger import discover
+    from tagger.formats import EXTENSIONS
+    from tagger.tags import LABELS
+
+    assert SUPPORTED is EXTENSIONS and discover.AUDIO_EXTS is EXTENSIONS
+    assert set(SUPPORTED.values()) == set(LABELS) == {"mp3", "flac", "ogg", "opus", "m4a", "wav", "aiff", "wma"}
+    assert all(e.startswith(".") and e == e.lower() for e in SUPPORTED)
+    assert [SUPPORTED[e] for e in (".oga", ".m4b", ".mp4", ".aif", ".aifc")] == ["ogg", "m4a", "m4a", "aiff", "aiff"]
     assert PROVENANCE_KEY == "TAGGER_PROVENANCE"
 
 

@@ -374,7 +374,7 @@ def test_predictor_runs_a_trees_model_as_it_is(trees_model):
     from tagger import ray_backend as rb
 
     files, trees = trees_model
-    p = rb.Predictor(str(files.weights), None, batch_size=16, mixed_precision=True, cpu_bfloat16=True)
+    p = rb.Predictor(files, batch_size=16, mixed_precision=True, cpu_bfloat16=True)
     assert isinstance(p.model, TreeModel) and not p.approximate
     info = p.info()
     assert info["precision"] == "float32" and info["devices"] == [] and info["batch_size"] == 16

@@ -29,9 +29,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -118,13 +119,15 @@ def warm_numba(*, sample_rate: int, variant: str) -> None:
 
 def extract_file(path: str, *, params: dict[str, Any], max_seconds: float | None, variant: str | None = None) -> tuple:
     """Decode one file and compute its chunks (of its ``variant``, see :func:`apply_variant`, when
-    given). Never raises for a problem with the file.
+    given): ``tagger tag``'s own decode-to-chunks path (:func:`tagger.analyse.decode_segments`,
+    :func:`~tagger.analyse.chunks_of`) and error funnel (:func:`~tagger.analyse.failure_of`).
+    Never raises for a problem with the file.
 
     Returns ``("ok", chunks)`` with chunks of shape (n_chunks, *input_shape) in the storage
     dtype, or ``("error", kind, reason)`` with a FileError kind and a one-line reason.
     """
-    from tagger.analyse import chunks_of, plan_segments
-    from tagger.decode import decode, probe
+    from tagger.analyse import chunks_of, decode_segments, failure_of, plan_segments
+    from tagger.decode import probe
 
     try:
         fp = FeatureParams.from_dict(params)
@@ -134,29 +137,14 @@ def extract_file(path: str, *, params: dict[str, Any], max_seconds: float | None
             duration = probe(path).duration
             segments = plan_segments(duration, analysis_seconds=None, max_seconds=max_seconds,
                                      chunk_seconds=fp.chunk_seconds)
-        audio = [decode(path, sample_rate=fp.sample_rate, offset=o, duration=d) for o, d in segments]
+        audio = decode_segments(path, segments, params=fp)
         if variant is not None:
             audio = [apply_variant(y, sample_rate=fp.sample_rate, variant=variant) for y in audio]
         chunks = chunks_of(path, audio, params=fp)
         return ("ok", chunks.astype(storage_dtype(fp), copy=False))
-    except FileError as exc:
-        return ("error", exc.kind, exc.reason)
-    except MemoryError:
-        return ("error", "decode", "out of memory while decoding")
-    except Exception as exc:  # noqa: BLE001 - one bad file must not end the run
-        return ("error", "decode", f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
-
-
-_REMOTE = None
-
-
-def _extract_remote():
-    global _REMOTE
-    if _REMOTE is None:
-        import ray
-
-        _REMOTE = ray.remote(num_cpus=1, max_retries=1)(extract_file)
-    return _REMOTE
+    except Exception as exc:  # one bad file must not end the run
+        kind, reason = failure_of(path, exc)
+        return ("error", kind, reason)
 
 
 # ---------------------------------------------------------------------------------------
@@ -324,46 +312,44 @@ def compute_features(
 
 def _run_tasks(todo: list[tuple[str, str]], cache: FeatureCache, report: FeatureReport, *,
                ray_address: str | None, workers: int | None) -> None:
+    """Compute the features of ``todo`` ((path, sha) pairs) on Ray workers, with ``tagger tag``'s
+    bounded loop (:func:`tagger.ray_backend.bounded`), into ``cache``."""
     import ray
 
-    from tagger.ray_backend import connect, max_in_flight
+    from tagger.ray_backend import bounded, connect, max_in_flight, one_line, remote_task
 
     connect(ray_address, num_cpus=workers)
-    remote = _extract_remote()
+    remote = remote_task(extract_file, max_retries=1)
     limit = max_in_flight(int(ray.cluster_resources().get("CPU", 1) or 1))
     params = cache.params.to_dict()
-    pending: dict[Any, tuple[str, str]] = {}
-    queue = list(todo)
+
+    def submit(item: tuple[str, str]) -> Any:
+        return remote.remote(item[0], params=params, max_seconds=cache.max_seconds, variant=cache.variant)
+
     done_since_save = 0
     total = len(todo)
     log.info("computing features of %d file(s) on Ray workers", total)
     try:
-        while queue or pending:
-            while queue and len(pending) < limit:
-                p, sha = queue.pop(0)
-                pending[remote.remote(p, params=params, max_seconds=cache.max_seconds,
-                                      variant=cache.variant)] = (p, sha)
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                p, sha = pending.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - worker died twice
-                    result = ("error", "worker", f"worker failed: {' '.join(str(exc).split())[:200]}")
-                report.computed += 1
-                if result[0] == "ok":
-                    cache.put(sha, result[1])
-                    report.shas[p] = sha
-                else:
-                    _, kind, reason = result
-                    if kind != "worker":  # a crashed worker may be transient: retry next run
-                        cache.put_failure(sha, kind, reason)
-                    report.failed[p] = _file_error(p, kind, reason)
-                done_since_save += 1
-                if done_since_save >= SAVE_EVERY:
-                    cache.save()
-                    done_since_save = 0
-                    log.info("features: %d/%d files", report.computed, total)
+        for done in bounded(todo, submit, limit=limit):
+            p, sha = done.key
+            if done.error is not None:  # the worker died twice
+                result: tuple = ("error", "worker", f"worker failed: {one_line(done.error)}")
+            else:
+                result = done.value
+            report.computed += 1
+            if result[0] == "ok":
+                cache.put(sha, result[1])
+                report.shas[p] = sha
+            else:
+                _, kind, reason = result
+                if kind != "worker":  # a crashed worker may be transient: retry next run
+                    cache.put_failure(sha, kind, reason)
+                report.failed[p] = _file_error(p, kind, reason)
+            done_since_save += 1
+            if done_since_save >= SAVE_EVERY:
+                cache.save()
+                done_since_save = 0
+                log.info("features: %d/%d files", report.computed, total)
     finally:
         cache.save()
 

@@ -348,10 +348,7 @@ def convert_checkpoint(checkpoint_dir: str | Path) -> keras.Model:
     used: set[str] = set()
     for layer_name, scope, kind in LAYER_MAP:
         layer = net.get_layer(layer_name)
-        if kind == "bn":
-            keys = ("gamma", "beta", "moving_mean", "moving_variance")
-        else:
-            keys = ("kernel", "bias")
+        keys = ("gamma", "beta", "moving_mean", "moving_variance") if kind == "bn" else ("kernel", "bias")
         try:
             values = [variables[f"{scope}/{k}"] for k in keys]
         except KeyError as exc:
@@ -454,9 +451,11 @@ def _renumber_shared_objects(config: Any) -> Any:
     return walk(config)
 
 
-class _ReproducibleSave:
-    """What :func:`tagger.modelmeta.save_bundle` needs of a network (``save``, shapes), with
-    :func:`normalise_keras_file` applied after saving, so the model id is reproducible."""
+class ReproducibleSave:
+    """The network as :func:`tagger.modelmeta.save_bundle` sees it (``save``, shapes), saved so
+    that the ``.keras`` bytes (hence the model id) depend only on the network: fixed zip
+    timestamps, no save date (:func:`normalise_keras_file`). Identical re-runs give identical
+    model ids. Used by every export: ``train fit``/``export`` and the musicnn conversion."""
 
     def __init__(self, net: keras.Model):
         self.net = net
@@ -554,7 +553,7 @@ def write_msd_bundle(source: str | Path, out: str | Path, *, name: str = "msd"):
         full = convert_checkpoint(ckpt)
         net = genre_model(full)
         fields = msd_meta_fields(source=source, checkpoint_dir=ckpt)
-        files = save_bundle(_ReproducibleSave(net), out, meta_fields=fields, name=name)
+        files = save_bundle(ReproducibleSave(net), out, meta_fields=fields, name=name)
         licence = _find_licence(ckpt)
         text = licence.read_text(encoding="utf-8") if licence else LICENCE_TEXT
         if " ".join(text.split()) != " ".join(LICENCE_TEXT.split()):

@@ -24,18 +24,20 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from tagger.errors import ParameterError
 from tagger.features import FeatureParams
-
-from training.architectures import ArchSpec, get as get_arch
+from training.architectures import ArchSpec
+from training.architectures import get as get_arch
 from training.cache import FeatureCache, compute_features, load_chunks
 from training.datasets import DatasetError, Work, load_work
+from training.musicnn import ReproducibleSave
 
 log = logging.getLogger(__name__)
 
@@ -689,30 +691,11 @@ def fit(
                     "per_epoch_s": round(fit_s / max(1, len(history["loss"])), 2),
                     "total_s": round(time.perf_counter() - t_start, 2)},
         "command": command,
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     _write_json(out / RUN_FILE, record)
     log.info("%s: model %s written to %s (%.0f s)", spec.name, record["model_id"], out, record["timings"]["total_s"])
     return record
-
-
-class ReproducibleSave:
-    """The network as :func:`tagger.modelmeta.save_bundle` sees it, saved so that the ``.keras``
-    bytes (hence the model id) depend only on the network: fixed zip timestamps, no save date
-    (``training.musicnn.normalise_keras_file``). Identical re-runs give identical model ids."""
-
-    def __init__(self, net: Any):
-        self.net = net
-        self.input_shape = net.input_shape
-        self.output_shape = net.output_shape
-
-    def save(self, path: str | Path) -> None:
-        self.net.save(path)
-        try:
-            from training.musicnn import normalise_keras_file
-        except ImportError:  # pragma: no cover - the module ships with training
-            return
-        normalise_keras_file(path)
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from tagger.commands.options import (
 )
 from tagger.commands.progress import make_progress
 from tagger.errors import EXIT_FATAL, FatalError, StateError, TaggerError
+from tagger.model import CPU_BATCH, GPU_BATCH  # numpy, no TensorFlow: the help text says the defaults
 
 log = logging.getLogger("tagger")
 
@@ -72,7 +73,7 @@ _RENAME = {"report": "reports"}
 @click.option("--id3v23", is_flag=True, default=None, help=option_help("id3v23"))
 @click.option("--exclude", multiple=True, metavar="GLOB", help=option_help("exclude"))
 @click.option("--batch-size", type=click.IntRange(1, 65536), default=None,
-              help=option_help("batch_size", "[default: 64 on CPU, 512 per GPU]"))
+              help=option_help("batch_size", f"[default: {CPU_BATCH} on CPU, {GPU_BATCH} per GPU]"))
 @click.option("--workers", type=click.IntRange(1, 4096), default=None,
               help=option_help("workers", "[default: the CPUs Ray sees]"))
 @click.option("--ray-address", metavar="ADDR", default=None, help=option_help("ray_address"))

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tagger.errors import FileError, TagReadError, TagWriteError
+from tagger.formats import EXTENSIONS
 
 #: Human names of the formats, for messages.
 LABELS = {
@@ -38,22 +39,8 @@ def a_label(fmt: str | None) -> str:
     return ("an " if (fmt in _AN or label[:1].lower() in "aeiou") else "a ") + label
 
 
-#: Extension -> format name (lower-case extensions, with the dot).
-SUPPORTED: dict[str, str] = {
-    ".mp3": "mp3",
-    ".flac": "flac",
-    ".ogg": "ogg",
-    ".oga": "ogg",
-    ".opus": "opus",
-    ".m4a": "m4a",
-    ".mp4": "m4a",
-    ".m4b": "m4a",
-    ".wav": "wav",
-    ".aif": "aiff",
-    ".aiff": "aiff",
-    ".aifc": "aiff",
-    ".wma": "wma",
-}
+#: Extension -> format name (lower-case extensions, with the dot): the one table, tagger.formats.
+SUPPORTED: dict[str, str] = EXTENSIONS
 
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 _MAX_REASON = 200
