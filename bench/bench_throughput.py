@@ -264,7 +264,7 @@ def baseline_main(args: argparse.Namespace) -> int:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     startup: dict[str, float] = {}
     t = time.perf_counter()
-    import librosa  # noqa: F401
+    import librosa
     import mutagen  # noqa: F401
     import numpy as np
 
@@ -313,7 +313,7 @@ def baseline_main(args: argparse.Namespace) -> int:
                 stages[k] += v
             row.update(label=label, score=round(float(scores[best]), 4), chunks=int(x.shape[0]),
                        seconds=round(y.shape[0] / fp.sample_rate, 2), loader=how)
-        except Exception as exc:  # noqa: BLE001 - a seed loop would crash; we record and go on
+        except Exception as exc:
             row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         rows.append(row)
     loop = time.perf_counter() - t_loop
@@ -334,8 +334,8 @@ def _pool_init() -> None:
     import numpy  # noqa: F401
     import soundfile  # noqa: F401
 
-    import tagger.analyse  # noqa: F401
-    import tagger.decode  # noqa: F401
+    import tagger.analyse
+    import tagger.decode
     import tagger.tags  # noqa: F401
 
 
@@ -447,7 +447,8 @@ def per_track_ms(stages: dict[str, float], n: int) -> dict[str, float]:
     return {k: round(1000 * v / n, 1) for k, v in stages.items()} if n else {}
 
 
-def summarise_baseline(res: dict[str, Any], wall: float, mem: dict[str, Any], audio_s: float, root: Path) -> dict[str, Any]:
+def summarise_baseline(res: dict[str, Any], wall: float, mem: dict[str, Any], audio_s: float,
+                       root: Path) -> dict[str, Any]:
     ok = [r for r in res["rows"] if "label" in r]
     n = len(ok)
     stages = dict(res["stages"])
@@ -494,7 +495,8 @@ def summarise_tagger(name: str, report: dict[str, Any], wall: float, mem: dict[s
 
 def summarise_pool(name: str, res: dict[str, Any], audio_s: float, processes: int) -> dict[str, Any]:
     n = res["tracks"]
-    return {"name": name, "tracks": n, "processes": processes, "wall": round(res["wall"], 2), "busy": round(res["busy"], 2),
+    return {"name": name, "tracks": n, "processes": processes, "wall": round(res["wall"], 2),
+            "busy": round(res["busy"], 2),
             "steady": round(res["wall"], 2), "tracks_per_s": rate(n, res["wall"]),
             "audio_h_per_h": audio_s / res["wall"], "ms_per_track": per_track_ms(res["stages"], n),
             "cpu_utilisation": round(res["busy"] / (res["wall"] * processes), 3)}
@@ -600,10 +602,10 @@ def seek_check(paths: list[Path], sr: int, chunk_seconds: float, budget: float) 
                 ts.append(time.perf_counter() - t)
             return min(ts)
 
-        whole = best(lambda: decode(p, sample_rate=sr))
-        part = best(lambda: [decode(p, sample_rate=sr, offset=o, duration=d) for o, d in segs])
+        whole = best(lambda p=p: decode(p, sample_rate=sr))
+        part = best(lambda p=p, segs=segs: [decode(p, sample_rate=sr, offset=o, duration=d) for o, d in segs])
         last = segs[-1]
-        tail = best(lambda: decode(p, sample_rate=sr, offset=last[0], duration=last[1]))
+        tail = best(lambda p=p, last=last: decode(p, sample_rate=sr, offset=last[0], duration=last[1]))
         out.append({"format": ext.lstrip("."), "duration": round(dur, 1), "segments": len(segs),
                     "sampled_seconds": round(sum(d or dur for _, d in segs), 1),
                     "whole_ms": round(1000 * whole, 1), "sampled_ms": round(1000 * part, 1),
@@ -660,7 +662,8 @@ def main_bench(args: argparse.Namespace) -> dict[str, Any]:
                   "architecture": meta.architecture, "sample_rate": meta.features.sample_rate,
                   "chunk_seconds": round(meta.features.chunk_seconds, 3),
                   "chunk_hop_seconds": round(meta.features.chunk_hop_seconds, 3)},
-        "library": {"root": str(root), "tracks": len(files), "formats": formats, "audio_hours": round(audio_s / 3600, 3),
+        "library": {"root": str(root), "tracks": len(files), "formats": formats,
+                    "audio_hours": round(audio_s / 3600, 3),
                     "mean_track_seconds": round(audio_s / len(files), 1), "megabytes": round(sizes / 1e6, 1)},
         "runs": {},
     }
@@ -736,7 +739,8 @@ def print_report(result: dict[str, Any]) -> None:
     print(f"model: {model['name']} ({model['architecture']}, {model['model_id']}), "
           f"{model['chunk_seconds']} s chunks at {model['sample_rate']} Hz")
     print(f"machine: {result['machine']['cpu']}, {result['machine']['cores']} cores; "
-          f"load average during the runs: median {result['load_average']['median']}, max {result['load_average']['max']}")
+          f"load average during the runs: median {result['load_average']['median']}, "
+          f"max {result['load_average']['max']}")
     runs = list(result["runs"].values())
     print("\nSteady state (start-up apart). Stage columns: busy ms per track; tags/decode/features run in the workers, "
           "in parallel with each other and with inference/write in the driver.")
@@ -869,7 +873,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--vocabulary", default=None, help="a shipped model by vocabulary (gtzan, msd)")
     ap.add_argument("--analysis-seconds", type=lambda s: [float(x) for x in s.split(",") if x], default=[],
                     metavar="S1,S2", help="also run tagger tag --analysis-seconds S for each S")
-    ap.add_argument("--workers", type=int, default=None, help="tagger --workers and decode-only processes (default: cores)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="tagger --workers and decode-only processes (default: cores)")
     ap.add_argument("--tagger-arg", action="append", metavar="ARG", help="extra argument for run b (repeatable)")
     ap.add_argument("--no-baseline", action="store_true", help="skip run a")
     ap.add_argument("--no-decode", action="store_true", help="skip runs c and w")

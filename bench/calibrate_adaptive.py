@@ -47,7 +47,7 @@ def pick(root: Path, n: int, min_seconds: float) -> list[Path]:
         seen.add(r)
         try:
             d = musiclib.duration_of(p)
-        except Exception:  # noqa: BLE001
+        except Exception:
             continue
         if d >= min_seconds:
             by_dir.setdefault(p.relative_to(root).parts[0], []).append(p)
@@ -119,7 +119,8 @@ def main(argv=None) -> int:
             segs = first_plan(t["duration"], first_seconds=S, max_seconds=900.0, params=fp)
             whole = t["probs"].mean(axis=0)
             if segs[0][1] is None:
-                rows.append({"share": 1.0, "delta": 0.0, "same": True, "sampled": whole, "whole": whole, "chunks": len(t["probs"]),
+                rows.append({"share": 1.0, "delta": 0.0, "same": True, "sampled": whole, "whole": whole,
+                             "chunks": len(t["probs"]),
                              "n": len(t["probs"])})
                 continue
             start = t["spans"][:, 0]

@@ -190,7 +190,7 @@ def test_bad_corpus_end_to_end(corpus_template, tmp_path, tiny_model, monkeypatc
     if dry_run:
         # a name starting with dashes given on the command line (after --), relative to the
         # current folder, and a second time through the folder: reported once
-        dash = [c.name for c in CASES.values() if c.what == "name starting with dashes"][0]
+        dash = next(c.name for c in CASES.values() if c.what == "name starting with dashes")
         monkeypatch.chdir(lib / Path(dash).parent)
         extra = ["--dry-run", *extra, "--", Path(dash).name]
     r = run_cli(tag_args(paths, tiny_model, tmp_path / "state.db", *extra))

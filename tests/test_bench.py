@@ -98,7 +98,8 @@ def test_figures():
     s = bt.summarise_tagger("b", report, 12.0, {"driver_mb": 1.0}, 400.0, Path("/lib"), 0)
     assert s["tracks"] == 2 and s["tracks_per_s"] == pytest.approx(0.5)
     assert s["audio_h_per_h"] == pytest.approx(100.0)
-    assert s["ms_per_track"]["inference"] == pytest.approx(1000.0) and s["ms_per_track"]["other"] == pytest.approx(900.0)
+    assert s["ms_per_track"]["inference"] == pytest.approx(1000.0)
+    assert s["ms_per_track"]["other"] == pytest.approx(900.0)
     assert s["startup"]["process"] == pytest.approx(3.0)  # 12 s wall - 4 s stream - 5 s start-up
     assert s["top1"] == {"a.mp3": "rock", "b.mp3": "jazz"}
     assert s["decisions"] == {"a.mp3": "tagged: Rock", "b.mp3": "uncertain: "}
@@ -152,7 +153,8 @@ def _random_bn(layer, rng, channels):
     """Trained-looking statistics, half the scales negative."""
     gamma = rng.uniform(0.5, 1.5, channels) * np.where(rng.random(channels) < 0.5, -1.0, 1.0)
     layer.set_weights([gamma.astype(np.float32), rng.normal(0, 0.5, channels).astype(np.float32),
-                       rng.normal(0, 0.5, channels).astype(np.float32), rng.uniform(0.2, 2.0, channels).astype(np.float32)])
+                       rng.normal(0, 0.5, channels).astype(np.float32),
+                       rng.uniform(0.2, 2.0, channels).astype(np.float32)])
 
 
 def _patterns_net():
@@ -336,7 +338,8 @@ def test_whole_batches_carry_a_tracks_last_chunks_over(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("features", [
-    dict(kind="logmel", sample_rate=16000, n_fft=512, hop_length=256, n_mels=32, chunk_frames=187, chunk_hop_frames=187),
+    dict(kind="logmel", sample_rate=16000, n_fft=512, hop_length=256, n_mels=32, chunk_frames=187,
+         chunk_hop_frames=187),
     dict(kind="logmel", sample_rate=22050, n_fft=2048, hop_length=512, n_mels=32, log="db", chunk_frames=172,
          chunk_hop_frames=86),
 ])

@@ -114,9 +114,9 @@ def test_from_sklearn_refuses_what_it_cannot_represent():
     y = (x[:, 0] > 1).astype(int)
     with pytest.raises(ParameterError, match="categorical"):
         TreeEnsemble.from_sklearn(HistGradientBoostingClassifier(max_iter=5, categorical_features=[0]).fit(x, y))
-    with pytest.raises(ParameterError, match="0..k-1"):
+    with pytest.raises(ParameterError, match=r"0..k-1"):
         TreeEnsemble.from_sklearn(HistGradientBoostingClassifier(max_iter=5).fit(x, np.where(y, "pop", "jazz")))
-    with pytest.raises(ParameterError, match="0..k-1"):
+    with pytest.raises(ParameterError, match=r"0..k-1"):
         TreeEnsemble.from_sklearn(HistGradientBoostingClassifier(max_iter=5).fit(x, y + 1))
     with pytest.raises(ParameterError, match="fitted"):
         TreeEnsemble.from_sklearn(HistGradientBoostingClassifier())
@@ -299,7 +299,7 @@ def test_metadata_and_weights_must_agree(tmp_path, trees_model):
     d = tmp_path / "m"
     shutil.copytree(files.weights.parent, d)
     (d / "model.npz").rename(d / "model.keras")  # trees weights under a Keras name
-    with pytest.raises(ModelError, match="trees model's weights are NAME.npz"):
+    with pytest.raises(ModelError, match=r"trees model's weights are NAME.npz"):
         load_meta(locate(d / "model.keras"))
     with pytest.raises(ModelError, match="output_activation must be softmax"):
         save_bundle(TreeEnsemble.load(files.weights), tmp_path / "sigmoid", meta_fields=dict(
@@ -320,7 +320,7 @@ def test_locate_in_folders(tmp_path, trees_model, tiny_model):
         shutil.copy(f, two / f.name)
     for f in (tiny_model.weights, tiny_model.meta):
         shutil.copy(f, two / f"keras{f.suffix}")
-    with pytest.raises(ModelError, match="exactly one model in the folder.*found 2"):
+    with pytest.raises(ModelError, match=r"exactly one model in the folder.*found 2"):
         locate(two)
     (two / "keras.json").unlink()  # weights without metadata do not count as a model
     assert locate(two) == type(files)(two / "model.npz", two / "model.json")
@@ -332,12 +332,12 @@ def test_locate_in_folders(tmp_path, trees_model, tiny_model):
     empty.mkdir()
     with pytest.raises(ModelError, match="found 0"):
         locate(empty)
-    with pytest.raises(ModelError, match="a .keras or .npz file with a .json beside it"):
+    with pytest.raises(ModelError, match=r"a .keras or .npz file with a .json beside it"):
         locate(tmp_path / "model.txt")
     lone = tmp_path / "lone"
     lone.mkdir()
     shutil.copy(files.meta, lone / "model.json")
-    with pytest.raises(ModelError, match="no model.keras or model.npz beside it"):
+    with pytest.raises(ModelError, match=r"no model.keras or model.npz beside it"):
         locate(lone / "model.json")
 
 

@@ -325,7 +325,7 @@ def read_checkpoint(checkpoint_dir: str | Path) -> dict[str, np.ndarray]:
 
     try:
         reader = tf.compat.v1.train.NewCheckpointReader(checkpoint_prefix(checkpoint_dir))
-    except Exception as exc:  # noqa: BLE001 - TF raises several kinds for unreadable files
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{checkpoint_dir}: cannot read the checkpoint: {first}") from None
     names = reader.get_variable_to_shape_map()

@@ -112,11 +112,12 @@ def augment_batch(
     w = np.array(w, dtype=np.float32, copy=True)
     b = x.shape[0]
     if "gain" in augment.kinds and augment.gain_db > 0 and (gain_scale is not None or gain_multiply):
-        g = rng.uniform(-augment.gain_db, augment.gain_db, size=b).astype(np.float32)
+        g = np.asarray(rng.uniform(-augment.gain_db, augment.gain_db, size=b), dtype=np.float32)
         shape = (b,) + (1,) * (x.ndim - 1)
         if gain_multiply:
             x *= np.power(np.float32(10.0), g / np.float32(20.0)).reshape(shape)
         else:
+            assert gain_scale is not None  # the condition above
             x += (g * gain_scale).reshape(shape)
     if "mask" in augment.kinds and x.ndim == 3:
         frames, bands = x.shape[1], x.shape[2]
@@ -128,7 +129,7 @@ def augment_batch(
             x[i, t0 : t0 + tw, :] = 0.0
             x[i, :, f0 : f0 + fw] = 0.0
     if "mixup" in augment.kinds and b > 1:
-        lam = rng.beta(augment.mixup_alpha, augment.mixup_alpha, size=b).astype(np.float32)
+        lam = np.asarray(rng.beta(augment.mixup_alpha, augment.mixup_alpha, size=b), dtype=np.float32)
         lam = np.maximum(lam, 1 - lam)  # the first chunk dominates
         perm = rng.permutation(b)
         lx = lam.reshape((b,) + (1,) * (x.ndim - 1))
@@ -291,7 +292,7 @@ def setup_device(*, seed: int, mixed_precision: bool | None = None) -> Device:
     keras.utils.set_random_seed(int(seed))
     try:
         tf.config.experimental.enable_op_determinism()
-    except Exception as exc:  # noqa: BLE001 - older TF: weaker guarantee, still seeded
+    except Exception as exc:
         log.debug("op determinism unavailable: %s", exc)
     return Device(bool(gpus), tuple(names), mixed)
 
@@ -416,6 +417,8 @@ class Trained:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Chunk probabilities for raw (cached) chunks, shape (n, n_classes), float32."""
+        if self.params is None:
+            raise ValueError("a trained model without its feature parameters cannot predict")
         if hasattr(self.model, "predict_proba"):  # tagger.trees.TreeEnsemble
             return self.model.predict_proba(standardise(x, self.params))
         return predict_blocks(self.model, x, self.params, batch_size=self.batch_size)

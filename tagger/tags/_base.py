@@ -101,8 +101,9 @@ def describe(exc: BaseException, *, fmt: str | None = None, path: str | None = N
         return exc.reason
     oserr = _find_oserror(exc)
     if oserr is not None:
-        reason = _ERRNO_REASONS.get(oserr.errno) or (os.strerror(oserr.errno) or "I/O error").lower()
-        return reason
+        if oserr.errno is None:
+            return (oserr.strerror or "I/O error").lower()
+        return _ERRNO_REASONS.get(oserr.errno) or (os.strerror(oserr.errno) or "I/O error").lower()
     label = LABELS.get(fmt or "", fmt or "audio")
     msg = _message(exc, path)
     if isinstance(exc, MemoryError):
