@@ -107,6 +107,7 @@ def tone(seconds: float = 3.0, sr: int = 22050, freq: float = 440.0, seed: int =
 # --------------------------------------------------------------------------------------------
 
 TIERS = ("pure", "tf", "ray", "train", "browser")
+_RAY_BEFORE = pytest.StashKey[bool]()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -118,11 +119,23 @@ def pytest_collection_modifyitems(config, items):
             "add e.g. `pytestmark = pytest.mark.pure` (see tests/conftest.py)")
 
 
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(getattr(ray, "is_initialized", lambda: False)())
+
+
+def _only_pure(item) -> bool:
+    return bool(item.get_closest_marker("pure")) and not any(item.get_closest_marker(t) for t in TIERS if t != "pure")
+
+
+def pytest_runtest_setup(item):
+    item.stash[_RAY_BEFORE] = _ray_running()
+
+
 def pytest_runtest_teardown(item, nextitem):
-    if item.get_closest_marker("pure") and not any(item.get_closest_marker(t) for t in TIERS if t != "pure"):
-        ray = sys.modules.get("ray")
-        if ray is not None and getattr(ray, "is_initialized", lambda: False)():
-            pytest.fail(f"{item.nodeid} is marked pure but Ray is running: mark it ray", pytrace=False)
+    # a pure test must not start Ray (the session's instance, started by an earlier test, is fine)
+    if _only_pure(item) and not item.stash.get(_RAY_BEFORE, True) and _ray_running():
+        pytest.fail(f"{item.nodeid} is marked pure but started Ray: mark it ray", pytrace=False)
 
 
 def pytest_sessionfinish(session, exitstatus):
