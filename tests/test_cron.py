@@ -71,15 +71,17 @@ def test_signal_mid_run_loses_nothing(tmp_path, tiny_model, sig, code, name, alb
          albums],  # files are written while others are analysed: the signal lands mid-writes
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     # wait (event-driven, not by time) until the first file has been tagged, then SIGTERM
+    err = []
     for line in proc.stderr:
+        err.append(line)
         if "tagged:" in line:
             proc.send_signal(sig)
             break
-    proc.stderr.read()
+    err.append(proc.stderr.read())
     out = proc.stdout.read()
     proc.stdout.close()
     proc.stderr.close()
-    assert proc.wait(timeout=120) == code, out
+    assert proc.wait(timeout=120) == code, out + "".join(err)[-3000:]
     assert f"interrupted by {name}" in out
 
     from tagger.state import StateDB
