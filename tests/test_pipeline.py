@@ -177,3 +177,34 @@ def _mutagen_classes():
     from mutagen.wave import WAVE
 
     return [AIFF, ASF, FLAC, ID3, MP3, MP4, OggOpus, OggVorbis, WAVE]
+
+
+def test_whole_batches_carry_a_tracks_last_chunks_over(tiny_model, tmp_path):
+    """While files keep coming, the pipeline predicts whole batches only; every track still gets
+    the mean of exactly its own chunks' scores."""
+    from tagger.contracts import Analysis
+    from tagger.options import TagOptions
+    from tagger.pipeline import Pending, Tagger
+
+    t = Tagger([str(tmp_path)], TagOptions(model=str(tiny_model.weights)))
+    finished, sizes = {}, []
+    t._finish_analysed = lambda s, found: finished.__setitem__(s.path, s.scores)
+
+    def predict(x):  # a chunk's "scores" are its first value and 1 - it
+        sizes.append(len(x))
+        return np.stack([x[:, 0, 0], 1 - x[:, 0, 0]], axis=1)
+
+    rng = np.random.default_rng(0)
+    tracks = [Pending(Analysis(f"t{i}", size=1, mtime_ns=1, features=rng.random((n, 3, 2)).astype(np.float32)))
+              for i, n in enumerate([5, 3, 9, 1, 6])]
+    by_path = {r.analysis.path: None for r in tracks}
+    waiting = t._predict_and_write(tracks[:2], predict, by_path, flush=4)  # 8 chunks: 2 batches
+    assert sizes == [8] and sorted(finished) == ["t0", "t1"] and waiting == []
+    waiting = t._predict_and_write(tracks[2:4], predict, by_path, flush=4)  # 10 chunks: 8 now
+    assert sizes[-1] == 8 and sorted(finished) == ["t0", "t1"] and [r.analysis.path for r in waiting] == ["t2", "t3"]
+    waiting = t._predict_and_write(waiting + tracks[4:], predict, by_path, flush=None)  # the end: the rest
+    assert sizes[-1] == 8 and waiting == [] and sorted(finished) == ["t0", "t1", "t2", "t3", "t4"]
+    for r in tracks:
+        f = r.analysis.features[:, 0, 0]
+        np.testing.assert_allclose(finished[r.analysis.path], [f.mean(), 1 - f.mean()], rtol=1e-6)
+    assert t.stats.analysed == 5 and t.stats.chunks == 24
