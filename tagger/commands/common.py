@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import click
@@ -164,3 +165,21 @@ def fail(ctx: click.Context, exc: BaseException) -> None:
     msg = str(exc) if isinstance(exc, TaggerError) else f"{type(exc).__name__}: {exc}"
     echo(f"tagger: error: {msg}", err=True)
     ctx.exit(getattr(exc, "exit_code", EXIT_FATAL))
+
+
+def check_inputs(ctx: click.Context, paths: Sequence[str], reports: Sequence[str] = ()) -> None:
+    """Before any work: every report path can be written (suffix, folder) and every path exists;
+    else one line and the error's exit code (``tag``, ``learn``, ``evaluate``)."""
+    import os
+
+    from tagger.errors import FatalError
+    from tagger.report import check_report_path
+
+    for r in reports:
+        try:
+            check_report_path(r)
+        except ValueError as exc:
+            fail(ctx, FatalError(str(exc)))
+    for p in paths:
+        if not os.path.lexists(p):
+            fail(ctx, FatalError(f"{p}: no such file or folder"))

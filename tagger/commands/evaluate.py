@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from tagger.commands.common import echo, fail, setup_logging, verbosity
+from tagger.commands import options as opts
+from tagger.commands.common import check_inputs, echo, fail, setup_logging, verbosity
 from tagger.errors import EXIT_FILES_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, FatalError, TaggerError
 
 EVALUATE_HELP = """How the model's decisions agree with the genres a person already wrote in PATHS.
@@ -68,12 +69,9 @@ def _check_report_suffix(ctx, param, value):
                    "per-genre thresholds, else 0.4].")
 @click.option("--disagreements", type=click.IntRange(0, 100000), default=20, show_default=True, metavar="N",
               help="List the N files where the model disagrees most confidently.")
-@click.option("--workers", type=click.IntRange(1, 4096), default=None,
-              help="Decode tasks in parallel [default: the CPUs Ray sees].")
-@click.option("--ray-address", metavar="ADDR", default=None,
-              help="Join this Ray cluster (as for `tagger tag`) [default: a private local Ray instance].")
-@click.option("--state-db", metavar="FILE", default=None,
-              help="State database whose store of analyses is used and filled [default: in the user state directory].")
+@opts.WORKERS
+@opts.RAY_ADDRESS
+@opts.STORE_DB
 @click.option("--max-files", type=click.IntRange(min=1), default=None, metavar="N",
               help="Evaluate the first N files of the walk only.")
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress bar; only the figures.")
@@ -95,16 +93,7 @@ def evaluate_cmd(ctx: click.Context, paths, reports, disagreements, config_path,
         fail(ctx, exc if isinstance(exc, TaggerError) else FatalError(str(exc)))
         return
     setup_logging(verbose=verbosity(ctx), quiet=bool(options.quiet))
-    from tagger.report import check_report_path
-
-    for r in reports:
-        try:
-            check_report_path(r)
-        except ValueError as exc:
-            fail(ctx, FatalError(str(exc)))
-    for p in paths:
-        if not os.path.lexists(p):
-            fail(ctx, FatalError(f"{p}: no such file or folder"))
+    check_inputs(ctx, paths, reports)
     try:
         code = run_evaluate(list(paths), options, overrides=overrides, settings=settings,
                             reports=list(reports), disagreements=disagreements)

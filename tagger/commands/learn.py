@@ -22,7 +22,8 @@ from typing import Any
 
 import click
 
-from tagger.commands.common import echo, fail, setup_logging, verbosity
+from tagger.commands import options as opts
+from tagger.commands.common import check_inputs, echo, fail, setup_logging, verbosity
 from tagger.errors import EXIT_FILES_FAILED, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, FatalError, TaggerError
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,9 @@ def _check_report(ctx, param, value):
 @click.option("--model", metavar="PATH", default=None,
               help="The backbone model whose embeddings are learnt from (and compared with) "
                    "[default: the shipped gtzan model].")
-@click.option("--workers", type=click.IntRange(1, 4096), default=None,
-              help="Decode tasks in parallel [default: the CPUs Ray sees].")
-@click.option("--ray-address", metavar="ADDR", default=None,
-              help="Join this Ray cluster (as for `tagger tag`) [default: a private local Ray instance].")
-@click.option("--state-db", metavar="FILE", default=None,
-              help="State database whose store of analyses is used and filled [default: in the user state directory].")
+@opts.WORKERS
+@opts.RAY_ADDRESS
+@opts.STORE_DB
 @click.option("--report", "report_path", metavar="FILE", default=None, callback=_check_report,
               help="Also write the learn report here (.html or .json); DIR/learn.json is always written.")
 @click.option("--as-default", is_flag=True,
@@ -121,16 +119,7 @@ def learn_cmd(ctx: click.Context, paths, out, dry_run, min_tracks, min_albums, t
         fail(ctx, exc if isinstance(exc, TaggerError) else FatalError(str(exc)))
         return
     setup_logging(verbose=verbosity(ctx), quiet=quiet)
-    for p in paths:
-        if not os.path.lexists(p):
-            fail(ctx, FatalError(f"{p}: no such file or folder"))
-    if report_path:
-        from tagger.report import check_report_path
-
-        try:
-            check_report_path(report_path)
-        except ValueError as exc:
-            fail(ctx, FatalError(str(exc)))
+    check_inputs(ctx, paths, [report_path] if report_path else [])
     config_file = Path(config_path).expanduser() if config_path else None
     try:
         code = run_learn(list(paths), options, settings, out=out, dry_run=dry_run, target=target_precision,

@@ -50,6 +50,15 @@ CONFIG = click.option("--config", "config_path", metavar="FILE", default=None,
 STATE_DB = click.option("--state-db", metavar="FILE", default=None,
                         help="State database [default: in the user state directory].")
 
+#: ``learn`` and ``evaluate``: they analyse a library (writing nothing to it) like ``tag`` does
+WORKERS = click.option("--workers", type=click.IntRange(1, 4096), default=None,
+                       help="Decode tasks in parallel [default: the CPUs Ray sees].")
+RAY_ADDRESS = click.option("--ray-address", metavar="ADDR", default=None,
+                           help="Join this Ray cluster (as for `tagger tag`) [default: a private local Ray instance].")
+STORE_DB = click.option("--state-db", metavar="FILE", default=None,
+                        help="State database whose store of analyses is used and filled "
+                             "[default: in the user state directory].")
+
 
 def apply(*options: Callable[[F], F]) -> Callable[[F], F]:
     """Several option decorators as one, in the order given (the order of ``--help``)."""

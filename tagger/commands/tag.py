@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from tagger.commands.common import EXIT_CODES_HELP, echo, fail, setup_logging, verbosity
+from tagger.commands.common import EXIT_CODES_HELP, check_inputs, echo, fail, setup_logging, verbosity
 from tagger.commands.options import (
     ALBUM_DISSENT,
     ALBUMS,
@@ -106,17 +106,9 @@ def tag_cmd(ctx: click.Context, paths, config_path, **cli) -> None:
 def run_tag(ctx: click.Context, paths: list[str], options) -> int:
     from tagger.lock import RunLock
     from tagger.pipeline import StopFlag, Tagger
-    from tagger.report import check_report_path
     from tagger.state import StateDB, default_state_path, new_run_id
 
-    for r in options.reports:
-        try:
-            check_report_path(r)
-        except ValueError as exc:
-            fail(ctx, FatalError(str(exc)))
-    for p in paths:
-        if not os.path.lexists(p):
-            fail(ctx, FatalError(f"{p}: no such file or folder"))
+    check_inputs(ctx, paths, options.reports)
 
     state_path = Path(options.state_db).expanduser() if options.state_db else default_state_path()
     stop = StopFlag()
