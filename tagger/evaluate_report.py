@@ -73,21 +73,7 @@ def write(ev: Evaluation, path: str | Path, *, png: bytes | None = None) -> Path
 # HTML
 # ---------------------------------------------------------------------------------------------
 
-CSS = REPORT_CSS + """
-table.grid{border-collapse:collapse;font-size:12.5px}
-table.grid th,table.grid td{border:1px solid var(--line);padding:3px 7px;text-align:left;vertical-align:top}
-table.grid th{color:var(--dim);font-weight:500;background:#fafbfc}
-table.grid td.n{text-align:right;font-variant-numeric:tabular-nums}
-table.cm td{text-align:center;min-width:30px;font-variant-numeric:tabular-nums}
-table.cm td.diag{font-weight:700;outline:2px solid #2e7d32;outline-offset:-2px}
-table.cm th.col{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap;vertical-align:bottom}
-.ci{color:var(--dim);font-size:11.5px}
-.how{display:inline-block;font-size:11px;padding:0 6px;border-radius:8px;background:#eef2f6}
-.how.unmapped{background:#fdecea;color:#8e1c1c}
-.how.co-occurrence{background:#fff3d6}
-.how.config{background:#e3f2e5}
-img.cm{max-width:100%;height:auto;display:block;margin-top:10px}
-"""
+CSS = REPORT_CSS + asset("tables.css") + asset("evaluate.css")
 
 _TILE = "#1f5fa8"
 

@@ -104,16 +104,7 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
 
 # -- HTML ---------------------------------------------------------------------------------------------
 
-CSS = REPORT_CSS + """
-table.grid{border-collapse:collapse;font-size:12.5px}
-table.grid th,table.grid td{border:1px solid var(--line);padding:3px 8px;text-align:left;vertical-align:top}
-table.grid th{color:var(--dim);font-weight:500;background:#fafbfc}
-table.grid td.n{text-align:right;font-variant-numeric:tabular-nums}
-td.never{color:#b26a00}
-.pics{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:14px}
-.pics img{width:100%;height:auto;border:1px solid var(--line);border-radius:8px;background:#fff}
-pre.table{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre;overflow:auto;margin:0}
-"""
+CSS = REPORT_CSS + asset("tables.css") + asset("learn.css")
 
 
 def _kv(rows: list[tuple[str, str]]) -> str:
