@@ -581,11 +581,12 @@ def _source_comment(source: str) -> str:
 
 
 def format_effective(options: TagOptions, sources: dict[str, str], learn: dict[str, Any] | None = None,
-                     learn_source: Path | str | None = None) -> str:
-    """Every setting as valid TOML (``[tag]`` + ``[genres]`` + ``[learn]``), each with a comment
-    saying where its value came from, for ``tagger config``. Unset options appear as comments
-    saying what unset means. The output can be saved as a config file. ``learn`` is
-    :func:`load_config`'s ``learn`` entry (the keys the file set), read from ``learn_source``."""
+                     learn_source: Path | str | None = None, evaluate: dict[str, Any] | None = None) -> str:
+    """Every setting as valid TOML (``[tag]`` + ``[genres]`` + ``[learn]`` + ``[evaluate.map]``),
+    each with a comment saying where its value came from, for ``tagger config``. Unset options
+    appear as comments saying what unset means. The output can be saved as a config file.
+    ``learn`` and ``evaluate`` are :func:`load_config`'s entries (what the file set), read from
+    ``learn_source``."""
     lines = [
         "# tagger settings in effect for `tagger tag`; each comment says where the value comes from.",
         "# Save this as a config file (e.g. " + str(default_config_path()) + ") and edit it.",
@@ -615,7 +616,15 @@ def format_effective(options: TagOptions, sources: dict[str, str], learn: dict[s
     else:
         lines.append(f"# hiphop = \"Hip-Hop\"  # none set: {GENRES_DEFAULT}")
     lines += ["", "[learn]  # how `tagger learn` reads the library's genres"]
-    lines += _learn_lines(learn or {}, _source_comment(str(learn_source)) if learn_source else "config file")
+    file_src = _source_comment(str(learn_source)) if learn_source else "config file"
+    lines += _learn_lines(learn or {}, file_src)
+    mapping = (evaluate or {}).get("map") or {}
+    lines += ["", "[evaluate.map]  # model label -> a genre of your library, for `tagger evaluate`"
+                  + (f"; {file_src}" if mapping else "")]
+    if mapping:
+        lines += [f"{_toml_key(label)} = {_toml_value(genre)}" for label, genre in mapping.items()]
+    else:
+        lines.append('# disco = "Dance"  # none set: derived from the names, then from co-occurrence')
     return "\n".join(lines) + "\n"
 
 

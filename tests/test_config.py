@@ -267,3 +267,16 @@ def test_example_config_is_valid_and_complete(tmp_path):
     assert set(values) == set(option_names()) | {"learn", "evaluate"}  # tagger learn's and evaluate's tables
     assert evaluate_map(values) == {"disco": "Dance", "metal": "Heavy Metal"}
     resolve({}, set(), values, p)
+
+
+def test_effective_config_shows_the_evaluate_map_and_round_trips(tmp_path):
+    """`tagger config` prints the [evaluate] map (a [evaluate.map] table), and saved it reads back."""
+    p = _write(tmp_path, '[evaluate]\nmap = {disco = "Dance", "hip-hop" = "Rap"}\n')
+    values, used = load_config(p, explicit=True)
+    options, sources = resolve({}, set(), values, used)
+    text = format_effective(options, sources, values.get("learn"), used, values.get("evaluate"))
+    assert tomllib.loads(text)["evaluate"] == {"map": {"disco": "Dance", "hip-hop": "Rap"}}
+    again, _ = load_config(_write(tmp_path, text, "saved.toml"), explicit=True)
+    assert again["evaluate"] == values["evaluate"]
+    empty = format_effective(options, sources)  # none set: a comment, and still valid TOML
+    assert "[evaluate.map]" in empty and tomllib.loads(empty).get("evaluate", {}).get("map", {}) == {}

@@ -28,5 +28,5 @@ def config_cmd(ctx, config_path, example) -> None:
         fail(ctx, exc)
         return
     click.echo(f"# config file: {path if path else str(default_config_path()) + ' (not present)'}")
-    click.echo(format_effective(options, sources, values.get("learn"), path))
+    click.echo(format_effective(options, sources, values.get("learn"), path, values.get("evaluate")))
 
