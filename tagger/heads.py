@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from tagger.errors import ModelError
-from tagger.modelmeta import SCHEMA, ModelFiles, ModelMeta, check_network, load_meta, save_bundle
+from tagger.modelmeta import SCHEMA, ModelFiles, ModelMeta, load_meta, save_bundle
 
 #: The name of a head model's output layer.
 HEAD_LAYER = "head"
@@ -60,22 +60,13 @@ def head_scores(embeddings: np.ndarray, weights: np.ndarray, bias: np.ndarray) -
 
 
 def _load_network(backbone: ModelFiles) -> Any:
-    """The backbone's Keras network, validated against its metadata (as GenreModel.load does)."""
-    from tagger.model import import_tensorflow
+    """The backbone's Keras network, validated against its metadata (tagger.model.load_network)."""
+    from tagger.model import load_network
 
     meta = load_meta(backbone)
     if meta.backend != "keras":
         raise ModelError(f"{backbone.weights}: a {meta.backend} model has no embedding layer to put a head on")
-    import_tensorflow()
-    import keras
-
-    try:
-        net = keras.saving.load_model(backbone.weights, compile=False, safe_mode=True)
-    except Exception as exc:  # keras raises many kinds; all mean "unusable model"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{backbone.weights}: cannot load the network: {first}") from None
-    check_network(meta, net, source=str(backbone.weights))
-    return net
+    return load_network(backbone, meta)
 
 
 def _embedding(net: Any, source: Path) -> Any:

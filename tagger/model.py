@@ -85,6 +85,12 @@ def load(files: ModelFiles, *, meta: ModelMeta | None = None, batch_size: int = 
         from tagger.trees import TreeModel
 
         return TreeModel.load(files, meta, batch_size=batch_size)
+    return GenreModel(meta, load_network(files, meta), batch_size=batch_size, jit=jit)
+
+
+def load_network(files: ModelFiles, meta: ModelMeta) -> Any:
+    """The Keras network of ``files``, loaded safely and checked against ``meta``; ModelError
+    with one line for an unusable one (:func:`load` and :func:`tagger.heads.build_head_bundle`)."""
     import_tensorflow()
     import keras
 
@@ -94,7 +100,7 @@ def load(files: ModelFiles, *, meta: ModelMeta | None = None, batch_size: int = 
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{files.weights}: cannot load the network: {first}") from None
     check_network(meta, net, source=str(files.weights))
-    return GenreModel(meta, net, batch_size=batch_size, jit=jit)
+    return net
 
 
 def quiet_tensorflow() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -20,26 +19,15 @@ from tagger.config import (
     resolve,
     toml_key,
 )
-from tagger.errors import EXIT_FATAL, FatalError
+from tagger.errors import FatalError
 from tagger.options import TagOptions, option_names
+from tests.config_helpers import config_error, write_config
 
 pytestmark = pytest.mark.pure
 
 
-def _write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
-    p = tmp_path / name
-    p.write_text(text, encoding="utf-8")
-    return p
-
-
-def _error(tmp_path: Path, text: str) -> str:
-    p = _write(tmp_path, text)
-    with pytest.raises(FatalError) as exc:
-        load_config(p, explicit=True)
-    msg = str(exc.value)
-    assert str(p) in msg and "\n" not in msg
-    assert exc.value.exit_code == EXIT_FATAL
-    return msg
+_write = write_config
+_error = config_error
 
 
 # -- locating and reading ----------------------------------------------------------------------------

@@ -10,24 +10,18 @@ import pytest
 from click.testing import CliRunner
 
 from tagger.config import example_config, format_effective, load_config, resolve
-from tagger.errors import FatalError
 from tagger.taxonomy import DEFAULT_DROP, LearnSettings, learn_settings
+from tests.config_helpers import config_error, write_config
 
 pytestmark = pytest.mark.pure
 
 
-def _write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
-    p = tmp_path / name
-    p.write_text(text, encoding="utf-8")
-    return p
+_write = write_config
 
 
 def _error(tmp_path: Path, text: str) -> str:
-    p = _write(tmp_path, text)
-    with pytest.raises(FatalError) as exc:
-        load_config(p, explicit=True)
-    msg = str(exc.value)
-    assert msg.startswith(f"{p}: ") and "\n" not in msg, msg
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"{tmp_path / 'config.toml'}: "), msg  # [learn] errors name the file first
     return msg
 
 
