@@ -1,21 +1,24 @@
 """Calibrate adaptive analysis: how far a sampled track score is from the whole-track score.
 
-    apt-get install -y drascula-music warzone2100-music singularity-music hyperrogue-music
-    python bench/calibrate_adaptive.py --library /usr/share/games --files 60 --json calib.json
+    apt-get install -y drascula-music warzone2100-music singularity-music hyperrogue-music \
+        nexuiz-music ufoai-music wesnoth-1.16-music
+    python bench/calibrate_adaptive.py --library ~/realmusic --files 300 --json calib.json
 
-For every track: the whole track is analysed (the worker's job, ``tagger.analyse.analyse_file``)
-and predicted once with the same predictor ``tagger tag`` uses on this machine; the chunk
-probabilities are kept with each chunk's place in the track (``chunk_spans``). A first pass of
-S seconds is then replayed from those chunks: ``tagger.adaptive.first_plan`` puts its stretches
-on the whole-track chunk grid, so its chunks are the whole-track chunks that start inside them
-(up to the reflection padding of each stretch's first frame); bench_adaptive.py measures the
-real thing end to end.
+(~/realmusic as docs/benchmarks.md "Adaptive analysis" builds it.) For every track: the whole
+track is analysed (the worker's job, ``tagger.analyse.analyse_file``) and predicted once with the
+same predictor ``tagger tag`` uses on this machine; the chunk probabilities are kept with each
+chunk's place in the track (``chunk_spans``), in ``--cache`` (so later runs, and more libraries
+added to the same cache, analyse only what is new). Adaptive analysis is then replayed from those
+chunks, stage by stage, with the real plans (``tagger.adaptive.first_plan``/``progress``: stage
+stretches lie on the whole-track chunk grid, so a stage's chunks are whole-track chunks;
+bench_adaptive.py measures the real thing end to end).
 
-Reported per S: the share of the track heard, the largest change of any of the decision's
-scores (the best top_k + 1 of either) between sample and whole, scaled by sqrt(1 - share)
-(the finite-population correction of a mean of a sample drawn without replacement), its
-percentiles, and for candidate bounds the share of tracks a re-check would take and the
-decisions that would still differ from whole-track. Nothing is downloaded.
+Reported: for every stage of every track, the scaled change of the decision's scores (the best
+top_k + 1 of either) between what was heard and the whole track, |change| * sqrt(n / (1 - f))
+for n chunks heard, a share f of the track (the constant of ``tagger.adaptive.sampling_error``):
+percentiles and the largest; and for candidate constants, the staged replay: tracks that went
+past the first pass, decisions that still differ from whole-track, and the audio heard as a share
+of whole-track's. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -61,11 +64,12 @@ def pick(root: Path, n: int, min_seconds: float) -> list[Path]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--library", type=Path, required=True)
+    ap.add_argument("--library", type=Path, required=True, action="append",
+                    help="a folder of music (again for more folders; the cache keeps every track analysed)")
     ap.add_argument("--files", type=int, default=60)
     ap.add_argument("--min-seconds", type=float, default=60.0)
     ap.add_argument("--vocabulary", default="gtzan")
-    ap.add_argument("--seconds", default="20,30,45,60,90")
+    ap.add_argument("--first-seconds", type=float, default=30.0, help="the first pass (tagger.adaptive.FIRST_SECONDS)")
     ap.add_argument("--top-k", type=int, default=1)
     ap.add_argument("--min-confidence", type=float, default=0.4)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/tagger-calib.npz"))
@@ -81,7 +85,7 @@ def main(argv=None) -> int:
     meta = load_meta(model_files)
     fp = meta.features
     labels = len(meta.labels)
-    files = pick(args.library.resolve(), args.files, args.min_seconds)
+    files = [p for lib in args.library for p in pick(lib.resolve(), args.files, args.min_seconds)]
     cache = dict(np.load(args.cache, allow_pickle=True)) if args.cache.exists() else {}
     tracks = cache.get("tracks", np.array([], dtype=object)).tolist() if cache else []
     done = {t["path"] for t in tracks}
@@ -106,57 +110,77 @@ def main(argv=None) -> int:
     tracks = [t for t in tracks if t["path"] in {str(p) for p in files}]
 
     k, thr = args.top_k, args.min_confidence
+    first_s = args.first_seconds
+    from tagger.adaptive import decision_error, progress
+    from tagger.model import close_call
 
     def decision(s):
         order = np.argsort(-s)[:k]
         return tuple(int(i) for i in order if s[i] >= thr)
 
-    out = {"tracks": len(tracks), "mean_seconds": float(np.mean([t["duration"] for t in tracks])),
-           "model": meta.model_id, "top_k": k, "min_confidence": thr, "by_seconds": {}}
-    for S in [float(x) for x in args.seconds.split(",")]:
-        rows = []
-        for t in tracks:
-            segs = first_plan(t["duration"], first_seconds=S, max_seconds=900.0, params=fp)
-            whole = t["probs"].mean(axis=0)
-            if segs[0][1] is None:
-                rows.append({"share": 1.0, "delta": 0.0, "same": True, "sampled": whole, "whole": whole,
-                             "chunks": len(t["probs"]),
-                             "n": len(t["probs"])})
-                continue
-            start = t["spans"][:, 0]
-            sel = np.zeros(len(start), bool)
-            for o, d in segs:
-                sel |= (start >= o - 1e-6) & (t["spans"][:, 1] <= o + d + 1e-6)
-            if not sel.any():
+    def chosen(t, segs):
+        """The whole-track chunks a stage's stretches make (the chunks that start inside them)."""
+        start = t["spans"][:, 0]
+        sel = np.zeros(len(start), bool)
+        for o, d in segs:
+            end = t["duration"] + 1 if d is None else o + d - fp.chunk_seconds + 1e-3
+            sel |= (start >= o - 1e-6) & (start <= end)
+        return sel
+
+    def stages_of(t):
+        """(chunks selected so far, share) after each stage, first pass first, to the last."""
+        segs = first_plan(t["duration"], first_seconds=first_s, max_seconds=900.0, params=fp)
+        sel = chosen(t, segs)
+        out, stage = [], 0
+        while True:
+            share, nxt = progress(t["duration"], first_seconds=first_s, stage=stage, max_seconds=900.0, params=fp)
+            out.append((sel.copy(), share))
+            if nxt is None:
+                return out
+            sel |= chosen(t, nxt.segments)
+            stage += 1
+
+    plans = [(t, stages_of(t)) for t in tracks]
+    scaled = []
+    for t, st in plans:
+        whole = t["probs"].mean(axis=0)
+        for sel, share in st:
+            if share >= 1 or not sel.any():
                 continue
             s = t["probs"][sel].mean(axis=0)
-            share = sel.sum() / len(start)
             idx = np.unique(np.concatenate([np.argsort(-s)[:k + 1], np.argsort(-whole)[:k + 1]]))
-            delta = float(np.max(np.abs(s[idx] - whole[idx])))
-            rows.append({"share": float(share), "delta": delta, "same": decision(s) == decision(whole),
-                         "sampled": s, "whole": whole, "chunks": int(sel.sum()),
-                         "n": len(start)})
-        scaled = np.array([r["delta"] / math.sqrt(max(1e-9, 1 - r["share"])) for r in rows if r["share"] < 1])
-        entry = {"tracks": len(rows), "sampled": int(sum(r["share"] < 1 for r in rows)),
-                 "mean_share": float(np.mean([r["share"] for r in rows])),
-                 "same_decision_plain": sum(r["same"] for r in rows),
-                 "scaled_delta_percentiles": {q: float(np.percentile(scaled, q)) for q in (50, 90, 95, 99, 100)}
-                 if len(scaled) else {}, "bounds": {}}
-        from tagger.adaptive import decision_error
-        from tagger.model import close_call
-        for c in (0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3):  # SAMPLING_ERROR candidates
-            rechecked, differ, heard = 0, 0, 0
-            for r in rows:
-                err = c * math.sqrt(max(0.0, 1 - r["share"])) + decision_error(r["chunks"])
-                if r["share"] < 1 and close_call(r["sampled"], top_k=k, min_confidence=thr, error=err):
-                    rechecked += 1
-                    heard += r["n"]
-                else:
-                    differ += not r["same"]
-                    heard += r["chunks"]
-            entry["bounds"][str(c)] = {"rechecked": rechecked, "still_differ": differ,
-                                       "audio_share": round(heard / sum(r["n"] for r in rows), 3)}
-        out["by_seconds"][f"{S:g}"] = entry
+            scaled.append(float(np.max(np.abs(s[idx] - whole[idx]))) * math.sqrt(sel.sum() / max(1e-9, 1 - share)))
+    scaled_a = np.asarray(scaled)
+    out = {"tracks": len(tracks), "mean_seconds": float(np.mean([t["duration"] for t in tracks])),
+           "model": meta.model_id, "top_k": k, "min_confidence": thr, "first_seconds": first_s,
+           "sampled_stages": len(scaled),
+           "scaled_change": {str(q): round(float(np.percentile(scaled_a, q)), 3) for q in (50, 90, 95, 99, 100)}
+           if len(scaled) else {},
+           "first_pass_alone_same": 0, "constants": {}}
+    same_first = 0
+    for t, st in plans:
+        s = t["probs"][st[0][0]].mean(axis=0)
+        same_first += decision(s) == decision(t["probs"].mean(axis=0))
+    out["first_pass_alone_same"] = same_first
+    total = sum(len(t["probs"]) for t in tracks)
+    for c in (0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.2):  # SAMPLING_ERROR candidates
+        past_first, differ, heard, stage_counts = 0, 0, 0, {}
+        for t, st in plans:
+            whole = t["probs"].mean(axis=0)
+            for j, (sel, share) in enumerate(st):
+                last = j
+                n = int(sel.sum())
+                s = t["probs"][sel].mean(axis=0)
+                err = c * math.sqrt(max(0.0, 1 - share) / max(1, n)) + decision_error(n)
+                if share >= 1 or not close_call(s, top_k=k, min_confidence=thr, error=err):
+                    break
+            past_first += last > 0
+            stage_counts[last] = stage_counts.get(last, 0) + 1
+            differ += decision(s) != decision(whole)
+            heard += n
+        out["constants"][str(c)] = {"past_first_pass": past_first, "still_differ": differ,
+                                    "audio_share": round(heard / total, 3),
+                                    "decided_at_stage": dict(sorted(stage_counts.items()))}
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:

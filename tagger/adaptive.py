@@ -1,63 +1,125 @@
-"""Adaptive analysis, ``tagger tag``'s default: hear a sample of each track first, and the rest of
+"""Adaptive analysis, ``tagger tag``'s default: hear a sample of each track first, and more of
 it only where the decision could still change.
 
-The first pass is the ``--analysis-seconds`` sampler at :data:`FIRST_SECONDS` (evenly spaced
-stretches between 10% and 90% of the track; tracks no longer than that are heard whole). Its
-track scores are chunk means over a sample of the track's chunks, so they differ from the
-whole-track scores by a sampling error that shrinks with the share heard. :func:`needs_rest`
-treats that error like the bfloat16 close-call mechanism (:func:`tagger.model.close_call`): the
-decision is re-checked when the written genres, the top-k order or the threshold comparison
-could change if every score moved by up to :func:`sampling_error`. A re-checked track has the
-rest of its audio analysed (:func:`rest_segments`: what a whole-track run would hear, minus
-what the first pass heard) and its final scores are the chunk-weighted mean over everything
-heard (:func:`combine`), the same mean a whole-track run computes, up to chunk boundaries.
+Stages, on the whole-track chunk grid (the chunks a ``--whole-track`` run makes, 3 s each for
+the shipped models): the first pass hears :data:`FIRST_SECONDS` worth of single chunks, one at
+the centre of each of that many equal parts of the whole track (a stratified sample: intros,
+outros and every section have their share). Where the decision on what was heard is a close
+call, the next stage hears twice as many, again one per part (those not heard yet), and so on;
+once a stage would hear :data:`WHOLE_AT` of the track, it hears all the rest instead. Tracks up
+to ``FIRST_SECONDS / WHOLE_SHARE`` long are heard whole; tracks over the ``--max-analysis-seconds``
+cap (whose whole-track plan is itself a sample) keep the ``--analysis-seconds`` sampler's
+stretches for the first pass and hear the rest of the capped plan in one more stage.
 
-The bound was measured on 81 real full-length tracks (game soundtracks, mean 272 s:
-``bench/calibrate_adaptive.py``, docs/benchmarks.md "Adaptive analysis"): the largest change of
-a decision score between a sample and the whole track, divided by sqrt(1 - share heard) (the
-finite-population correction of a sample mean), with a safety factor over the largest value
-seen.
+A track's scores after any stage are the model's aggregation over every chunk heard
+(:func:`combine_scores`): a sample mean, off from the whole-track mean by a sampling error that
+shrinks with the chunks heard and the share of the track they are. :func:`needs_rest` treats
+that error like the bfloat16 close-call mechanism (:func:`tagger.model.close_call`): the next
+stage is heard when the written genres, the top-k order or the threshold comparison could change
+if every score moved by up to :func:`sampling_error` (``SAMPLING_ERROR * sqrt((1 - f) / n)`` for
+n chunks heard, a share f of the track: the standard error of a mean of n of the track's chunks,
+with the finite-population correction) plus the bfloat16 bound. When every stage has been heard,
+the chunks are exactly the whole-track run's, so the scores are its scores, up to float rounding
+and the few edge frames of each stretch decoded on its own.
+
+The constant was measured on 192 real full-length tracks (game soundtracks, seven Debian
+packages: ``bench/calibrate_adaptive.py``, docs/benchmarks.md "Adaptive analysis"): the largest
+change of a decision score between a stage's sample and the whole track, times sqrt(n / (1 - f)),
+with a safety factor over the largest value seen.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
-#: Seconds the first pass hears (the ``--analysis-seconds`` sampler). Measured: see module doc.
-FIRST_SECONDS = 60.0
+#: Seconds of chunks the first pass hears (10 chunks of the shipped models). Measured: see module doc.
+FIRST_SECONDS = 30.0
 
-#: Sampling error of a track score after hearing a share f of the track: SAMPLING_ERROR * sqrt(1 - f).
-SAMPLING_ERROR = 0.15
+#: The sampling error of a track score after hearing n chunks, a share f of the track:
+#: SAMPLING_ERROR * sqrt((1 - f) / n). 1.27x the largest value measured (0.63).
+SAMPLING_ERROR = 0.8
+
+#: A stage that would hear at least this share of the track's chunks hears all the rest instead
+#: (one contiguous read of the rest costs less than many short ones, and the decision is final).
+WHOLE_AT = 0.5
+
+#: Tracks of up to FIRST_SECONDS / WHOLE_SHARE (up to first-pass chunks / WHOLE_SHARE chunks) are
+#: heard whole: a sample of most of a track saves little.
+WHOLE_SHARE = 0.8
+
+Segment = tuple[float, float | None]
 
 
-def spec(first_seconds: float, max_seconds: float, *, complete: bool = False) -> str:
-    """The store's sampling spec of an adaptive analysis: ``adaptive:60/whole<=900`` for a first
-    pass, ``adaptive:60+rest/whole<=900`` once the rest of the track was heard too."""
-    return f"adaptive:{first_seconds:g}{'+rest' if complete else ''}/whole<={max_seconds:g}"
+class Next(NamedTuple):
+    """What the next stage of a track's analysis hears: ``segments`` (offset, duration) in
+    seconds, duration None for a stretch that runs to the end of the track; ``complete``: after
+    it, everything a whole-track run hears has been heard."""
+
+    segments: list[Segment]
+    complete: bool
 
 
-def sampling_error(share: float) -> float:
-    """How far a sampled track score may be from the whole-track one, given the share heard (0..1)."""
-    return SAMPLING_ERROR * math.sqrt(max(0.0, 1.0 - min(1.0, share)))
+def spec(first_seconds: float, max_seconds: float, *, stage: int = 0, complete: bool = False) -> str:
+    """The store's sampling spec of an adaptive analysis: ``adaptive:30/whole<=900`` for a first
+    pass, ``adaptive:30~2/whole<=900`` once two more stages were heard, ``adaptive:30+rest/whole<=900``
+    once everything a whole-track run hears was heard."""
+    head = f"adaptive:{first_seconds:g}"
+    if complete:
+        head += "+rest"
+    elif stage:
+        head += f"~{stage:d}"
+    return f"{head}/whole<={max_seconds:g}"
 
 
-def needs_rest(scores: np.ndarray, *, share: float, top_k: int, min_confidence: float | np.ndarray,
+def parse_spec(sampling: str) -> tuple[float, int] | None:
+    """(first-pass seconds, stage) of an incomplete adaptive spec; None for any other spec (whole,
+    fixed sample, or an adaptive analysis that heard everything)."""
+    head = sampling.split("/", 1)[0]
+    if not head.startswith("adaptive:") or head.endswith("+rest"):
+        return None
+    first, _, stage = head.split(":", 1)[1].partition("~")
+    try:
+        return float(first), int(stage or 0)
+    except ValueError:
+        return None
+
+
+def first_seconds_of(sampling: str) -> float | None:
+    """The first pass's seconds of an incomplete adaptive spec (``adaptive:30~1/whole<=900`` -> 30);
+    None for any other spec."""
+    parsed = parse_spec(sampling)
+    return None if parsed is None else parsed[0]
+
+
+def is_complete(sampling: str) -> bool:
+    """An adaptive spec whose track was heard as a whole-track run hears it (any first pass)."""
+    return sampling.startswith("adaptive:") and sampling.split("/", 1)[0].endswith("+rest")
+
+
+def sampling_error(share: float, chunks: int = 1) -> float:
+    """How far a sampled track score may be from the whole-track one, after hearing ``chunks``
+    chunks, a share ``share`` (0..1) of the track."""
+    return SAMPLING_ERROR * math.sqrt(max(0.0, 1.0 - min(1.0, share)) / max(1, chunks))
+
+
+def needs_rest(scores: np.ndarray, *, share: float, chunks: int, top_k: int, min_confidence: float | np.ndarray,
                extra_error: float = 0.0) -> bool:
-    """Whether the decision on a sample's ``scores`` could change if the rest of the track were
+    """Whether the decision on a sample's ``scores`` could change if more of the track were
     heard. ``share``: the share of the track's audio (what a whole-track run would hear) that the
-    sample heard; 1 (or more) means nothing is left to hear. ``extra_error``: another error on
-    the scores (bfloat16 inference) added to the sampling error."""
+    sample heard, in ``chunks`` chunks; 1 (or more) means nothing is left to hear. ``extra_error``:
+    another error on the scores (bfloat16 inference) added to the sampling error."""
     from tagger.model import close_call
 
     if share >= 1.0 - 1e-9:
         return False
     return close_call(scores, top_k=top_k, min_confidence=min_confidence,
-                      error=sampling_error(share) + extra_error)
+                      error=sampling_error(share, chunks) + extra_error)
 
 
-def rest_segments(heard: list[tuple[float, float | None]], whole: list[tuple[float, float | None]],
+def rest_segments(heard: list[Segment], whole: list[Segment],
                   duration: float, *, min_seconds: float) -> list[tuple[float, float]]:
     """The stretches of ``whole`` (what a whole-track run analyses: ``[(0, None)]`` or, for a
     track over the cap, its sampled stretches) not in ``heard`` (the first pass's stretches), as
@@ -110,11 +172,6 @@ def whole_plan(duration: float, *, max_seconds: float, params) -> list[tuple[flo
                                     chunk_seconds=params.chunk_seconds), params=params)
 
 
-#: Tracks up to FIRST_SECONDS / WHOLE_SHARE long are heard whole by the first pass: the sampler
-#: spreads its stretches over 80% of a track, so a longer budget would hear some audio twice.
-WHOLE_SHARE = 0.8
-
-
 def _hop_seconds(params) -> float:
     return params.chunk_hop_frames * params.samples_per_frame / params.sample_rate
 
@@ -137,97 +194,123 @@ def _seconds_for(chunks: int, params) -> float:
     return round((samples + 1 + slack) / params.sample_rate, 4)
 
 
-def first_plan(duration: float, *, first_seconds: float, max_seconds: float,
-               params) -> list[tuple[float, float | None]]:
-    """What the first pass analyses: the ``--analysis-seconds`` sampler's stretches at
-    ``first_seconds``, each moved back to the whole-track chunk grid (a multiple of the chunk
-    hop), so that its chunks are chunks a whole-track run makes too, and the first pass and its
-    rest together make the whole-track run's chunks. Tracks up to ``first_seconds /
-    WHOLE_SHARE`` long: whole. Tracks over ``max_seconds`` (whose whole-track plan is itself a
-    sample): the sampler's stretches as they are."""
-    from tagger.analyse import fit_chunks, plan_segments
+def _total_chunks(duration: float, params) -> int:
+    """The chunks of a whole-track run of a track of ``duration`` seconds."""
+    return _chunks_in(int(round(duration * params.sample_rate)), params)
 
-    if duration <= 0 or duration <= first_seconds / WHOLE_SHARE:
-        return [(0.0, None)]
-    segs = fit_chunks(plan_segments(duration, analysis_seconds=first_seconds, max_seconds=max_seconds,
-                                    chunk_seconds=params.chunk_seconds), params=params)
-    if duration > max_seconds or any(d is None for _, d in segs):
-        return segs
+
+def first_chunks(first_seconds: float, params) -> int:
+    """The first pass's chunks: ``first_seconds`` of audio in them (at least one)."""
+    return max(1, int(round(first_seconds / params.chunk_seconds)))
+
+
+def layout(total: int, n: int) -> np.ndarray:
+    """A stratified sample of ``n`` of ``total`` chunks: the chunk at the centre of each of ``n``
+    equal parts of the track (sorted chunk indices). The track's last two chunks are left to the
+    final stage, which reads to the end of the file: a duration estimated from the headers (VBR
+    MP3) may promise a last chunk a decoder cannot fill."""
+    n = max(1, min(int(n), total))
+    idx = np.floor((np.arange(n) + 0.5) * total / n).astype(np.int64)
+    return np.unique(np.minimum(idx, max(0, total - 3)))
+
+
+def heard_chunks(total: int, first: int, stage: int) -> np.ndarray | None:
+    """The chunks heard after stages 0..``stage`` of a track of ``total`` chunks whose first pass
+    hears ``first``; None where that is all of them (the stage heard the rest)."""
+    if total <= first / WHOLE_SHARE:
+        return None
+    heard = layout(total, first)
+    for k in range(1, stage + 1):
+        n = first * 2 ** k
+        if n >= WHOLE_AT * total:
+            return None
+        heard = np.union1d(heard, layout(total, n))
+    return heard
+
+
+def _stretches(chunks: np.ndarray, params) -> list[Segment]:
+    """Chunk indices as stretches of audio: one per run of consecutive chunks, each exactly the
+    audio its chunks need (on the whole-track grid)."""
     hop = _hop_seconds(params)
-    total = _chunks_in(int(round(duration * params.sample_rate)), params)
-    out, end = [], 0
-    for o, d in segs:
-        c = _chunks_in(int(round(d * params.sample_rate)), params)
-        start = max(end, int(o // hop))
-        if start + c > total:
-            return [(0.0, None)]
-        out.append((start, c))
-        end = start + c
-    return [(round(i * hop, 6), _seconds_for(c, params)) for i, c in out]
-
-
-def _grid_rest(duration: float, heard: list[tuple[float, float | None]], params) -> list[tuple[float, float | None]]:
-    """The chunk ranges of a whole-track run not in ``heard`` (grid-aligned stretches, see
-    first_plan), as stretches: whole chunks each; the last one runs to the end of the track."""
-    hop = _hop_seconds(params)
-    total = _chunks_in(int(round(duration * params.sample_rate)), params)
-    ranges = sorted((int(round(o / hop)), _chunks_in(int(round(d * params.sample_rate)), params)) for o, d in heard)
-    out, pos = [], 0
-    for start, c in ranges + [(total, 0)]:
-        if start > pos:
-            last = start >= total
-            out.append((round(pos * hop, 6), None if last else _seconds_for(start - pos, params)))
-        pos = max(pos, start + c)
+    out: list[Segment] = []
+    idx = [int(i) for i in chunks]
+    i = 0
+    while i < len(idx):
+        j = i
+        while j + 1 < len(idx) and idx[j + 1] == idx[j] + 1:
+            j += 1
+        out.append((round(idx[i] * hop, 6), _seconds_for(j - i + 1, params)))
+        i = j + 1
     return out
 
 
-def _on_grid(heard, params) -> bool:
-    hop = _hop_seconds(params)
-    return all(d is not None and abs(o / hop - round(o / hop)) < 1e-6 for o, d in heard)
+def _complement(total: int, heard: np.ndarray, params) -> list[Segment]:
+    """The chunks of a whole-track run not in ``heard``, as stretches: whole chunks each; one that
+    holds the track's last chunk runs to the end of the track (duration None)."""
+    left = np.setdiff1d(np.arange(total), heard)
+    out = _stretches(left, params)
+    if len(left) and left[-1] == total - 1:
+        out[-1] = (out[-1][0], None)
+    return out
 
 
-def plan_rest(duration: float | None, heard: list[tuple[float, float | None]], *, max_seconds: float,
-              params) -> tuple[list[tuple[float, float | None]], float]:
-    """The rest of a track after the first pass heard ``heard``, and the share (0..1) of the
-    final analysis (``heard`` and the rest together) already heard. No rest (an empty list,
-    share 1) for a track heard whole or of unknown length. A rest stretch's duration is None
-    when it runs to the end of the track."""
-    if not duration or duration <= 0 or any(d is None for _, d in heard):
-        return [], 1.0
-    if duration <= max_seconds and _on_grid(heard, params):
-        rest = _grid_rest(duration, heard, params)
-        if not rest:
-            return [], 1.0
-        hop = _hop_seconds(params)
-        got = sum(_chunks_in(int(round(d * params.sample_rate)), params) for _, d in heard)
-        total = _chunks_in(int(round(duration * params.sample_rate)), params)
-        return rest, min(1.0, got / max(total, 1)) if hop > 0 else 1.0
-    whole = whole_plan(duration, max_seconds=max_seconds, params=params)
-    tail = rest_segments(heard, whole, duration, min_seconds=params.chunk_seconds)
-    if not tail:
-        return [], 1.0
-    heard_s = sum(d for _, d in heard if d is not None)  # all of them here: a None returned above
-    left_s = sum(d for _, d in tail)
-    return list(tail), heard_s / (heard_s + left_s)  # list(): typed as the result (list is invariant)
+def _legacy_first(duration: float, *, first_seconds: float, max_seconds: float, params) -> list[Segment]:
+    from tagger.analyse import fit_chunks, plan_segments
+
+    return fit_chunks(plan_segments(duration, analysis_seconds=first_seconds, max_seconds=max_seconds,
+                                    chunk_seconds=params.chunk_seconds), params=params)
 
 
-def first_seconds_of(sampling: str) -> float | None:
-    """The first pass's seconds of an adaptive first-pass spec (``adaptive:60/whole<=900`` -> 60);
-    None for any other spec (whole, fixed sample, or an adaptive analysis whose rest was heard)."""
-    head = sampling.split("/", 1)[0]
-    if not head.startswith("adaptive:") or head.endswith("+rest"):
-        return None
-    try:
-        return float(head.split(":", 1)[1])
-    except ValueError:
-        return None
+def first_plan(duration: float, *, first_seconds: float, max_seconds: float, params) -> list[Segment]:
+    """What the first pass analyses (see the module doc): whole for short tracks and tracks of
+    unknown length, the ``--analysis-seconds`` sampler's stretches for tracks over ``max_seconds``,
+    else :func:`first_chunks` single chunks of the whole-track grid, one per equal part."""
+    if duration <= 0 or duration <= first_seconds / WHOLE_SHARE:
+        return [(0.0, None)]
+    if duration > max_seconds:
+        return _legacy_first(duration, first_seconds=first_seconds, max_seconds=max_seconds, params=params)
+    heard = heard_chunks(_total_chunks(duration, params), first_chunks(first_seconds, params), 0)
+    return [(0.0, None)] if heard is None else _stretches(heard, params)
+
+
+def progress(duration: float | None, *, first_seconds: float, stage: int, max_seconds: float,
+             params) -> tuple[float, Next | None]:
+    """After stages 0..``stage`` of a track of ``duration`` seconds: the share (0..1) of what a
+    whole-track run hears that was heard, and what the next stage hears (None: nothing is left)."""
+    if not duration or duration <= 0 or duration <= first_seconds / WHOLE_SHARE:
+        return 1.0, None
+    if duration > max_seconds:  # the capped plan: a sampler's first pass, then the rest of the plan
+        if stage > 0:
+            return 1.0, None
+        heard_segs = _legacy_first(duration, first_seconds=first_seconds, max_seconds=max_seconds, params=params)
+        whole = whole_plan(duration, max_seconds=max_seconds, params=params)
+        tail = rest_segments(heard_segs, whole, duration, min_seconds=params.chunk_seconds)
+        if not tail:
+            return 1.0, None
+        heard_s = sum(d for _, d in heard_segs if d is not None)
+        left_s = sum(d for _, d in tail)
+        return heard_s / (heard_s + left_s), Next(list(tail), True)
+    total = _total_chunks(duration, params)
+    first = first_chunks(first_seconds, params)
+    heard = heard_chunks(total, first, stage)
+    if heard is None:
+        return 1.0, None
+    share = len(heard) / max(total, 1)
+    after = heard_chunks(total, first, stage + 1)
+    if after is None:
+        rest = _complement(total, heard, params)
+        return (share, Next(rest, True)) if rest else (1.0, None)
+    return share, Next(_stretches(np.setdiff1d(after, heard), params), False)
 
 
 def describe(sampling: str) -> tuple[str, bool | None]:
-    """A store spec as the report's (sampling, rechecked): whole / sample / adaptive / adaptive+rest."""
+    """A store spec as the report's (sampling, rechecked): whole / sample / adaptive (decided on
+    the first pass: rechecked False; on a later stage's larger sample: True) / adaptive+rest."""
     if sampling.startswith("adaptive:"):
-        done = sampling.split("/", 1)[0].endswith("+rest")
-        return ("adaptive+rest" if done else "adaptive"), done
+        if is_complete(sampling):
+            return "adaptive+rest", True
+        parsed = parse_spec(sampling)
+        return "adaptive", bool(parsed and parsed[1] > 0)
     return ("sample" if sampling.startswith("sample:") else "whole"), None
 
 

@@ -115,16 +115,17 @@ def chunk_spans(lengths: list[int], offsets: list[float], *, params) -> np.ndarr
     return np.asarray(spans, dtype=np.float64).reshape(-1, 2)
 
 
-def chunks_of(path: str, audio: list[np.ndarray], *, params) -> np.ndarray:
+def chunks_of(path: str, audio: list[np.ndarray], *, params, skip_frames: list[int] | None = None) -> np.ndarray:
     """Model inputs of a track's decoded stretches (``tagger.features.extract_segments``), with
     digital silence and too-short audio turned into :class:`AudioError` (one-line reasons).
-    Shared by ``tagger tag``/``explain`` and the training feature cache."""
+    Shared by ``tagger tag``/``explain`` and the training feature cache. ``skip_frames``: per
+    stretch, lead-in frames to drop (:func:`decode_segments_aligned`)."""
     from tagger.features import extract_segments, is_silent
 
     if all(is_silent(a) for a in audio):
         raise AudioError(path, "digital silence: nothing to classify")
     try:
-        return extract_segments(audio, params=params)
+        return extract_segments(audio, params=params, skip_frames=skip_frames)
     except ParameterError as exc:
         raise AudioError(path, str(exc)) from None
 
@@ -137,6 +138,27 @@ def decode_segments(path: str, segments: Sequence[Segment], *, params) -> list[n
     from tagger.decode import decode
 
     return [decode(path, sample_rate=params.sample_rate, offset=o, duration=d) for o, d in segments]
+
+
+def decode_segments_aligned(path: str, segments: Sequence[Segment], *, params,
+                            source_rate: int | None = None) -> tuple[list[np.ndarray], list[int]]:
+    """The stretches ``segments`` as the whole track decoded at once has them, each (but one at
+    the very start) with one frame's hop of audio before it (:func:`tagger.features.lead_samples`)
+    and the frames to drop for it, so that the chunks made of them are the whole-track run's chunks
+    at these offsets, to float rounding: adaptive analysis's stages (tagger.adaptive)."""
+    from tagger.decode import decode
+    from tagger.features import lead_samples
+
+    lead = lead_samples(params)
+    lead_s = lead / params.sample_rate
+    audio, skips = [], []
+    for o, d in segments:
+        pre = lead_s if lead and o >= lead_s else 0.0
+        y = decode(path, sample_rate=params.sample_rate, offset=o - pre, duration=None if d is None else d + pre,
+                   aligned=True, source_rate=source_rate)
+        audio.append(y)
+        skips.append(1 if pre else 0)
+    return audio, skips
 
 
 def failure_of(path: str, exc: BaseException) -> Failure:
@@ -199,7 +221,8 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: Policy | Mapping[
         from tagger.decode import probe
 
         t1 = time.perf_counter()
-        duration = probe(path).duration
+        stream = probe(path)
+        duration = stream.duration
         ident["duration"] = duration
         segments: list[Segment]
         if pol.adaptive_first:  # adaptive analysis's first pass (tagger.adaptive)
@@ -214,11 +237,16 @@ def analyse_file(path: str, *, params: dict[str, Any], policy: Policy | Mapping[
                                                 max_seconds=pol.max_seconds, chunk_seconds=fp.chunk_seconds),
                                   params=fp)
         ident["plan"] = tuple(segments)
-        audio = decode_segments(path, segments, params=fp)
+        skips: list[int] | None = None
+        if pol.aligned:
+            audio, skips = decode_segments_aligned(path, segments, params=fp, source_rate=stream.sample_rate)
+        else:
+            audio = decode_segments(path, segments, params=fp)
         t2 = time.perf_counter()
         timing["decode"] = t2 - t1
-        ident["heard"] = sum(a.shape[0] for a in audio) / fp.sample_rate
-        feats = chunks_of(path, audio, params=fp)
+        lead = sum(skips or []) * (fp.hop_length if fp.kind != "waveform" else 0)
+        ident["heard"] = (sum(a.shape[0] for a in audio) - lead) / fp.sample_rate
+        feats = chunks_of(path, audio, params=fp, skip_frames=skips)
         if pol.float16:
             feats = feats.astype(np.float16)
         timing["features"] = time.perf_counter() - t2

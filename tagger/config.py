@@ -80,7 +80,7 @@ HELP: dict[str, str] = {
     "analysis_seconds": "Analyse about this many seconds per track, sampled across it (seeking), and "
                         "decide from them alone (no re-check).",
     "whole_track": "Analyse every track whole (up to max-analysis-seconds) instead of adaptively (a "
-                   "60 s sample first, the rest only where the decision is a close call).",
+                   "30 s sample first, more of the track only where the decision is a close call).",
     "max_analysis_seconds": "Never analyse more than this many seconds of one track (config file only).",
     "state_db": "State database: which files are done, the runs, the undo journal.",
     "force": "Re-analyse files even if unchanged since the last run.",
@@ -126,7 +126,7 @@ UNSET: dict[str, str] = {
     "batch_size": "chosen by device (CPU or GPU)",
     "workers": "every CPU of the Ray cluster",
     "ray_address": "RAY_ADDRESS, else a private local Ray instance (never a running cluster)",
-    "analysis_seconds": "adaptive: a 60 s sample, the rest of the track where the decision is close",
+    "analysis_seconds": "adaptive: a 30 s sample, more of the track where the decision is close",
     "min_confidence": "the model's per-genre thresholds where it has them, else 0.4",
     "state_db": "the user state folder",
     "max_files": "no limit",

@@ -78,6 +78,8 @@ class Policy:
     ``segments`` (these stretches: the rest of a track adaptive analysis re-checks), else
     ``adaptive_first`` (adaptive analysis's first pass of that many seconds), else
     ``analysis_seconds`` (a fixed sample; None: the whole track) capped at ``max_seconds``.
+    ``aligned``: decode each stretch as the whole track has it (adaptive stages: their chunks are
+    a whole-track run's chunks, to float rounding; :func:`tagger.decode.decode_aligned`).
     ``float16``: return float16 chunks; ``keep_audio``: return the decoded stretches too (explain);
     ``nice``: the niceness the worker process adds to itself.
     """
@@ -90,6 +92,7 @@ class Policy:
     max_seconds: float = 900.0
     adaptive_first: float | None = None
     segments: tuple[Segment, ...] | None = None
+    aligned: bool = False
     float16: bool = False
     keep_audio: bool = False
     nice: int = 0

@@ -62,14 +62,20 @@ def decode(
     sample_rate: int,
     offset: float = 0.0,
     duration: float | None = None,
+    aligned: bool = False,
+    source_rate: int | None = None,
 ) -> np.ndarray:
     """Mono float32 audio at ``sample_rate``, shape (n_samples,).
 
     ``offset`` and ``duration`` (seconds) select a stretch; reading it seeks.
+    ``aligned``: the stretch as it is in the whole track decoded and resampled at once (samples
+    ``round(offset * sample_rate)`` on), to float rounding: see :func:`decode_aligned`.
     Raises :class:`DecodeError` with a one-line reason for anything unreadable.
     """
     path = Path(path)
     _check_readable(path)
+    if aligned and offset > 0:
+        return decode_aligned(path, sample_rate=sample_rate, offset=offset, duration=duration, source_rate=source_rate)
     errors = []
     if path.suffix.lower() in SNDFILE_EXTS:
         try:
@@ -87,6 +93,43 @@ def decode(
     except Exception as exc:
         errors.append(f"ffmpeg: {_short(exc)}")
     raise DecodeError(path, "cannot decode audio (" + "; ".join(errors) + ")")
+
+
+#: Seconds decoded before (and after) an aligned stretch, for the resampler's filter to settle:
+#: 20 ms already gave the whole track's samples to float rounding (2e-7) on 44.1 kHz Vorbis.
+ALIGN_CONTEXT = 0.05
+
+
+def decode_aligned(path: str | Path, *, sample_rate: int, offset: float, duration: float | None,
+                   source_rate: int | None = None) -> np.ndarray:
+    """A stretch exactly as the whole track decoded and resampled at once has it: resampling
+    starts from the stretch's own first sample, so a stretch decoded on its own is shifted by
+    up to half a source sample and its first milliseconds carry the filter's start-up (errors up
+    to 7e-3 measured). Here decoding starts :data:`ALIGN_CONTEXT` seconds earlier, at a source
+    sample that falls on an output sample of the whole track (a multiple of
+    ``source_rate / gcd(source_rate, sample_rate)``), and ends that much later; the resampled
+    audio is then cut to output samples ``round(offset * sample_rate)`` onwards, ``duration``
+    seconds of them (None: to the end). ``source_rate``: the file's rate, where already probed."""
+    import math
+
+    path = Path(path)
+    src = source_rate or probe(path).sample_rate
+    if src <= 0:
+        return decode(path, sample_rate=sample_rate, offset=offset, duration=duration)
+    g = math.gcd(src, sample_rate)
+    step_in, step_out = src // g, sample_rate // g
+    want = int(round(offset * sample_rate))
+    k = max(0, math.floor((offset - ALIGN_CONTEXT) * src / step_in))
+    first_out = k * step_out  # the whole track's output index of the first decoded sample
+    lead = want - first_out
+    span = None if duration is None else lead / sample_rate + duration + ALIGN_CONTEXT
+    y = decode(path, sample_rate=sample_rate, offset=k * step_in / src, duration=span)
+    y = y[lead:]
+    if duration is not None:
+        y = y[: int(round(duration * sample_rate))]
+    if y.size == 0:
+        raise DecodeError(path, "no audio frames decoded")
+    return np.ascontiguousarray(y)
 
 
 def decode_segments(

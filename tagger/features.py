@@ -286,7 +286,7 @@ def handcrafted_vector(M: np.ndarray) -> np.ndarray:
 # the entry point
 # ---------------------------------------------------------------------------------------
 
-def extract(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
+def extract(y: np.ndarray, *, params: FeatureParams, skip_frames: int = 0) -> np.ndarray:
     """Model inputs for one stretch of mono audio.
 
     Parameters
@@ -296,6 +296,11 @@ def extract(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
     Returns
     -------
     np.ndarray, shape (n_chunks, *params.input_shape), float32
+
+    skip_frames : frames dropped from the start before chunking: a stretch decoded with
+        :func:`lead_samples` of audio before it (tagger.analyse, adaptive stages) drops the frame
+        centred in that lead-in, so that its first frame has real audio on both sides, as the
+        same frame of the whole track has.
 
     Raises
     ------
@@ -309,10 +314,10 @@ def extract(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
             f"need at least {params.min_samples / params.sample_rate:.2f} s"
         )
     if params.kind == "logmel":
-        return chunk_frames(log_mel(y, params=params), params=params)
+        return chunk_frames(log_mel(y, params=params)[skip_frames:], params=params)
     if params.kind == "waveform":
-        return standardise(chunk_frames(y[:, None], params=params), params=params)
-    M = chunk_frames(handcrafted_matrix(y, params=params), params=params)
+        return standardise(chunk_frames(y[skip_frames:, None], params=params), params=params)
+    M = chunk_frames(handcrafted_matrix(y, params=params)[skip_frames:], params=params)
     if params.kind == "descriptors":
         return standardise(M, params=params)
     return standardise(handcrafted_vector(M), params=params)
@@ -329,15 +334,25 @@ def standardise(x: np.ndarray, *, params: FeatureParams) -> np.ndarray:
     return x
 
 
-def extract_segments(segments: list[np.ndarray], *, params: FeatureParams) -> np.ndarray:
+def lead_samples(params: FeatureParams) -> int:
+    """Audio decoded before a stretch that must frame as the whole track does: one frame's hop
+    (frames are centred, so a stretch's first frame would otherwise be padded); none for
+    waveform models, whose frames are samples."""
+    return 0 if params.kind == "waveform" else int(params.hop_length)
+
+
+def extract_segments(segments: list[np.ndarray], *, params: FeatureParams,
+                     skip_frames: list[int] | None = None) -> np.ndarray:
     """:func:`extract` over several stretches of one track, chunks concatenated in order.
+    ``skip_frames``: per stretch, the frames to drop from its start (see :func:`extract`).
 
     Segments shorter than half a chunk are ignored as long as one segment is usable.
     """
     out, error = [], None
-    for y in segments:
+    skips = skip_frames or [0] * len(segments)
+    for y, skip in zip(segments, skips, strict=True):
         try:
-            out.append(extract(y, params=params))
+            out.append(extract(y, params=params, skip_frames=skip))
         except ParameterError as exc:
             error = exc
     if not out:

@@ -124,7 +124,7 @@ def decision_key(options: TagOptions, meta: ModelMeta | None = None) -> str:
 
 def sampling_spec(options: TagOptions) -> str:
     """How a run chooses the audio it analyses; a stored analysis is used only by a run that
-    would have analysed the same stretches (:func:`accepted_samplings`)."""
+    would have analysed the same stretches (:func:`accepts`)."""
     if options.analysis_seconds is not None:
         return f"sample:{options.analysis_seconds:g}"
     if options.whole_track:
@@ -134,27 +134,38 @@ def sampling_spec(options: TagOptions) -> str:
     return adaptive.spec(adaptive.FIRST_SECONDS, options.max_analysis_seconds)
 
 
-def accepted_samplings(spec: str) -> tuple[str, ...]:
-    """The stored samplings a run of ``spec`` decides from. An adaptive run also takes an
-    adaptive analysis whose rest was heard, and a whole-track analysis of the same cap (both
-    heard what an adaptive re-check would); a first pass is extended where the decision is close
-    (:func:`needs_extension`). Whole-track and fixed-sample runs take only their own."""
-    if spec.startswith("adaptive:"):
-        head, cap = spec.split("/", 1)
-        return (spec, f"{head}+rest/{cap}", cap)
-    return (spec,)
+def accepts(spec: str, sampling: str) -> bool:
+    """Whether a run of ``spec`` decides from a stored analysis of ``sampling``. An adaptive run
+    takes its own first passes and their later stages (extended where the decision is close under
+    its settings: :func:`needs_extension`), any adaptive analysis that heard everything a
+    whole-track run hears (whatever its first pass: an earlier version's too), and a whole-track
+    analysis of the same cap. Whole-track and fixed-sample runs take only their own."""
+    if sampling == spec:
+        return True
+    if not spec.startswith("adaptive:"):
+        return False
+    from tagger import adaptive
+
+    cap = spec.split("/", 1)[1]
+    if sampling == cap:
+        return True
+    if sampling.partition("/")[2] != cap:
+        return False
+    if adaptive.is_complete(sampling):
+        return True
+    mine, theirs = adaptive.parse_spec(spec), adaptive.parse_spec(sampling)
+    return mine is not None and theirs is not None and theirs[0] == mine[0]
 
 
 def usable_analyses(state, todo: list[discover.Found], meta: ModelMeta, spec: str) -> dict[str, StoredAnalysis]:
     """The stored analyses that fit ``todo``'s files as they are now: same size and mtime, same
-    model and an accepted sampling (:func:`accepted_samplings`), and sound (a damaged or foreign
+    model and an accepted sampling (:func:`accepts`), and sound (a damaged or foreign
     row is ignored with a warning, and the file analysed again: never written from)."""
     rows = state.analyses([f.path for f in todo], meta.model_id)
-    accepted = accepted_samplings(spec)
     out: dict[str, StoredAnalysis] = {}
     for f in todo:
         a = rows.get(f.path)
-        if a is None or (a.size, a.mtime_ns) != (f.size, f.mtime_ns) or a.sampling not in accepted:
+        if a is None or (a.size, a.mtime_ns) != (f.size, f.mtime_ns) or not accepts(spec, a.sampling):
             continue
         why = a.problem(labels=len(meta.labels), model_id=meta.model_id)
         if why:
@@ -165,21 +176,22 @@ def usable_analyses(state, todo: list[discover.Found], meta: ModelMeta, spec: st
 
 
 def needs_extension(a: StoredAnalysis, options: TagOptions, meta: ModelMeta) -> list[Segment]:
-    """The rest of the track to analyse before deciding from a stored adaptive first pass: empty
-    where its decision under these settings is clear (or the track was heard whole). The first
-    pass's stretches follow from its duration, so they need not be stored."""
+    """What to analyse next of a track before deciding from its stored adaptive analysis (a first
+    pass or a later stage): empty where its decision under these settings is clear (or the track
+    was heard whole). The stretches heard follow from the duration and the stage in the spec, so
+    they need not be stored."""
     from tagger import adaptive
 
-    first = adaptive.first_seconds_of(a.sampling)
-    if first is None or not a.duration:
+    parsed = adaptive.parse_spec(a.sampling)
+    if parsed is None or not a.duration:
         return []
-    fp = meta.features
-    heard = adaptive.first_plan(a.duration, first_seconds=first, max_seconds=options.max_analysis_seconds, params=fp)
-    rest, share = adaptive.plan_rest(a.duration, heard, max_seconds=options.max_analysis_seconds, params=fp)
+    first, stage = parsed
+    share, nxt = adaptive.progress(a.duration, first_seconds=first, stage=stage,
+                                   max_seconds=options.max_analysis_seconds, params=meta.features)
     thr = thresholds_for(meta, options).for_close_call(meta.labels)
-    if rest and adaptive.needs_rest(np.asarray(a.scores), share=share, top_k=options.top_k,
-                                    min_confidence=thr, extra_error=adaptive.decision_error(a.chunks)):
-        return rest
+    if nxt and adaptive.needs_rest(np.asarray(a.scores), share=share, chunks=a.chunks, top_k=options.top_k,
+                                   min_confidence=thr, extra_error=adaptive.decision_error(a.chunks)):
+        return nxt.segments
     return []
 
 
@@ -298,9 +310,11 @@ def album_cut(todo: list[discover.Found], limit: int) -> list[discover.Found]:
 
 @dataclass(frozen=True, eq=False)
 class Prior:
-    """What was heard of a track before the rest of it (adaptive analysis): its first pass in
-    this run (``features`` kept, for a float32 re-check of the whole), or a stored first pass
-    being extended (``stored``, no features)."""
+    """What was heard of a track before its next stage (adaptive analysis): the scores, chunks,
+    seconds, embedding and (``logit-mean`` models) exact mean logits of everything heard so far;
+    ``features``: the chunks heard in this run (for a float32 re-check), None where none were;
+    ``base``: the stored analysis it began from (scores, chunks), None for a track first heard in
+    this run; ``stage``: the last stage heard; ``extensions``: stages this run heard after the first."""
 
     scores: np.ndarray
     chunks: int
@@ -311,6 +325,9 @@ class Prior:
     mtime_ns: int
     stored: bool = False
     logits: np.ndarray | None = None  # a logit-mean model's exact mean logits (None: stored, or a mean model)
+    stage: int = 0
+    base: tuple[np.ndarray, int] | None = None
+    extensions: int = 0
 
 
 @dataclass(eq=False)
@@ -388,7 +405,7 @@ class Tagger:
         self._scope_left: dict[str, int] = {}  # album folder -> this run's files in it not done yet
         self._by_scope: dict[str, list[str]] = {}  # album folder -> every file the walk found in it
         self._plan: Plan | None = None
-        # adaptive analysis (the default): a sample first, the rest where the decision is close
+        # adaptive analysis (the default): a sample first, more of the track where the decision is close
         self._nice = 0  # niceness the decode workers add to themselves (ray_backend.cpu_split)
         self._adaptive = options.analysis_seconds is None and not options.whole_track
         self._rest_queue: list[tuple[discover.Found, list[Segment]]] = []  # re-checks to submit
@@ -425,7 +442,7 @@ class Tagger:
                 self._extend[path] = (plan.stored.pop(path), rest)
         if self._extend:
             n = plural(len(self._extend), "stored sampled analysis", "stored sampled analyses")
-            self.report.notes.append(f"{n} extended: a close call under these settings (the rest of the track heard)")
+            self.report.notes.append(f"{n} extended: a close call under these settings (more of the track heard)")
         if plan.stored:
             self.report.notes.append(
                 f"{plural(len(plan.stored), 'file')} decided from stored analyses (not re-analysed)")
@@ -666,7 +683,7 @@ class Tagger:
         policy = Policy(
             model_id=self.meta.model_id, on_existing=self.options.on_existing,
             analysis_seconds=self.options.analysis_seconds,
-            adaptive_first=_adaptive().FIRST_SECONDS if self._adaptive else None,
+            adaptive_first=_adaptive().FIRST_SECONDS if self._adaptive else None, aligned=self._adaptive,
             max_seconds=self.options.max_analysis_seconds, float16=False, nice=self._nice,
         )
         # decision settings changed since this model wrote the file's genre: look again
@@ -688,12 +705,14 @@ class Tagger:
         while st.queue and not st.tasks.full and not self.stop and not self._out_of_time():
             f = st.queue.pop()
             pol = policy_of(f.path)
-            if f.path in self._extend:  # a stored first pass, close under these settings: its rest only
+            if f.path in self._extend:  # a stored sample, close under these settings: its next stage only
                 a, rest = self._extend.pop(f.path)
+                parsed = _adaptive().parse_spec(a.sampling)
+                scores = np.asarray(a.scores, np.float32)
                 self._priors[f.path] = Prior(
-                    np.asarray(a.scores, np.float32), a.chunks, a.seconds,
+                    scores, a.chunks, a.seconds,
                     None if a.embedding is None else np.asarray(a.embedding, np.float32), None,
-                    a.size, a.mtime_ns, stored=True)
+                    a.size, a.mtime_ns, stored=True, stage=parsed[1] if parsed else 0, base=(scores, a.chunks))
                 pol = dataclasses.replace(pol, segments=tuple(rest), adaptive_first=None)
             st.tasks.add(st.task.remote(f.path, params=st.params, policy=pol), f.path)
 
@@ -806,7 +825,7 @@ class Tagger:
         a, prior = p.analysis, p.prior
         # chunks are computed only for a file that was stat'ed and read
         assert p.probs is not None and a.features is not None and a.size is not None and a.mtime_ns is not None
-        if prior is None or prior.stored:
+        if prior is None or (prior.stored and prior.extensions == 0):
             self.stats.analysed += 1
         self.stats.audio_seconds += a.heard or 0.0
         n = a.chunks
@@ -819,65 +838,74 @@ class Tagger:
                    embedding=full[:, labels:].mean(axis=0) if full.shape[1] > labels else None,
                    # a logit-mean model's exact mean logits: an adaptive rest combines with them
                    logits=track_logits(out) if self._agg == "logit-mean" else None)
-        if prior is None and self._adaptive:
-            decided = self._wants_rest(a, s, by_path)
-            if decided is None:
-                return  # a close call on the sample: decided once the rest is heard
-            s = decided
         features = a.features
+        stage = 0 if prior is None else prior.stage + 1
         if prior is not None:
             s, features = self._with_prior(s, prior, features)
+        if self._adaptive:
+            decided = self._wants_more(a, s, stage, features, prior, by_path)
+            if decided is None:
+                return  # a close call on what was heard: decided once the next stage is heard
+            s = decided
         if self._exact is not None and _close_call(s.scores, top_k=self.options.top_k, min_confidence=self._thr,
                                                    chunks=s.chunks, head_norms=self._head_norms):
             t = time.perf_counter()  # computed in bfloat16 and too close to call: float32 decides
             exact_out = self._exact(np.asarray(features, dtype=np.float32))
             exact = track_scores(exact_out, self._agg)
             exact_logits = track_logits(exact_out) if self._agg == "logit-mean" else None
-            if prior is not None and prior.features is None:  # a stored first pass: the new part only
-                exact = _adaptive().combine_scores(prior.scores, prior.chunks, exact, n, aggregation=self._agg,
-                                                   first_logits=prior.logits, rest_logits=exact_logits)
-                exact_logits = _combine_logits(prior.logits, prior.chunks, exact_logits, n)
+            base = None if prior is None else prior.base
+            if base is not None:  # begun from a stored analysis: this run's chunks, with the stored ones
+                exact = _adaptive().combine_scores(base[0], base[1], exact, len(features), aggregation=self._agg,
+                                                   rest_logits=exact_logits)
+                exact_logits = None
             s = dataclasses.replace(s, scores=exact, logits=exact_logits)
             self.stats.infer += time.perf_counter() - t
             self.stats.rechecked += 1
         self._conclude(s, by_path, plan=a.plan)
 
-    def _wants_rest(self, a: Analysis, s: Scored, by_path) -> Scored | None:
-        """After an adaptive first pass: queue the rest of the track where the decision on the
-        sample is a close call (None), or the track as decided on what was heard."""
+    def _wants_more(self, a: Analysis, s: Scored, stage: int, features: np.ndarray, prior: Prior | None,
+                    by_path) -> Scored | None:
+        """After stage ``stage`` of a track's adaptive analysis (``s``: everything heard so far):
+        queue its next stage where the decision is a close call (None), or the track as decided
+        on what was heard, labelled for the report and the store."""
         ad = _adaptive()
-        rest, share = ad.plan_rest(a.duration, list(a.plan or [(0.0, None)]),
-                                   max_seconds=self.options.max_analysis_seconds, params=self.meta.features)
-        if rest and ad.needs_rest(s.scores, share=share, top_k=self.options.top_k, min_confidence=self._thr,
-                                  extra_error=ad.decision_error(s.chunks)):
-            self._priors[a.path] = Prior(s.scores, s.chunks, s.heard, s.embedding, a.features, s.size, s.mtime_ns,
-                                         logits=s.logits)
-            self._rest_queue.append((by_path[a.path], rest))
+        first, cap = ad.FIRST_SECONDS, self.options.max_analysis_seconds
+        share, nxt = ad.progress(a.duration, first_seconds=first, stage=stage, max_seconds=cap,
+                                 params=self.meta.features)
+        if nxt and ad.needs_rest(s.scores, share=share, chunks=s.chunks, top_k=self.options.top_k,
+                                 min_confidence=self._thr, extra_error=ad.decision_error(s.chunks)):
+            self._priors[a.path] = Prior(
+                s.scores, s.chunks, s.heard, s.embedding, features, s.size, s.mtime_ns,
+                stored=prior is not None and prior.stored, logits=s.logits, stage=stage,
+                base=None if prior is None else prior.base,
+                extensions=0 if prior is None else prior.extensions + 1)
+            self._rest_queue.append((by_path[a.path], nxt.segments))
             return None
-        if not rest:  # nothing left to hear: stored as complete
-            return dataclasses.replace(s, sampling="whole", rechecked=False, store_sampling=ad.spec(
-                ad.FIRST_SECONDS, self.options.max_analysis_seconds, complete=True))
-        return dataclasses.replace(s, sampling="adaptive", rechecked=False)
+        if nxt is None:  # everything heard: stored as complete
+            return dataclasses.replace(s, sampling="adaptive+rest" if stage else "whole", rechecked=bool(stage),
+                                       store_sampling=ad.spec(first, cap, complete=True))
+        return dataclasses.replace(s, sampling="adaptive", rechecked=bool(stage),
+                                   store_sampling=ad.spec(first, cap, stage=stage))
 
     def _with_prior(self, s: Scored, prior: Prior, features: np.ndarray) -> tuple[Scored, np.ndarray]:
-        """The track over the first pass and its rest together: the model's aggregation over all
-        their chunks (a ``logit-mean`` model's scores combined in logit space, exactly where the
-        first pass's logits are known) and the chunk-weighted mean of the embeddings. Returns it,
-        and the features of everything heard in this run."""
+        """The track over what was heard before (``prior``) and this stage together: the model's
+        aggregation over all their chunks (a ``logit-mean`` model's scores combined in logit space,
+        exactly where the earlier logits are known) and the chunk-weighted mean of the embeddings.
+        Returns it, and the features of everything heard in this run."""
         ad = _adaptive()
         n = s.chunks
         embedding = None
         if s.embedding is not None and prior.embedding is not None and len(prior.embedding) == len(s.embedding):
             embedding = ad.combine(prior.embedding, prior.chunks, s.embedding, n)
-        self.stats.rest += 1
+        if prior.extensions == 0:  # the track's first stage after its first pass (or stored sample)
+            self.stats.rest += 1
+            self.stats.extended += int(prior.stored)
         self.stats.rest_seconds += s.heard
-        self.stats.extended += int(prior.stored)
         scores = ad.combine_scores(prior.scores, prior.chunks, s.scores, n, aggregation=self._agg,
                                    first_logits=prior.logits, rest_logits=s.logits)
         both = dataclasses.replace(
             s, scores=scores, logits=_combine_logits(prior.logits, prior.chunks, s.logits, n), embedding=embedding,
-            chunks=prior.chunks + n, heard=prior.heard + s.heard, sampling="adaptive+rest", rechecked=True,
-            store_sampling=ad.spec(ad.FIRST_SECONDS, self.options.max_analysis_seconds, complete=True))
+            chunks=prior.chunks + n, heard=prior.heard + s.heard)
         return both, (features if prior.features is None else np.concatenate([prior.features, features]))
 
     def _rest_fits(self, a: Analysis, prior: Prior, found: discover.Found) -> bool:
@@ -888,14 +916,16 @@ class Tagger:
         if a.features is None and not prior.stored:
             # the rest could not be heard (a damaged stretch, silence): decide on the sample
             reason = (a.error or ("", a.skip or "no audio"))[1]
-            log.warning("%s: the rest of the track could not be analysed (%s); decided on the sample", a.path, reason)
+            log.warning("%s: more of the track could not be analysed (%s); decided on what was heard", a.path, reason)
             # the file as the first pass saw it, where the re-check could not even stat it (a write
             # then finds it changed or gone, and says so)
             size = a.size if a.size is not None else prior.size
             mtime_ns = a.mtime_ns if a.mtime_ns is not None else prior.mtime_ns
+            ad = _adaptive()
             s = Scored(a.path, size, mtime_ns, a.format or discover.format_of(a.path), a.tags, prior.scores,
                        prior.chunks, prior.heard, duration=a.duration, node=a.node, analysis="now",
-                       sampling="adaptive", rechecked=False, embedding=prior.embedding, logits=prior.logits)
+                       sampling="adaptive", rechecked=prior.stage > 0, embedding=prior.embedding, logits=prior.logits,
+                       store_sampling=ad.spec(ad.FIRST_SECONDS, self.options.max_analysis_seconds, stage=prior.stage))
             self._conclude(s, {a.path: found})
             return False
         return True

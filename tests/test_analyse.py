@@ -34,3 +34,60 @@ def test_sampled_stretches_hold_whole_chunks(features):
             counts.append(c)
         assert max(counts) - min(counts) <= 1
         assert abs(sum(d for _, d in fit) - budget) <= fp.chunk_seconds  # about the budget asked for
+
+
+def _music(path, sr: int, seconds: float = 40.0, fmt: str | None = None):
+    """Stereo noise under a rising chirp: every stretch of it differs from its neighbours."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(7)
+    t = np.arange(int(seconds * sr)) / sr
+    chirp = 0.4 * np.sin(2 * np.pi * (200 + 40 * t) * t)
+    y = np.stack([chirp + 0.05 * rng.standard_normal(t.size), chirp * 0.5 + 0.05 * rng.standard_normal(t.size)], 1)
+    sf.write(path, y.astype(np.float32), sr, format=fmt)
+    return path
+
+
+@pytest.mark.parametrize("sr,ext,fmt", [(44100, "wav", None), (22050, "wav", None), (48000, "ogg", "OGG")])
+def test_an_aligned_stretch_is_the_whole_tracks_audio(tmp_path, sr, ext, fmt):
+    """decode(aligned=True) gives a stretch's samples as the whole track decoded and resampled at
+    once has them; decoding the stretch on its own shifts it and adds the resampler's start-up."""
+    from tagger.decode import decode
+
+    path = _music(tmp_path / f"m.{ext}", sr, fmt=fmt)
+    whole = decode(path, sample_rate=16000)
+    for offset in (2.992, 11.968 - 0.016, 7.3, 29.92):
+        n = int(3.1 * 16000)
+        start = int(round(offset * 16000))
+        got = decode(path, sample_rate=16000, offset=offset, duration=3.1, aligned=True)
+        assert got.shape == (n,)
+        assert np.max(np.abs(got - whole[start:start + n])) < 2e-5, offset
+        plain = decode(path, sample_rate=16000, offset=offset, duration=3.1)
+        assert np.max(np.abs(plain[:n] - whole[start:start + n])) > 1e-4  # what aligning is for
+    tail = decode(path, sample_rate=16000, offset=35.0, aligned=True)  # to the end of the track
+    assert tail.shape == whole[35 * 16000:].shape
+    assert np.max(np.abs(tail - whole[35 * 16000:])) < 2e-5
+
+
+def test_aligned_stretches_make_the_whole_tracks_chunks(tmp_path):
+    """Stretches on the whole-track chunk grid, decoded aligned with a frame of lead-in (the
+    adaptive stages), make the whole-track run's chunks: their first frame is not padded."""
+    from tagger.analyse import decode_segments, decode_segments_aligned
+    from tagger.features import FeatureParams, extract, extract_segments
+
+    fp = FeatureParams(kind="logmel", sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, chunk_frames=187,
+                       chunk_hop_frames=187, log="log10p", log_scale=10000.0)
+    path = _music(tmp_path / "m.wav", 44100)
+    from tagger.decode import decode
+
+    whole = extract(decode(path, sample_rate=16000), params=fp)
+    hop = 187 * 256 / 16000
+    idx = [0, 3, 4, 9]
+    segs = [(round(i * hop, 6), round((186 * 256 + 1 + 2048) / 16000, 4)) for i in idx]
+    audio, skips = decode_segments_aligned(str(path), segs, params=fp)
+    assert skips == [0, 1, 1, 1]  # no lead-in before the track's start
+    got = extract_segments(audio, params=fp, skip_frames=skips)
+    assert got.shape == (len(idx), *whole.shape[1:])
+    assert np.max(np.abs(got - whole[idx])) < 1e-3
+    plain = extract_segments(decode_segments(str(path), segs, params=fp), params=fp)
+    assert np.max(np.abs(plain[1:] - whole[idx[1:]])) > 1e-2  # a padded first frame, a shifted resampling

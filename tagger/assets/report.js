@@ -86,6 +86,11 @@ function fileRow(i){
     for (let k = 2; k < r[5].length && k < 6; k += 2) rest.push(esc(G[r[5][k]]) + ' ' + fmt(r[5][k + 1]));
     if (rest.length) pred += '<div class="more">' + rest.join(", ") + '</div>';
   }
+  const h = r[10];
+  if (h && h[0] !== null) {  // how much was heard: adaptive analysis says whether it went past its sample
+    const how = h[1] === "adaptive+rest" ? "adaptive, all heard" : h[1] === "adaptive" ? (h[2] ? "adaptive, re-checked" : "adaptive sample") : h[1];
+    pred += '<div class="more heard">heard ' + h[0] + ' s' + (how ? ' · ' + esc(how) : '') + '</div>';
+  }
   let extra = "";
   if (r[6].length && (act === "would tag" || act === "tagged")) extra = '<div class="reason">writes: <b>' + esc(names(r[6])) + '</b></div>';
   if (r[8]) extra += '<div><a href="' + esc(encodeURI(r[8].split(SEP).join("/"))) + '" target="_blank">explain picture</a></div>';

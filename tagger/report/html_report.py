@@ -139,8 +139,10 @@ def build_data(report: Report) -> dict[str, Any]:
     """The JSON the page's script reads: interned tables and one compact list per row.
 
     ``rows``: ``[folder, name, action, reason, existing, predicted, written, error_kind,
-    explain, format]`` where folder/action/reason index their tables, existing and written
-    are lists of genre indices and predicted is flat ``[genre, floor(score*1000), ...]`` best first.
+    explain, format, heard]`` where folder/action/reason index their tables, existing and written
+    are lists of genre indices, predicted is flat ``[genre, floor(score*1000), ...]`` best first
+    and heard is ``[seconds analysed (None: not analysed), sampling, rechecked]`` (the JSON
+    report's duration, sampling and rechecked).
     ``albums``: ``[folder, tracks, analysed, majority genre (-1: none), agree, [[genre,
     n], ...], existing genre (-1: none), album name, [album genre, ...], [dissenting file
     name, ...]]``.
@@ -156,7 +158,7 @@ def build_data(report: Report) -> dict[str, Any]:
         rows.append([
             folders(folder), name, ACTIONS.index(r.action) if r.action in ACTIONS else 4, reasons(r.reason),
             [genres(g) for g in r.existing], pred, [genres(g) for g in r.written], r.error_kind, r.explain,
-            r.format,
+            r.format, [None if r.duration is None else round(float(r.duration)), r.sampling, r.rechecked],
         ])
     album_rows = [
         [folders(a.folder), a.tracks, a.analysed, genres(a.majority) if a.majority else -1, a.agree,

@@ -43,7 +43,7 @@ class Row:
     #: how the audio was chosen: "whole", "sample" (--analysis-seconds, or a track over the cap),
     #: "adaptive" (a sample; the decision was clear), "adaptive+rest" (a close call: the rest heard too)
     sampling: str = ""
-    rechecked: bool | None = None  # adaptive analysis: the rest of the track was heard (None: not adaptive)
+    rechecked: bool | None = None  # adaptive analysis: more than the first pass was heard (None: not adaptive)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
