@@ -283,9 +283,8 @@ def build_runtimes(model: Any, names: Sequence[str], *, threads: int) -> list[Ru
     for name in names:
         rt = Runtime(name)
         try:
-            missing = [m for m in NEEDS.get(name, ()) if not _importable(m)]
-            if missing:
-                import_optional(missing[0])  # raises NotInstalled with the import's own reason
+            for module in NEEDS.get(name, ()):
+                import_optional(module)  # NotInstalled, with the import's own reason
             if name == "tf-f32":
                 rt.predict, rt.version = tf_runtime(model), f"tensorflow {tf.__version__}"
                 rt.notes = "rewrites: " + str(len(model.rewrites))
@@ -310,14 +309,6 @@ def build_runtimes(model: Any, names: Sequence[str], *, threads: int) -> list[Ru
             rt.status = f"failed: {type(exc).__name__}: {first[:300]}"
         out.append(rt)
     return out
-
-
-def _importable(module: str) -> bool:
-    try:
-        import_optional(module)
-    except NotInstalled:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", default="", help="thread counts, comma-separated (default: all cores, then 1)")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds (the median is reported)")
     ap.add_argument("--batches", type=int, default=2, help="batches of CPU_BATCH chunks per timed call")
+    ap.add_argument("--no-compare", action="store_true",
+                    help="timing only: skip predicting every chunk with every runtime (the decision figures)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     # internal: one thread count in a fresh process
     ap.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
@@ -566,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child-out", str(out), "--inputs", str(inputs),
                    "--threads", str(n), "--runtimes", ",".join(runtimes), "--repeats", str(args.repeats),
                    "--batches", str(args.batches), "--vocabulary", ",".join(vocabs)]
-            if i == 0:
+            if i == 0 and not args.no_compare:
                 cmd.append("--accuracy")
             r = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if r.returncode != 0 or not out.exists():
