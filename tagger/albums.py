@@ -14,7 +14,9 @@ Artists", or, without an album artist, many distinct artists (at least 3, and at
 many as the album has tracks; "A feat. B" counts as A).
 
 **The album decision.** The album's scores are the mean of its tracks' scores weighted by the
-seconds of audio analysed (a 40-second interlude weighs less than a 9-minute track); top-k and
+tracks' lengths, up to ``--max-analysis-seconds`` (what a whole-track analysis hears: a 40-second
+interlude weighs less than a 9-minute track, however much of each a sampled or adaptive
+analysis heard, so that adaptive analysis weighs an album as ``--whole-track`` does); top-k and
 the threshold are applied to them as to a track. Every track gets the album's genres, except a
 *dissenter*: a track whose own best genre is not among the album's and which the model is sure
 of on its own (best score at least ``dissent``, ``--album-dissent``); it keeps its own genres.
@@ -175,8 +177,8 @@ def compilation_reason(tracks: Sequence[TrackTags]) -> str:
 
 
 def album_scores(scores: Sequence[np.ndarray], weights: Sequence[float], aggregation: str = "mean") -> np.ndarray:
-    """The album's score per label: the tracks' scores averaged, weighted by the seconds of
-    audio analysed (a weight of 0 or less counts as 1 s: every analysed track counts), the way
+    """The album's score per label: the tracks' scores averaged, weighted by ``weights`` (seconds:
+    the tracks' lengths up to the cap; a weight of 0 or less counts as 1 s: every analysed track counts), the way
     the model aggregates chunks (``logit-mean``: the weighted mean of the tracks' logits, through
     the sigmoid), so that the album scores as its tracks' audio heard as one."""
     return weighted_scores(list(scores), [max(float(x), 1.0) for x in weights], aggregation)
@@ -185,7 +187,8 @@ def album_scores(scores: Sequence[np.ndarray], weights: Sequence[float], aggrega
 @dataclass(frozen=True)
 class Member:
     """A track of an album as the album decision sees it. ``scores``: its own (None: not
-    analysed, e.g. a person's genre under --on-existing skip); ``seconds``: audio analysed."""
+    analysed, e.g. a person's genre under --on-existing skip); ``seconds``: its weight, the track's
+    length up to the cap (the audio a whole-track analysis hears; the audio heard where unknown)."""
 
     path: str
     scores: np.ndarray | None = None

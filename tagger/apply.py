@@ -248,10 +248,17 @@ def album_decisions(held: Mapping[str, Scored], evidence: Mapping[str, tuple[Ana
     def member(p: str, tags: FileTags, scores: np.ndarray | None, seconds: float) -> al.Member:
         return al.Member(p, scores, seconds, tuple(tags.existing), bool(tags.tagger_owned), tags.owner_model)
 
+    def weight(duration: float | None, heard: float | None) -> float:
+        # what a whole-track run hears of the track (its length, up to the cap), so that how much
+        # of it a sampled or adaptive analysis heard does not move its album's scores
+        if duration and duration > 0:
+            return min(float(duration), float(o.max_analysis_seconds))
+        return float(heard or 0.0)
+
     for p in alone:  # loose singles: decided per track
         if p in held:
             s = held[p]
-            ad = al.decide_album([member(p, s.tags, s.scores, float(s.heard or 0.0))], meta.labels, **kw)
+            ad = al.decide_album([member(p, s.tags, s.scores, weight(s.duration, s.heard))], meta.labels, **kw)
             yield s, (ad.outcomes[p], "")
     for album in albums:
         if (stopping() and not o.dry_run) or any(al.scope_of(p) in open_scopes for p in album.paths):
@@ -260,16 +267,16 @@ def album_decisions(held: Mapping[str, Scored], evidence: Mapping[str, tuple[Ana
         for p in album.paths:
             if p in held:
                 s = held[p]
-                members.append(member(p, s.tags, s.scores, float(s.heard or 0.0)))
+                members.append(member(p, s.tags, s.scores, weight(s.duration, s.heard)))
             elif p in evidence:
                 a, row = evidence[p]
-                members.append(member(p, a.tags, None, float(a.heard or 0.0)))
+                members.append(member(p, a.tags, None, weight(a.duration, a.heard)))
                 row.album = album.name
             else:
                 found, info = others[p]
                 st = stored.get(p)
                 members.append(member(p, FileTags.of(info), None if st is None else np.asarray(st.scores, np.float32),
-                                      0.0 if st is None else st.seconds))
+                                      0.0 if st is None else weight(st.duration, st.seconds)))
         ad = al.decide_album(members, meta.labels, name=album.name, compilation=album.compilation, **kw)
         for m in members:
             outcome = ad.outcomes.get(m.path)

@@ -79,14 +79,16 @@ def decode(
     errors = []
     if path.suffix.lower() in SNDFILE_EXTS:
         try:
-            y, sr = _decode_sndfile(path, offset, duration)
+            seek = offset <= 0 or _seeks_true(path, _decode_sndfile)
+            y, sr = _decode_sndfile(path, offset, duration, seek=seek)
             return _resample(y, sr, sample_rate)
         except DecodeError:
             raise
         except Exception as exc:
             errors.append(f"libsndfile: {_short(exc)}")
     try:
-        y, sr = _decode_av(path, offset, duration)
+        seek = offset <= 0 or _seeks_true(path, _decode_av)
+        y, sr = _decode_av(path, offset, duration, seek=seek)
         return _resample(y, sr, sample_rate)
     except DecodeError:
         raise
@@ -191,20 +193,67 @@ def _mono(x: np.ndarray) -> np.ndarray:
     return y
 
 
-def _decode_sndfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+#: Where seeking was checked, per file (path, size, mtime): whether it lands where reading does.
+_SEEK_CHECKED: dict[tuple[str, int, int], bool] = {}
+SEEK_CHECK_AT, SEEK_CHECK_SECONDS = 1.0, 0.25
+
+
+def _seeks_true(path: Path, backend) -> bool:
+    """Whether seeking in ``path`` (with ``backend``: _decode_sndfile or _decode_av) lands on the
+    samples that reading from the start gives there. Not for every file it does: libsndfile lands
+    131 ms late in an Ogg Vorbis file of hyperrogue-music (its granule positions do not start
+    at zero), and a stretch read from there is another stretch of the track. Checked once per file
+    and process: a quarter second read at 1 s by seeking and by reading from the start. A file
+    that fails is read from the start and the audio before a stretch discarded (slower, right)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return True  # the decode itself will say what is wrong
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    known = _SEEK_CHECKED.get(key)
+    if known is not None:
+        return known
+    ok = True
+    try:
+        seq, sr = backend(path, 0.0, SEEK_CHECK_AT + SEEK_CHECK_SECONDS, seek=False)
+        i0 = int(round(SEEK_CHECK_AT * sr))
+        if seq.size > i0 + int(SEEK_CHECK_SECONDS * sr) // 2:
+            got, _ = backend(path, SEEK_CHECK_AT, SEEK_CHECK_SECONDS, seek=True)
+            n = min(got.size, seq.size - i0)
+            ok = n > 0 and bool(np.max(np.abs(got[:n] - seq[i0:i0 + n])) <= 1e-4)
+    except Exception:
+        ok = True  # a file the check cannot read: decoding says why
+    if not ok:
+        log.info("%s: seeking lands off the audio; stretches are read from the start instead", path)
+    if len(_SEEK_CHECKED) > 4096:
+        _SEEK_CHECKED.clear()
+    _SEEK_CHECKED[key] = ok
+    return ok
+
+
+def _decode_sndfile(path: Path, offset: float, duration: float | None, *, seek: bool = True) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     with sf.SoundFile(str(path)) as f:
         sr = f.samplerate
         start = int(round(max(offset, 0.0) * sr))
         total = f.frames if 0 < f.frames < UNKNOWN_FRAMES else None
+        buf = np.empty((BLOCK_FRAMES, f.channels), np.float32)  # one buffer, refilled
         if start:
             if total is not None and start >= total:
                 return np.zeros(0, np.float32), sr
-            f.seek(start)
+            if seek:
+                f.seek(start)
+            else:  # read up to the stretch and discard it
+                left = start
+                while left > 0:
+                    n = min(BLOCK_FRAMES, left)
+                    skipped = f.read(n, dtype="float32", always_2d=True, out=buf[:n])
+                    if skipped.shape[0] == 0:
+                        return np.zeros(0, np.float32), sr
+                    left -= skipped.shape[0]
         want = None if duration is None else int(round(duration * sr))
         parts, got = [], 0
-        buf = np.empty((BLOCK_FRAMES, f.channels), np.float32)  # one buffer, refilled
         while want is None or got < want:
             n = BLOCK_FRAMES if want is None else min(BLOCK_FRAMES, want - got)
             block = f.read(n, dtype="float32", always_2d=True, out=buf[:n])
@@ -248,7 +297,7 @@ def _probe_av(path: Path) -> AudioInfo:
         container.close()
 
 
-def _decode_av(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+def _decode_av(path: Path, offset: float, duration: float | None, *, seek: bool = True) -> tuple[np.ndarray, int]:
     import av
 
     container = _open_av(path)
@@ -262,7 +311,7 @@ def _decode_av(path: Path, offset: float, duration: float | None) -> tuple[np.nd
         # Vorbis among them, give planar float already and skip it); channels are averaged
         # below, rate is left alone so that every decoder feeds the same soxr resampler.
         resampler = None
-        if offset > 0:
+        if offset > 0 and seek:
             container.seek(int(offset * av.time_base), any_frame=False, backward=True)
         start = offset
         stop = None if duration is None else offset + duration

@@ -91,3 +91,33 @@ def test_aligned_stretches_make_the_whole_tracks_chunks(tmp_path):
     assert np.max(np.abs(got - whole[idx])) < 1e-3
     plain = extract_segments(decode_segments(str(path), segs, params=fp), params=fp)
     assert np.max(np.abs(plain[1:] - whole[idx[1:]])) > 1e-2  # a padded first frame, a shifted resampling
+
+
+def test_a_file_whose_seeking_lands_off_is_read_from_the_start(tmp_path, monkeypatch):
+    """Seeking is checked once per file against reading from the start; where it lands elsewhere
+    (libsndfile in some Ogg files), stretches are read from the start and the audio before them
+    discarded: the same samples either way."""
+    from tagger import decode as dec
+
+    path = _music(tmp_path / "m.wav", 44100)
+    whole = dec.decode(path, sample_rate=16000)
+    assert dec._seeks_true(path, dec._decode_sndfile)  # a WAV seeks true
+    y_seek, _ = dec._decode_sndfile(path, 7.3, 2.0, seek=True)
+    y_read, _ = dec._decode_sndfile(path, 7.3, 2.0, seek=False)
+    np.testing.assert_array_equal(y_seek, y_read)
+
+    real = dec._decode_sndfile
+
+    def lands_late(p, offset, duration, *, seek=True):  # a decoder whose seeks land 131 ms late
+        return real(p, offset + 0.131 if seek and offset > 0 else offset, duration, seek=seek)
+
+    other = _music(tmp_path / "o.wav", 44100)
+    assert not dec._seeks_true(other, lands_late)
+    monkeypatch.setattr(dec, "_decode_sndfile", lands_late)
+    got = dec.decode(other, sample_rate=16000, offset=11.968, duration=3.1, aligned=True)
+    start = int(round(11.968 * 16000))
+    assert np.max(np.abs(got - whole[start:start + got.size])) < 2e-5  # read, not sought: right
+    monkeypatch.setattr(dec, "_SEEK_CHECKED", {})  # without the check's answer the seek lands late
+    monkeypatch.setattr(dec, "_seeks_true", lambda p, backend: True)
+    off = dec.decode(other, sample_rate=16000, offset=11.968, duration=3.1, aligned=True)
+    assert np.max(np.abs(off - whole[start:start + off.size])) > 1e-2
