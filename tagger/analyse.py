@@ -137,7 +137,31 @@ def decode_segments(path: str, segments: Sequence[Segment], *, params) -> list[n
     turn into a :class:`~tagger.contracts.Failure` with :func:`failure_of`."""
     from tagger.decode import decode
 
+    cut = _cutter(path, segments, params)
+    if cut is not None:
+        return [cut(o, d) for o, d in segments]
     return [decode(path, sample_rate=params.sample_rate, offset=o, duration=d) for o, d in segments]
+
+
+def _cutter(path: str, segments: Sequence[Segment], params):
+    """For a file whose seeking lands off the audio (tagger.decode.seeks_true): a function cutting
+    stretches out of the whole file decoded once (each stretch read from the start would cost a
+    decode of everything before it). None where seeking is right, or nothing is sought."""
+    from tagger.decode import decode, seeks_true
+
+    if not any(o > 0 for o, _ in segments) or seeks_true(path):
+        return None
+    whole = decode(path, sample_rate=params.sample_rate)
+    sr = params.sample_rate
+
+    def cut(offset: float, duration: float | None) -> np.ndarray:
+        i0 = int(round(offset * sr))
+        y = whole[i0:] if duration is None else whole[i0:i0 + int(round(duration * sr))]
+        if y.size == 0:
+            raise DecodeError(path, "no audio frames decoded")
+        return np.ascontiguousarray(y)
+
+    return cut
 
 
 def decode_segments_aligned(path: str, segments: Sequence[Segment], *, params,
@@ -151,11 +175,15 @@ def decode_segments_aligned(path: str, segments: Sequence[Segment], *, params,
 
     lead = lead_samples(params)
     lead_s = lead / params.sample_rate
+    cut = _cutter(path, segments, params)
     audio, skips = [], []
     for o, d in segments:
         pre = lead_s if lead and o >= lead_s else 0.0
-        y = decode(path, sample_rate=params.sample_rate, offset=o - pre, duration=None if d is None else d + pre,
-                   aligned=True, source_rate=source_rate)
+        if cut is not None:  # the whole file decoded once: its own timeline, exactly
+            y = cut(o - pre, None if d is None else d + pre)
+        else:
+            y = decode(path, sample_rate=params.sample_rate, offset=o - pre, duration=None if d is None else d + pre,
+                       aligned=True, source_rate=source_rate)
         audio.append(y)
         skips.append(1 if pre else 0)
     return audio, skips

@@ -221,7 +221,8 @@ class ApplyStage:
 def album_decisions(held: Mapping[str, Scored], evidence: Mapping[str, tuple[Analysis, Row]],
                     others: Mapping[str, tuple[discover.Found, Any]], stored: Mapping[str, StoredAnalysis], *,
                     meta: ModelMeta, options: TagOptions, open_scopes: set[str],
-                    stopping: Callable[[], bool]) -> Iterator[tuple[Scored, AlbumPart]]:
+                    stopping: Callable[[], bool],
+                    recheck: Callable[[list[Any], Any], bool] | None = None) -> Iterator[tuple[Scored, AlbumPart]]:
     """Decide the albums of some album folders (:mod:`tagger.albums`): each track to apply, with
     its album's outcome for it, in order. Lazy: ``stopping()`` is asked before each album.
 
@@ -230,7 +231,9 @@ def album_decisions(held: Mapping[str, Scored], evidence: Mapping[str, tuple[Ana
     earlier runs, (Found, TagInfo), with their usable stored analyses ``stored``. Loose singles
     of ``held`` are decided alone; an album with a file in ``open_scopes`` (a folder with a file
     of this run not done), or met while stopping, is left whole for the next run (its held tracks
-    are not yielded). Other runs' tracks are yielded only where the album writes them a genre and
+    are not yielded). ``recheck(members, album_decision)``: True where the album is to be decided
+    again once more of its tracks was heard (adaptive analysis; its held tracks are not yielded).
+    Other runs' tracks are yielded only where the album writes them a genre and
     it is not a person's.
     """
     from tagger import albums as al
@@ -278,6 +281,8 @@ def album_decisions(held: Mapping[str, Scored], evidence: Mapping[str, tuple[Ana
                 members.append(member(p, FileTags.of(info), None if st is None else np.asarray(st.scores, np.float32),
                                       0.0 if st is None else weight(st.duration, st.seconds)))
         ad = al.decide_album(members, meta.labels, name=album.name, compilation=album.compilation, **kw)
+        if recheck is not None and recheck(members, ad):
+            continue
         for m in members:
             outcome = ad.outcomes.get(m.path)
             if outcome is None:

@@ -193,6 +193,15 @@ def _mono(x: np.ndarray) -> np.ndarray:
     return y
 
 
+def seeks_true(path: str | Path) -> bool:
+    """Whether seeking in ``path`` lands where reading from the start does, with the decoder
+    :func:`decode` uses first for it (see :func:`_seeks_true`). Callers that read several
+    stretches of a file that does not decode it whole once and cut them from it instead."""
+    path = Path(path)
+    backend = _decode_sndfile if path.suffix.lower() in SNDFILE_EXTS else _decode_av
+    return _seeks_true(path, backend)
+
+
 #: Where seeking was checked, per file (path, size, mtime): whether it lands where reading does.
 _SEEK_CHECKED: dict[tuple[str, int, int], bool] = {}
 SEEK_CHECK_AT, SEEK_CHECK_SECONDS = 1.0, 0.25

@@ -223,6 +223,7 @@ class Stats:
     rest: int = 0  # adaptive analysis: tracks whose sample was a close call, and the rest was heard too
     rest_seconds: float = 0.0  # audio those re-checks decoded (included in audio_seconds)
     extended: int = 0  # of ``rest``: first passes from the store of analyses, extended (not restarted)
+    album_rechecks: int = 0  # next stages heard because an album's decision was a close call
     stored: int = 0  # files decided from the store of analyses (not decoded, no model)
 
     def add_worker(self, a: Analysis) -> None:
@@ -404,6 +405,8 @@ class Tagger:
         self._evidence: dict[str, tuple[Analysis, Row]] = {}  # skipped with a person's genre
         self._scope_left: dict[str, int] = {}  # album folder -> this run's files in it not done yet
         self._by_scope: dict[str, list[str]] = {}  # album folder -> every file the walk found in it
+        self._again: set[str] = set()  # held tracks sent for another stage by their album's close call
+        self._streaming = False  # analyse tasks can be submitted (an album's close call can hear more)
         self._plan: Plan | None = None
         # adaptive analysis (the default): a sample first, more of the track where the decision is close
         self._nice = 0  # niceness the decode workers add to themselves (ray_backend.cpu_split)
@@ -578,16 +581,90 @@ class Tagger:
                 log.debug("%s: not part of its album this run (%s)", p, exc)
         stored = {} if self.state is None or not others else usable_analyses(
             self.state, [f for f, _ in others.values()], self.meta, self._sampling)
-        applied = 0
+        applied, deferred = 0, 0
+
+        def recheck(members, ad) -> bool:  # an album decision too close to call on samples: hear more
+            nonlocal deferred
+            extend = self._album_close_call(members, ad, held) if scopes is not None else []
+            if not extend:
+                return False
+            for m in members:  # the album waits, whole, for the next stages of its sampled tracks
+                if m.path not in held:
+                    continue
+                deferred += 1
+                if m.path in extend:
+                    self._extend_for_album(*held[m.path])
+                else:
+                    self._held[m.path] = held[m.path]
+            return True
+
         for s, album in album_decisions({p: v[0] for p, v in held.items()}, evidence, others, stored,
                                         meta=self.meta, options=self.options,
-                                        open_scopes=set(self._scope_left), stopping=lambda: bool(self.stop)):
+                                        open_scopes=set(self._scope_left), stopping=lambda: bool(self.stop),
+                                        recheck=recheck if self._adaptive and self._streaming else None):
             if s.path in held:
                 applied += 1
                 self._finish_analysed(s, held[s.path][1], album=album)
             else:
                 self._finish_analysed(s, others[s.path][0], album=album)
-        self.report.pending += len(held) - applied
+        self.report.pending += len(held) - applied - deferred
+
+    def _album_close_call(self, members, ad, held) -> list[str]:
+        """This run's sampled tracks of an album whose decision could change if they were heard
+        further: the album's scores (a length-weighted mean of its tracks') could move by the
+        length-weighted mean of their sampling bounds (tagger.adaptive.sampling_error; 0 for a track
+        heard whole or to its end). Tracks from the store, and from other runs, count as they are."""
+        if ad.scores is None:
+            return []
+        errors, weights, extend = [], [], []
+        for m in members:
+            if m.scores is None:
+                continue
+            e = 0.0
+            if m.path in held and held[m.path][0].analysis == "now":
+                e = self._sampling_bound(held[m.path][0])
+                if e > 0:
+                    extend.append(m.path)
+            errors.append(e)
+            weights.append(max(float(m.seconds), 1.0))
+        if not extend:
+            return []
+        error = float(np.dot(errors, weights) / np.sum(weights))
+        from tagger.model import close_call
+
+        if not close_call(ad.scores, top_k=self.options.top_k, min_confidence=self._thr, error=error):
+            return []
+        return extend
+
+    def _sampling_bound(self, s: Scored) -> float:
+        """The sampling bound on a track's scores after the stages it was heard in (0: heard whole)."""
+        ad = _adaptive()
+        parsed = ad.parse_spec(s.store_sampling or "")
+        if parsed is None:
+            return 0.0
+        share, nxt = ad.progress(s.duration, first_seconds=parsed[0], stage=parsed[1],
+                                 max_seconds=self.options.max_analysis_seconds, params=self.meta.features)
+        return 0.0 if nxt is None else ad.sampling_error(share, s.chunks)
+
+    def _extend_for_album(self, s: Scored, found: discover.Found) -> None:
+        """Queue the next stage of a held track whose album is a close call; it is held again,
+        with its album, once heard (its scores so far are the base its next stage combines with)."""
+        from tagger.albums import scope_of
+
+        ad = _adaptive()
+        parsed = ad.parse_spec(s.store_sampling or "")
+        assert parsed is not None  # only sampled tracks are extended
+        _, nxt = ad.progress(s.duration, first_seconds=parsed[0], stage=parsed[1],
+                             max_seconds=self.options.max_analysis_seconds, params=self.meta.features)
+        assert nxt is not None
+        self._priors[s.path] = Prior(s.scores, s.chunks, s.heard, s.embedding, None, s.size, s.mtime_ns,
+                                     logits=s.logits, stage=parsed[1], base=(s.scores, s.chunks),
+                                     extensions=1 if parsed[1] else 0)
+        self._rest_queue.append((found, nxt.segments))
+        self._again.add(s.path)
+        scope = scope_of(s.path)
+        self._scope_left[scope] = self._scope_left.get(scope, 0) + 1
+        self.stats.album_rechecks += 1
 
     # ------------------------------------------------------------------------------------
     def _process(self, todo: list[discover.Found], redecide: set[str] | None = None) -> None:
@@ -721,6 +798,13 @@ class Tagger:
         and write; keep submitting. ``slots``: how many analyse tasks the cluster runs at once
         (the rest of the limit in flight wait in Ray's queue, and their --file-timeout clock has
         not started)."""
+        self._streaming = True
+        try:
+            self._stream_tasks(st, predict, flush_size, handle, slots)
+        finally:
+            self._streaming = False
+
+    def _stream_tasks(self, st: Stream, predict, flush_size: int, handle, slots: int | None) -> None:
         from tagger.ray_backend import task_failure
 
         ready: list[Pending] = []  # analysed tracks waiting for a batch (or its end)
@@ -948,7 +1032,10 @@ class Tagger:
         until its album is decided (:meth:`_decide_albums`)."""
         if self._albums and album is None:
             self._held[s.path] = (s, found)
-            self.progress.advance()
+            if s.path in self._again:  # back from a stage its album wanted: counted once already
+                self._again.discard(s.path)
+            else:
+                self.progress.advance()
             self._done_with(s.path)
             return
         self.apply.apply(s, album=album)
@@ -976,7 +1063,10 @@ class Tagger:
 
     def _fail(self, found: discover.Found, kind: str, reason: str, a: Analysis | None = None) -> None:
         self.apply.failed(found.path, kind, reason, a)
-        self.progress.advance()
+        if found.path in self._again:  # counted once already (held for its album before)
+            self._again.discard(found.path)
+        else:
+            self.progress.advance()
         self._done_with(found.path)
 
 

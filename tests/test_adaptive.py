@@ -363,6 +363,48 @@ def test_stages_stop_once_the_decision_is_clear_and_a_stored_stage_is_extended(t
                                atol=2e-5)
 
 
+@pytest.mark.usefixtures("ray_session")
+def test_an_albums_close_call_hears_its_tracks_further_until_it_is_clear(tmp_path, tiny_model, monkeypatch):
+    """Each track's own decision is clear on its first pass, but the album's (the tracks' scores
+    weighted by their lengths) is close under the tracks' sampling bounds: its tracks are heard
+    stage by stage, the album held, until it is clear (here: until they are heard to the end),
+    and it is then decided as a whole-track run decides it."""
+    import mutagen
+
+    lib = tmp_path / "lib"
+    paths = []
+    for i in range(2):
+        p = long_track(lib / "LP" / f"{i:02d}.flac", seconds=80.0 + 30 * i)
+        f = mutagen.File(p)
+        if f.tags is None:
+            f.add_tags()
+        f.tags["ALBUM"], f.tags["ALBUMARTIST"] = ["LP"], ["X"]
+        f.save()
+        paths.append(p)
+
+    def run(name, *extra):
+        report = tmp_path / f"{name}.json"
+        r = CliRunner().invoke(main, ["tag", str(lib), "--model", str(tiny_model.weights), "--state-db",
+                                      str(tmp_path / f"{name}.db"), "--min-confidence", "0", "--report", str(report),
+                                      "--dry-run", *extra], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        data = json.loads(report.read_text())
+        return {row["path"]: row for row in data["files"]}, data["timing"]
+
+    whole, _ = run("whole", "--whole-track")
+    monkeypatch.setattr(adaptive, "needs_rest", lambda *a, **k: False)  # every track's own decision: clear
+    alone, timing = run("alone", "--no-albums")
+    assert timing["album_rechecks"] == 0 and {r["sampling"] for r in alone.values()} == {"adaptive"}
+    monkeypatch.setattr(adaptive, "SAMPLING_ERROR", 50.0)  # and every album decision on samples: close
+    rows, timing = run("album")
+    assert timing["album_rechecks"] >= 2 and timing["rest"] == 2
+    for p in paths:
+        row, w = rows[str(p)], whole[str(p)]
+        assert row["sampling"] == "adaptive+rest" and row["chunks"] == w["chunks"], row
+        assert row["written"] == w["written"] and row["genre_from"] == w["genre_from"] == "album"
+    assert len(rows) == 2  # each file once, whatever it took
+
+
 def test_both_ways_of_choosing_audio_on_one_command_line_is_a_usage_error():
     from tagger.config import resolve
     from tagger.errors import CommandLineError

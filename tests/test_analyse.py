@@ -121,3 +121,39 @@ def test_a_file_whose_seeking_lands_off_is_read_from_the_start(tmp_path, monkeyp
     monkeypatch.setattr(dec, "_seeks_true", lambda p, backend: True)
     off = dec.decode(other, sample_rate=16000, offset=11.968, duration=3.1, aligned=True)
     assert np.max(np.abs(off - whole[start:start + off.size])) > 1e-2
+
+
+def test_stretches_of_a_file_that_seeks_off_are_cut_from_one_whole_decode(tmp_path, monkeypatch):
+    """A file whose seeking lands off is decoded whole once per task and its stretches cut from it
+    (reading each from the start would decode everything before each of them): the same samples."""
+    from tagger import decode as dec
+    from tagger.analyse import decode_segments, decode_segments_aligned
+    from tagger.features import FeatureParams
+
+    fp = FeatureParams(kind="logmel", sample_rate=16000, n_fft=512, hop_length=256, n_mels=32, chunk_frames=187,
+                       chunk_hop_frames=187)
+    path = _music(tmp_path / "m.wav", 44100)
+    segs = [(2.992, 3.1041), (11.968, 3.1041), (35.904, None)]
+    want_aligned, skips = decode_segments_aligned(str(path), segs, params=fp)
+    want_plain = decode_segments(str(path), segs, params=fp)
+    calls = []
+    real = dec.decode
+
+    def counting(*a, **k):
+        calls.append(k.get("offset", 0.0))
+        return real(*a, **k)
+
+    monkeypatch.setattr(dec, "seeks_true", lambda p: False)
+    monkeypatch.setattr(dec, "decode", counting)
+    got, skips2 = decode_segments_aligned(str(path), segs, params=fp)
+    assert calls == [0.0] and skips2 == skips  # one whole decode, nothing sought
+    for a, b in zip(got, want_aligned, strict=True):
+        assert a.shape == b.shape and np.max(np.abs(a - b)) < 2e-5
+    calls.clear()
+    got = decode_segments(str(path), segs, params=fp)
+    assert calls == [0.0]
+    whole = real(path, sample_rate=16000)
+    for (o, _), a, b in zip(segs, got, want_plain, strict=True):
+        assert abs(a.size - b.size) <= 1  # the same stretches, cut from the whole track's timeline
+        i0 = int(round(o * 16000))
+        np.testing.assert_array_equal(a, whole[i0:i0 + a.size])
