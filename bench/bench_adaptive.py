@@ -58,6 +58,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-seconds", type=float, default=60.0)
     ap.add_argument("--vocabulary", default=None, help="default: what tagger tag uses")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--on-existing", default="skip", choices=("skip", "replace"),
+                    help="replace: analyse the files that carry a genre already too (every run alike)")
     ap.add_argument("--runs", default=",".join(n for n, _ in RUNS))
     ap.add_argument("--work", type=Path, default=bt.DEFAULT_WORK / "adaptive")
     ap.add_argument("--json", type=Path)
@@ -97,6 +99,7 @@ def main(argv=None) -> int:
                                   audio_s, processes)
     loads.append(bt.loadavg())
     extra = ["--workers", str(args.workers)] if args.workers else []
+    extra += ["--on-existing", args.on_existing]
     wanted = args.runs.split(",")
     for name, flags in RUNS:
         if name not in wanted:
