@@ -19,13 +19,14 @@ stage is heard when the written genres, the top-k order or the threshold compari
 if every score moved by up to :func:`sampling_error` (``SAMPLING_ERROR * sqrt((1 - f) / n)`` for
 n chunks heard, a share f of the track: the standard error of a mean of n of the track's chunks,
 with the finite-population correction) plus the bfloat16 bound. When every stage has been heard,
-the chunks are exactly the whole-track run's, so the scores are its scores, up to float rounding
-and the few edge frames of each stretch decoded on its own.
+the chunks are exactly the whole-track run's, so the scores are its scores, to float rounding:
+each stretch is decoded as the whole track has it (``tagger.decode.decode_aligned``, one frame of
+lead-in dropped by ``tagger.features.extract``).
 
 The constant was measured on 192 real full-length tracks (game soundtracks, seven Debian
 packages: ``bench/calibrate_adaptive.py``, docs/benchmarks.md "Adaptive analysis"): the largest
 change of a decision score between a stage's sample and the whole track, times sqrt(n / (1 - f)),
-with a safety factor over the largest value seen.
+rounded up above the largest value seen.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ import numpy as np
 FIRST_SECONDS = 30.0
 
 #: The sampling error of a track score after hearing n chunks, a share f of the track:
-#: SAMPLING_ERROR * sqrt((1 - f) / n). 1.27x the largest value measured (0.63).
+#: SAMPLING_ERROR * sqrt((1 - f) / n). Above the largest value measured (0.747 over 445 sampled
+#: stages of 192 real tracks; 99th percentile 0.40): docs/benchmarks.md "The bound".
 SAMPLING_ERROR = 0.8
 
 #: A stage that would hear at least this share of the track's chunks hears all the rest instead
