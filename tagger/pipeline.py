@@ -636,30 +636,33 @@ class Tagger:
             return []
         return extend
 
-    def _sampling_bound(self, s: Scored) -> float:
-        """The sampling bound on a track's scores after the stages it was heard in (0: heard whole)."""
+    def _progress_of(self, s: Scored):
+        """(stage, share heard, next stage) of a held track's adaptive analysis; None for a track
+        heard whole or to its end (nothing left to hear)."""
         ad = _adaptive()
         parsed = ad.parse_spec(s.store_sampling or "")
         if parsed is None:
-            return 0.0
+            return None
         share, nxt = ad.progress(s.duration, first_seconds=parsed[0], stage=parsed[1],
                                  max_seconds=self.options.max_analysis_seconds, params=self.meta.features)
-        return 0.0 if nxt is None else ad.sampling_error(share, s.chunks)
+        return None if nxt is None else (parsed[1], share, nxt)
+
+    def _sampling_bound(self, s: Scored) -> float:
+        """The sampling bound on a track's scores after the stages it was heard in (0: heard whole)."""
+        at = self._progress_of(s)
+        return 0.0 if at is None else _adaptive().sampling_error(at[1], s.chunks)
 
     def _extend_for_album(self, s: Scored, found: discover.Found) -> None:
         """Queue the next stage of a held track whose album is a close call; it is held again,
         with its album, once heard (its scores so far are the base its next stage combines with)."""
         from tagger.albums import scope_of
 
-        ad = _adaptive()
-        parsed = ad.parse_spec(s.store_sampling or "")
-        assert parsed is not None  # only sampled tracks are extended
-        _, nxt = ad.progress(s.duration, first_seconds=parsed[0], stage=parsed[1],
-                             max_seconds=self.options.max_analysis_seconds, params=self.meta.features)
-        assert nxt is not None
+        at = self._progress_of(s)
+        assert at is not None  # only tracks with more to hear are extended
+        stage, _, nxt = at
         self._priors[s.path] = Prior(s.scores, s.chunks, s.heard, s.embedding, None, s.size, s.mtime_ns,
-                                     logits=s.logits, stage=parsed[1], base=(s.scores, s.chunks),
-                                     extensions=1 if parsed[1] else 0)
+                                     logits=s.logits, stage=stage, base=(s.scores, s.chunks),
+                                     extensions=1 if stage else 0)
         self._rest_queue.append((found, nxt.segments))
         self._again.add(s.path)
         scope = scope_of(s.path)
