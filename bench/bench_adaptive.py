@@ -19,7 +19,7 @@ each has its own state database, so none decides from another's analyses):
   c      decode-only: every file decoded whole at the model's rate in one process per core
          (bench_throughput's run c): the practical limit of this machine for these files
   whole  ``--whole-track`` (the default before issue 19)
-  adapt  the default: adaptive analysis (a 60 s sample; the rest where the decision is close)
+  adapt  the default: adaptive analysis (a 30 s first pass; more stages where the decision is close)
   s30    ``--analysis-seconds 30`` (fixed sample, no re-check)
   s60    ``--analysis-seconds 60``
 

@@ -1,3 +1,3 @@
 """tagger: batch music-library genre tagger."""
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"

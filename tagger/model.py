@@ -256,7 +256,7 @@ def head_bf16_error(scores: np.ndarray, column_norms: np.ndarray, *, chunks: int
 
 
 def close_call(scores: np.ndarray, *, top_k: int, min_confidence: float | np.ndarray, chunks: int = 1,
-               error: float | np.ndarray | None = None) -> bool:
+               error: float | np.ndarray | None = None, ranking: bool = True) -> bool:
     """Whether a decision on ``scores`` could change if every score moved by up to ``error``.
 
     scores: (n_labels,) track scores, the mean over ``chunks`` chunks. ``min_confidence``: the
@@ -270,6 +270,11 @@ def close_call(scores: np.ndarray, *, top_k: int, min_confidence: float | np.nda
     are the same. The pipeline re-computes such a track in float32, so a bfloat16 run writes
     (and ranks first) what a float32 run would.
     ``error`` None: the bfloat16 bound for a track of ``chunks`` chunks.
+    ``ranking`` False: only what is written counts (the genres that qualify, up to ``top_k``, and
+    their order), not the ranking of labels that cannot qualify: a track none of whose scores can
+    reach its threshold is clear however close its best two are. Adaptive analysis decides so
+    (tagger.adaptive.needs_rest): hearing more of a track could change only its scores, and
+    what is written is what must not change.
     """
     if error is None:
         error = BF16_ERROR + BF16_ERROR_CHUNK / max(1, chunks)
@@ -281,9 +286,11 @@ def close_call(scores: np.ndarray, *, top_k: int, min_confidence: float | np.nda
         return bool(idx.size > 1 and np.any(scores[idx[:-1]] - scores[idx[1:]] < err[idx[:-1]] + err[idx[1:]]))
 
     top = order[: top_k + 1]
-    if swap(top):
+    if ranking and swap(top):
         return True
     thr = np.asarray(min_confidence, dtype=np.float64)
+    if not ranking and thr.ndim == 0:  # the per-label rule below, which reads only labels that could qualify
+        thr = np.full(scores.shape, float(thr))
     if thr.ndim == 0:
         best = top[:top_k]
         return bool(np.any(np.abs(scores[best] - float(thr)) < err[best]))

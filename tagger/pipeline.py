@@ -632,7 +632,7 @@ class Tagger:
         error = float(np.dot(errors, weights) / np.sum(weights))
         from tagger.model import close_call
 
-        if not close_call(ad.scores, top_k=self.options.top_k, min_confidence=self._thr, error=error):
+        if not close_call(ad.scores, top_k=self.options.top_k, min_confidence=self._thr, error=error, ranking=False):
             return []
         return extend
 

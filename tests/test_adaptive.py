@@ -157,6 +157,46 @@ def test_the_re_check_rule_follows_the_margins_and_what_was_heard():
     assert adaptive.sampling_error(0.75, 4) == pytest.approx(adaptive.SAMPLING_ERROR / 4)
 
 
+def test_a_track_nothing_of_which_can_be_written_is_clear_however_close_its_best_two_are():
+    # what is written must not change (tagger.model.close_call ranking=False), not the ranking below it
+    unwritten = np.array([0.22, 0.21, 0.05, 0.02])
+    # 30 chunks, 30% of the track: every score may move 0.8 * sqrt(0.7 / 30) = 0.12 (and bfloat16's bound)
+    assert not adaptive.needs_rest(unwritten, share=0.3, chunks=30, top_k=1, min_confidence=0.4)
+    from tagger.model import close_call
+
+    assert close_call(unwritten, top_k=1, min_confidence=0.4, error=0.05)  # bfloat16's rule reads the ranking
+    assert not close_call(unwritten, top_k=1, min_confidence=0.4, error=0.05, ranking=False)
+    # one that could reach the threshold, and one that could overtake a written genre, still count
+    assert adaptive.needs_rest(np.array([0.3, 0.29, 0.05]), share=0.3, chunks=30, top_k=1, min_confidence=0.4)
+    assert adaptive.needs_rest(np.array([0.62, 0.58, 0.05]), share=0.3, chunks=30, top_k=1, min_confidence=0.4)
+
+
+@pytest.mark.parametrize("per_label", [False, True])
+def test_a_clear_call_writes_the_same_wherever_the_scores_move_within_the_error(per_label):
+    """The property needs_rest relies on: where close_call(ranking=False) says clear, every move
+    of every score by less than the error writes the same genres in the same order."""
+    from tagger.aggregate import decide
+    from tagger.model import close_call
+
+    labels = ("blues", "classical", "country", "disco", "hiphop")
+    rng = np.random.default_rng(7)
+    clear = 0
+    for _ in range(600):
+        s = rng.random(5) * rng.choice([0.5, 1.0])
+        k, err = int(rng.integers(1, 4)), float(rng.choice([0.02, 0.05, 0.1]))
+        thr = rng.uniform(0.2, 0.6, 5) if per_label else float(rng.uniform(0.2, 0.6))
+        if close_call(s, top_k=k, min_confidence=thr, error=err, ranking=False):
+            continue
+        clear += 1
+        kw = ({"thresholds": dict(zip(labels, map(float, thr))), "min_confidence": 1.0} if per_label
+              else {"min_confidence": thr})
+        base = decide(s, labels, top_k=k, **kw).genres
+        for _ in range(30):
+            moved = np.clip(s + rng.uniform(-err, err, 5) * 0.999, 0.0, 1.0)
+            assert decide(moved, labels, top_k=k, **kw).genres == base, (s, moved, thr, k)
+    assert clear > 100
+
+
 def test_combining_chunk_means_is_the_mean_over_every_chunk():
     rng = np.random.default_rng(3)
     a, b = rng.random((7, 5)), rng.random((19, 5))
