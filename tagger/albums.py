@@ -20,6 +20,8 @@ analysis heard, so that adaptive analysis weighs an album as ``--whole-track`` d
 the threshold are applied to them as to a track. Every track gets the album's genres, except a
 *dissenter*: a track whose own best genre is not among the album's and which the model is sure
 of on its own (best score at least ``dissent``, ``--album-dissent``); it keeps its own genres.
+(Under adaptive analysis a sampled track whose dissent could change within its sampling bound,
+:func:`dissent_close`, is heard further before its album is decided: tagger.pipeline.)
 An album that reaches no threshold is decided per track (as without ``--albums``).
 
 **A person's genres** (item 3): under ``--on-existing skip`` a person's genre on some tracks of an
@@ -231,6 +233,27 @@ class AlbumDecision:
         return sorted(p for p, o in self.outcomes.items() if o.dissent)
 
 
+def dissent_close(scores: np.ndarray, album_labels: Sequence[int], *, dissent: float, error: float) -> bool:
+    """Whether a track's dissent from its album (:func:`dissents`) could change if each of its
+    ``scores`` moved by up to ``error`` (a sampled track's bound, tagger.adaptive.sampling_error):
+    another label could become its best and the answer differ with it, or its best could cross
+    ``dissent``. ``album_labels``: the indices of the album's genres."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0 or error <= 0:
+        return False
+    album = {int(i) for i in album_labels}
+    outcomes = set()
+    for i in np.flatnonzero(s > s.max() - 2 * error):  # every label that could be the best
+        if int(i) in album:
+            outcomes.add(False)
+            continue
+        if s[i] + error >= dissent:
+            outcomes.add(True)
+        if s[i] - error < dissent:
+            outcomes.add(False)
+    return len(outcomes) > 1
+
+
 def dissents(track: Decision, album: Decision, *, dissent: float) -> bool:
     """Whether a track strongly and confidently disagrees with its album: its own best genre is
     not among the album's genres and scores at least ``dissent`` on the track alone."""
@@ -330,4 +353,5 @@ def overruled(outcome: TrackOutcome) -> bool:
 
 __all__ = ["DEFAULT_DISSENT", "GENRE_FROM_ALBUM", "GENRE_FROM_TRACK", "SKIP", "UNCERTAIN", "Album",
            "AlbumDecision", "Member", "TrackOutcome", "TrackTags", "album_scores", "compilation_reason",
-           "decide_album", "dissents", "group", "is_various", "overruled", "primary_artist", "scope_of"]
+           "decide_album", "dissent_close", "dissents", "group", "is_various", "overruled", "primary_artist",
+           "scope_of"]

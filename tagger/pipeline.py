@@ -611,12 +611,19 @@ class Tagger:
 
     def _album_close_call(self, members, ad, held) -> list[str]:
         """This run's sampled tracks of an album whose decision could change if they were heard
-        further: the album's scores (a length-weighted mean of its tracks') could move by the
-        length-weighted mean of their sampling bounds (tagger.adaptive.sampling_error; 0 for a track
-        heard whole or to its end). Tracks from the store, and from other runs, count as they are."""
+        further: all of them where the album's scores (a length-weighted mean of its tracks') could
+        move by the length-weighted mean of their sampling bounds (tagger.adaptive.sampling_error; 0
+        for a track heard whole or to its end) enough to change what the album writes; else those
+        whose dissent from the album's genres (``--album-dissent``, tagger.albums.dissent_close)
+        could change within their own bound. Tracks from the store, and from other runs, count as
+        they are."""
         if ad.scores is None:
             return []
-        errors, weights, extend = [], [], []
+        from tagger.albums import dissent_close
+
+        errors, weights, extend, dissent = [], [], [], []
+        album = ([self.meta.labels.index(r.label) for r in ad.decision.chosen]
+                 if ad.genres and ad.decision is not None and not ad.per_track else [])
         for m in members:
             if m.scores is None:
                 continue
@@ -625,6 +632,8 @@ class Tagger:
                 e = self._sampling_bound(held[m.path][0])
                 if e > 0:
                     extend.append(m.path)
+                    if album and dissent_close(m.scores, album, dissent=self.options.album_dissent, error=e):
+                        dissent.append(m.path)
             errors.append(e)
             weights.append(max(float(m.seconds), 1.0))
         if not extend:
@@ -633,7 +642,7 @@ class Tagger:
         from tagger.model import close_call
 
         if not close_call(ad.scores, top_k=self.options.top_k, min_confidence=self._thr, error=error, ranking=False):
-            return []
+            return dissent
         return extend
 
     def _progress_of(self, s: Scored):

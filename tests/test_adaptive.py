@@ -445,6 +445,61 @@ def test_an_albums_close_call_hears_its_tracks_further_until_it_is_clear(tmp_pat
     assert len(rows) == 2  # each file once, whatever it took
 
 
+def test_a_sampled_tracks_dissent_from_its_album_is_guarded_by_its_bound():
+    from tagger.albums import dissent_close
+
+    album = [0]  # the album's genre: label 0
+    # best 0.9 on label 1, not the album's: dissents, and stays so within 0.05
+    assert not dissent_close(np.array([0.05, 0.9, 0.05]), album, dissent=0.8, error=0.05)
+    # best 0.83, 0.03 over --album-dissent: within 0.05 it may not dissent
+    assert dissent_close(np.array([0.05, 0.83, 0.05]), album, dissent=0.8, error=0.05)
+    assert not dissent_close(np.array([0.05, 0.83, 0.05]), album, dissent=0.8, error=0.02)
+    # the album's genre close behind the best: the best may become the album's
+    assert dissent_close(np.array([0.82, 0.9, 0.05]), album, dissent=0.8, error=0.05)
+    # the best is the album's, and nothing else is near: no dissent either way
+    assert not dissent_close(np.array([0.9, 0.5, 0.05]), album, dissent=0.8, error=0.05)
+    # two non-album labels close, both sure: dissent either way
+    assert not dissent_close(np.array([0.1, 0.95, 0.93]), album, dissent=0.8, error=0.05)
+    assert not dissent_close(np.array([0.1, 0.83, 0.05]), album, dissent=0.8, error=0.0)  # heard whole
+
+
+def test_a_tracks_close_dissent_hears_it_further_though_its_album_is_clear(tmp_path, tiny_model, monkeypatch):
+    """The album's decision is clear, but whether a track keeps its own genre (--album-dissent)
+    could change within its sampling bound: that track is heard further (here to its end), and
+    only where the dissent is close."""
+    import mutagen
+
+    from tagger import albums as al
+    from tagger import model as tm
+
+    lib = tmp_path / "lib"
+    for i in range(2):
+        p = long_track(lib / "LP" / f"{i:02d}.flac", seconds=80.0 + 30 * i)
+        f = mutagen.File(p)
+        if f.tags is None:
+            f.add_tags()
+        f.tags["ALBUM"], f.tags["ALBUMARTIST"] = ["LP"], ["X"]
+        f.save()
+
+    def run(name):
+        report = tmp_path / f"{name}.json"
+        r = CliRunner().invoke(main, ["tag", str(lib), "--model", str(tiny_model.weights), "--state-db",
+                                      str(tmp_path / f"{name}.db"), "--min-confidence", "0", "--report", str(report),
+                                      "--dry-run"], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        data = json.loads(report.read_text())
+        return {row["path"]: row for row in data["files"]}, data["timing"]
+
+    monkeypatch.setattr(adaptive, "needs_rest", lambda *a, **k: False)  # every track's own decision: clear
+    monkeypatch.setattr(adaptive, "SAMPLING_ERROR", 50.0)  # bounds that cover everything
+    monkeypatch.setattr(tm, "close_call", lambda *a, **k: False)  # and the album's decision: clear
+    rows, timing = run("dissent")
+    assert timing["album_rechecks"] >= 2 and {r["sampling"] for r in rows.values()} == {"adaptive+rest"}
+    monkeypatch.setattr(al, "dissent_close", lambda *a, **k: False)  # no dissent in doubt: nothing more heard
+    rows, timing = run("clear")
+    assert timing["album_rechecks"] == 0 and {r["sampling"] for r in rows.values()} == {"adaptive"}
+
+
 def test_both_ways_of_choosing_audio_on_one_command_line_is_a_usage_error():
     from tagger.config import resolve
     from tagger.errors import CommandLineError
