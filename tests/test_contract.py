@@ -50,6 +50,29 @@ def test_log10p_matches_musicnn_formula():
     np.testing.assert_allclose(log_mel(y, params=p), np.log10(10000 * S + 1), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("over", [{}, {"htk": True, "mel_norm": None}, {"fmin": 30.0, "fmax": 6000.0, "power": 1.0},
+                                  {"sample_rate": 22050, "n_fft": 1024, "hop_length": 512, "n_mels": 128}])
+def test_log_mel_is_librosas_melspectrogram_bit_for_bit(over):
+    """log_mel builds the mel filter bank once (cached) instead of in every melspectrogram call:
+    the values must stay melspectrogram's exactly, for short stretches and whole tracks alike."""
+    import librosa
+
+    p = FeatureParams(**over)
+    rng = np.random.default_rng(3)
+    for seconds in (0.3, 3.2, 31.0):
+        y = (rng.standard_normal(int(seconds * p.sample_rate)) * 0.2).astype(np.float32)
+        S = librosa.feature.melspectrogram(y=y, sr=p.sample_rate, n_fft=p.n_fft, hop_length=p.hop_length,
+                                           n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax, power=p.power, htk=p.htk,
+                                           norm=p.mel_norm)
+        S = np.asarray(S, dtype=np.float32).T
+        want = (np.log10(p.log_scale * S + 1.0) if p.log == "log10p" else S)
+        if p.mean is not None:
+            want = want - p.mean
+        if p.std is not None:
+            want = want / p.std
+        np.testing.assert_array_equal(log_mel(y, params=p), want.astype(np.float32))
+
+
 def test_too_short_and_bad_audio_raise_parameter_error():
     p = FeatureParams(**TINY_FEATURES)
     with pytest.raises(ParameterError, match="too short"):
