@@ -247,7 +247,7 @@ def dissent_close(scores: np.ndarray, album_labels: Sequence[int], *, dissent: f
         if int(i) in album:
             outcomes.add(False)
             continue
-        if s[i] + error >= dissent:
+        if min(s[i] + error, 1.0) >= dissent:  # a score is at most 1
             outcomes.add(True)
         if s[i] - error < dissent:
             outcomes.add(False)
