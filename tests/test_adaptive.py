@@ -278,6 +278,34 @@ def long_track(path: Path, seconds: float = 150.0, sr: int = 22050) -> Path:
     return path
 
 
+def two_track_album(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A library of one album (two long tracks, album and album artist tagged): (library, tracks)."""
+    import mutagen
+
+    lib = tmp_path / "lib"
+    paths = []
+    for i in range(2):
+        p = long_track(lib / "LP" / f"{i:02d}.flac", seconds=80.0 + 30 * i)
+        f = mutagen.File(p)
+        if f.tags is None:
+            f.add_tags()
+        f.tags["ALBUM"], f.tags["ALBUMARTIST"] = ["LP"], ["X"]
+        f.save()
+        paths.append(p)
+    return lib, paths
+
+
+def album_run(tmp_path: Path, lib: Path, tiny_model, name: str, *extra: str):
+    """A dry run of the tiny model over ``lib`` with its own state database: (report rows by path, timing)."""
+    report = tmp_path / f"{name}.json"
+    r = CliRunner().invoke(main, ["tag", str(lib), "--model", str(tiny_model.weights), "--state-db",
+                                  str(tmp_path / f"{name}.db"), "--min-confidence", "0", "--report", str(report),
+                                  "--dry-run", *extra], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    data = json.loads(report.read_text())
+    return {row["path"]: row for row in data["files"]}, data["timing"]
+
+
 def cli(*args) -> tuple[int, str]:
     r = CliRunner().invoke(main, list(args))
     return r.exit_code, r.output
@@ -409,27 +437,10 @@ def test_an_albums_close_call_hears_its_tracks_further_until_it_is_clear(tmp_pat
     weighted by their lengths) is close under the tracks' sampling bounds: its tracks are heard
     stage by stage, the album held, until it is clear (here: until they are heard to the end),
     and it is then decided as a whole-track run decides it."""
-    import mutagen
-
-    lib = tmp_path / "lib"
-    paths = []
-    for i in range(2):
-        p = long_track(lib / "LP" / f"{i:02d}.flac", seconds=80.0 + 30 * i)
-        f = mutagen.File(p)
-        if f.tags is None:
-            f.add_tags()
-        f.tags["ALBUM"], f.tags["ALBUMARTIST"] = ["LP"], ["X"]
-        f.save()
-        paths.append(p)
+    lib, paths = two_track_album(tmp_path)
 
     def run(name, *extra):
-        report = tmp_path / f"{name}.json"
-        r = CliRunner().invoke(main, ["tag", str(lib), "--model", str(tiny_model.weights), "--state-db",
-                                      str(tmp_path / f"{name}.db"), "--min-confidence", "0", "--report", str(report),
-                                      "--dry-run", *extra], catch_exceptions=False)
-        assert r.exit_code == 0, r.output
-        data = json.loads(report.read_text())
-        return {row["path"]: row for row in data["files"]}, data["timing"]
+        return album_run(tmp_path, lib, tiny_model, name, *extra)
 
     whole, _ = run("whole", "--whole-track")
     monkeypatch.setattr(adaptive, "needs_rest", lambda *a, **k: False)  # every track's own decision: clear
@@ -463,32 +474,18 @@ def test_a_sampled_tracks_dissent_from_its_album_is_guarded_by_its_bound():
     assert not dissent_close(np.array([0.1, 0.83, 0.05]), album, dissent=0.8, error=0.0)  # heard whole
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_a_tracks_close_dissent_hears_it_further_though_its_album_is_clear(tmp_path, tiny_model, monkeypatch):
     """The album's decision is clear, but whether a track keeps its own genre (--album-dissent)
     could change within its sampling bound: that track is heard further (here to its end), and
     only where the dissent is close."""
-    import mutagen
-
     from tagger import albums as al
     from tagger import model as tm
 
-    lib = tmp_path / "lib"
-    for i in range(2):
-        p = long_track(lib / "LP" / f"{i:02d}.flac", seconds=80.0 + 30 * i)
-        f = mutagen.File(p)
-        if f.tags is None:
-            f.add_tags()
-        f.tags["ALBUM"], f.tags["ALBUMARTIST"] = ["LP"], ["X"]
-        f.save()
+    lib, _ = two_track_album(tmp_path)
 
     def run(name):
-        report = tmp_path / f"{name}.json"
-        r = CliRunner().invoke(main, ["tag", str(lib), "--model", str(tiny_model.weights), "--state-db",
-                                      str(tmp_path / f"{name}.db"), "--min-confidence", "0", "--report", str(report),
-                                      "--dry-run"], catch_exceptions=False)
-        assert r.exit_code == 0, r.output
-        data = json.loads(report.read_text())
-        return {row["path"]: row for row in data["files"]}, data["timing"]
+        return album_run(tmp_path, lib, tiny_model, name)
 
     monkeypatch.setattr(adaptive, "needs_rest", lambda *a, **k: False)  # every track's own decision: clear
     monkeypatch.setattr(adaptive, "SAMPLING_ERROR", 50.0)  # bounds that cover everything
